@@ -1,0 +1,32 @@
+"""talkinghead: few-shot neural talking heads (Zakharov et al., ICCV 2019).
+
+Importing the package has no side effects and does not import torch until a name that needs it is
+used: ``import talkinghead as th`` stays fast for the CLI.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first use)
+_LAZY = {
+    # errors
+    "TalkingHeadError": "errors",
+    "InputError": "errors",
+    "NoFaceError": "errors",
+    "WeightsError": "errors",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'talkinghead' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -1,0 +1,51 @@
+"""Shared fixtures: real faces from installed packages and the project's shared data folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """``$TALKINGHEAD_DATA`` or ``../shared/data`` beside the checkout, if present."""
+    env = os.environ.get("TALKINGHEAD_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if (cand / "MANIFEST.csv").is_file():
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    d = shared_data_dir()
+    if d is None:
+        pytest.skip("../shared/data is absent (set TALKINGHEAD_DATA to the data folder to run this test)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """(512, 512, 3) uint8 RGB public-domain photo of Eileen Collins (scikit-image)."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def grace_hopper_path() -> Path:
+    """Path to matplotlib's public-domain grace_hopper.jpg (512x600 RGB)."""
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+
+@pytest.fixture(scope="session")
+def grace_hopper(grace_hopper_path) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(str(grace_hopper_path), cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(bgr[:, :, ::-1])
