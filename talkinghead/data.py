@@ -1,0 +1,569 @@
+"""Preprocessing cache and K-shot episodes for meta-learning.
+
+``preprocess`` turns whole, uncropped clips into a compact cache; :class:`EpisodeDataset` serves
+K+1 frames of one video with their landmark images; :class:`EpisodeSampler` decides which video each
+episode comes from, deterministically, so that a resumed run sees exactly the episodes an
+uninterrupted run would have seen.
+
+Cache layout (one folder)::
+
+    CACHE/<video_id>.npz        one entry per usable video, written atomically:
+        jpeg        uint8 (N,)        JPEG bytes of all face crops, concatenated
+        offsets     int64 (T+1,)      crop t is jpeg[offsets[t]:offsets[t+1]]
+        landmarks   float32 (T,68,2)  iBUG 68 points in crop pixel coordinates
+        frame_index int64 (T,)        index of each crop's frame in the source clip
+        meta        str               JSON: video, identity, source, fps, crop size, counts
+    CACHE/<video_id>.skip.json  a clip that cannot be used, with the reason (a rerun skips it too)
+    CACHE/index.json            summary of the last run: entries and skipped clips with reasons
+
+Frames are subsampled: at most ``max_frames`` per clip, evenly spaced over the clip, so a 60 s clip
+costs about as much as a 10 s one. Frames where the detector finds no face are dropped (never
+duplicated or interpolated), and a clip left with fewer than ``min_frames`` crops is skipped as
+too short.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .atomic import atomic_path, atomic_write_text
+from .errors import InputError
+
+CACHE_VERSION = 1
+VIDEO_EXTENSIONS = (".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+# iBUG 300-W index of each point's mirror image (left <-> right), used to flip landmarks with the
+# frame. Points on the symmetry axis (nose bridge, nose tip, lip centres) map to themselves.
+IBUG_FLIP = np.array(
+    list(range(16, -1, -1))  # jaw 0-16
+    + list(range(26, 16, -1))  # brows 17-21 <-> 26-22
+    + [27, 28, 29, 30]  # nose bridge
+    + [35, 34, 33, 32, 31]  # lower nose
+    + [45, 44, 43, 42, 47, 46]  # left eye 36-41 <-> right eye 45-42, 47-46
+    + [39, 38, 37, 36, 41, 40]  # right eye 42-47 <-> left eye
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lip
+    + [64, 63, 62, 61, 60, 67, 66, 65],  # inner lip
+    dtype=np.int64,
+)
+
+
+def flip_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
+    """Mirror landmarks ``(..., 68, 2)`` horizontally in an image ``width`` pixels wide.
+
+    x becomes ``width - 1 - x`` (pixel centres at integers, OpenCV's convention, so that it matches
+    ``frame[:, ::-1]``) and left/right points swap places (:data:`IBUG_FLIP`), so point 36 is still
+    the outer corner of the eye on the image's left.
+    """
+    out = np.array(landmarks, dtype=np.float32, copy=True)[..., IBUG_FLIP, :]
+    out[..., 0] = (width - 1) - out[..., 0]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# cache entries
+# --------------------------------------------------------------------------------------------
+
+
+def video_id_for(path: str | os.PathLike) -> str:
+    """Stable cache name of a clip: its file stem plus a short hash of its resolved path."""
+    p = Path(path)
+    digest = hashlib.sha1(str(p.resolve()).encode("utf-8")).hexdigest()[:8]
+    return f"{p.stem}-{digest}"
+
+
+def write_entry(
+    path: str | os.PathLike,
+    crops: Sequence[np.ndarray],
+    landmarks: np.ndarray,
+    frame_index: Sequence[int] | None = None,
+    meta: dict | None = None,
+    jpeg_quality: int = 95,
+) -> Path:
+    """Write one cache entry atomically.
+
+    Args:
+        path: target ``.npz`` file.
+        crops: T face crops, uint8 ``(S, S, 3)`` RGB, all the same size.
+        landmarks: float32 ``(T, 68, 2)`` in crop pixels.
+        frame_index: source frame index of each crop (default ``0..T-1``).
+        meta: extra JSON-serialisable facts (video, identity, source, fps ...).
+    """
+    import cv2
+
+    landmarks = np.asarray(landmarks, dtype=np.float32)
+    if len(crops) == 0 or landmarks.shape != (len(crops), 68, 2):
+        raise ValueError(f"expected T crops and (T, 68, 2) landmarks, got {len(crops)} and {landmarks.shape}")
+    size = crops[0].shape[0]
+    chunks, offsets = [], [0]
+    for crop in crops:
+        if crop.shape != (size, size, 3) or crop.dtype != np.uint8:
+            raise ValueError(f"crops must be uint8 ({size}, {size}, 3), got {crop.dtype} {crop.shape}")
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        if not ok:
+            raise RuntimeError("OpenCV failed to encode a JPEG crop")
+        chunks.append(buf.reshape(-1))
+        offsets.append(offsets[-1] + buf.size)
+    meta = dict(meta or {})
+    meta.update(version=CACHE_VERSION, size=int(size), num_frames=len(crops))
+    frame_index = np.arange(len(crops)) if frame_index is None else np.asarray(frame_index)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:  # a file object keeps numpy from appending ".npz" to the temp name
+            np.savez(
+                fh,
+                jpeg=np.concatenate(chunks).astype(np.uint8),
+                offsets=np.asarray(offsets, dtype=np.int64),
+                landmarks=landmarks,
+                frame_index=frame_index.astype(np.int64),
+                meta=np.array(json.dumps(meta)),
+            )
+    return path
+
+
+@dataclass
+class CacheEntry:
+    """One video of the cache, loaded in memory: JPEG crops + landmarks ``(T, 68, 2)``."""
+
+    name: str
+    jpeg: np.ndarray
+    offsets: np.ndarray
+    landmarks: np.ndarray
+    frame_index: np.ndarray
+    meta: dict
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "CacheEntry":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(
+                    name=path.stem,
+                    jpeg=z["jpeg"],
+                    offsets=z["offsets"],
+                    landmarks=z["landmarks"],
+                    frame_index=z["frame_index"],
+                    meta=json.loads(str(z["meta"])),
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputError(f"{path} is not a readable cache entry ({exc}); delete it and run `talkinghead preprocess` again.") from exc
+
+    def __len__(self) -> int:
+        return len(self.landmarks)
+
+    def frame(self, t: int) -> np.ndarray:
+        """Crop ``t`` as uint8 ``(S, S, 3)`` RGB."""
+        import cv2
+
+        buf = self.jpeg[self.offsets[t] : self.offsets[t + 1]]
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def list_entries(cache_dir: str | os.PathLike) -> list[Path]:
+    """Sorted entry files of a cache; raises :class:`InputError` when there are none."""
+    cache_dir = Path(cache_dir)
+    if not cache_dir.is_dir():
+        raise InputError(f"{cache_dir} is not a folder; build a cache with `talkinghead preprocess VIDEOS -o {cache_dir}`.")
+    files = sorted(p for p in cache_dir.glob("*.npz") if not p.name.startswith("."))
+    if not files:
+        raise InputError(f"{cache_dir} holds no cache entries (*.npz); build it with `talkinghead preprocess VIDEOS -o {cache_dir}`.")
+    return files
+
+
+# --------------------------------------------------------------------------------------------
+# preprocessing
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PreprocessResult:
+    """Outcome for one clip: ``status`` is ``done``, ``exists`` or ``skipped`` (with ``reason``)."""
+
+    source: str
+    video_id: str
+    status: str
+    reason: str = ""
+    frames: int = 0
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, str]:
+    """``resolved clip path -> identity`` from a CSV with ``path`` and ``identity`` columns.
+
+    Relative paths are taken relative to the CSV's folder (as in ``shared/data/MANIFEST.csv``).
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise InputError(f"cannot read the manifest {path} ({exc.strerror}); check the path.") from exc
+    if not rows or "path" not in rows[0] or "identity" not in rows[0]:
+        raise InputError(f"{path} needs a header with `path` and `identity` columns.")
+    out = {}
+    for row in rows:
+        p = Path(row["path"])
+        p = p if p.is_absolute() else path.parent / p
+        out[str(p.resolve())] = row["identity"]
+    return out
+
+
+def expand_videos(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files given directly, plus the video files (by extension) found under given folders, sorted."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(q for q in p.rglob("*") if q.suffix.lower() in VIDEO_EXTENSIONS and q.is_file())
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise InputError(f"{p} does not exist; pass video files or folders holding them.")
+    return found
+
+
+def _subsample_indices(num_frames: int, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` indices evenly spaced over ``0..num_frames-1``."""
+    if num_frames <= max_frames:
+        return np.arange(num_frames)
+    return np.unique(np.round(np.linspace(0, num_frames - 1, max_frames)).astype(np.int64))
+
+
+def _read_subsampled(path: Path, max_frames: int) -> tuple[list[np.ndarray], list[int], float]:
+    """Stream a clip and keep about ``max_frames`` evenly spaced frames (uint8 RGB)."""
+    from .io import VideoReader
+
+    reader = VideoReader(path)
+    estimate = int(getattr(reader, "num_frames", 0) or 0)
+    # Keep every stride-th frame while streaming (memory stays bounded when the frame count is only
+    # estimated), then thin evenly to max_frames.
+    stride = max(1, estimate // max_frames) if estimate > 0 else 1
+    frames, index = [], []
+    for t, frame in enumerate(reader):
+        if t % stride == 0:
+            frames.append(frame)
+            index.append(t)
+            if estimate <= 0 and len(frames) > 4 * max_frames:  # unknown length: thin as we go
+                frames, index = frames[::2], index[::2]
+                stride *= 2
+    keep = _subsample_indices(len(frames), max_frames)
+    fps = float(getattr(reader, "fps", 0.0) or 0.0)
+    return [frames[i] for i in keep], [index[i] for i in keep], fps
+
+
+def preprocess_video(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    size: int = 256,
+    max_frames: int = 300,
+    min_frames: int = 9,
+    margin: float | None = None,
+    identity: str | None = None,
+    detector: str = "dlib",
+    jpeg_quality: int = 95,
+    overwrite: bool = False,
+) -> PreprocessResult:
+    """Crop the faces of one clip into ``out_dir/<video_id>.npz``.
+
+    Frames without a detected face are dropped. A clip that cannot be read, has no face, or keeps
+    fewer than ``min_frames`` crops gets a ``<video_id>.skip.json`` with the reason instead.
+    Returns ``exists`` without work when either file is already there (unless ``overwrite``).
+    """
+    from .landmarks import crop_from_landmarks, crop_image, track_video, transform_landmarks
+
+    path = Path(path)
+    out_dir = Path(out_dir)
+    vid = video_id_for(path)
+    entry, skip = out_dir / f"{vid}.npz", out_dir / f"{vid}.skip.json"
+    if not overwrite:
+        if entry.exists():
+            return PreprocessResult(str(path), vid, "exists")
+        if skip.exists():
+            reason = json.loads(skip.read_text(encoding="utf-8")).get("reason", "skipped earlier")
+            return PreprocessResult(str(path), vid, "skipped", reason)
+
+    def skipped(reason: str) -> PreprocessResult:
+        atomic_write_text(skip, json.dumps({"source": str(path), "reason": reason}, indent=1))
+        return PreprocessResult(str(path), vid, "skipped", reason)
+
+    try:
+        frames, index, fps = _read_subsampled(path, max_frames)
+    except Exception as exc:  # any decoder failure means the same thing to the user: unreadable
+        return skipped(f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+    if not frames:
+        return skipped("unreadable (no frames decoded)")
+    track = track_video(frames, backend=detector)
+    lms = np.asarray(track.landmarks, dtype=np.float32)
+    detected = ~np.asarray(track.missing, dtype=bool) & np.isfinite(lms).all(axis=(1, 2))
+    if not detected.any():
+        return skipped(f"no face in {len(frames)} sampled frames")
+    if detected.sum() < min_frames:
+        return skipped(f"too short ({int(detected.sum())} frames with a face of {len(frames)} sampled, need {min_frames})")
+    crops, crop_lms, kept = [], [], []
+    for t in np.flatnonzero(detected):
+        kwargs = {} if margin is None else {"margin": margin}
+        fc = crop_from_landmarks(lms[t], size, **kwargs)
+        crops.append(crop_image(frames[t], fc))
+        crop_lms.append(transform_landmarks(lms[t], fc))
+        kept.append(index[t])
+    h, w = frames[0].shape[:2]
+    meta = {
+        "video": vid,
+        "identity": identity if identity is not None else path.stem,
+        "source": str(path),
+        "fps": fps,
+        "source_size": [int(w), int(h)],
+        "sampled_frames": len(frames),
+        "detector": getattr(track, "backend", detector),
+    }
+    write_entry(entry, crops, np.stack(crop_lms), kept, meta, jpeg_quality=jpeg_quality)
+    return PreprocessResult(str(path), vid, "done", frames=len(crops))
+
+
+def _preprocess_job(kwargs: dict) -> PreprocessResult:
+    path = kwargs["path"]
+    try:
+        return preprocess_video(**kwargs)
+    except Exception as exc:  # report, don't kill the pool: one bad clip must not stop the other 72
+        return PreprocessResult(str(path), video_id_for(path), "failed", f"{type(exc).__name__}: {exc}")
+
+
+@dataclass
+class PreprocessReport:
+    results: list[PreprocessResult] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.count('done')} clips cropped, {self.count('exists')} already cached, "
+            f"{self.count('skipped')} skipped, {self.count('failed')} failed"
+        ]
+        for r in self.results:
+            if r.status in ("skipped", "failed"):
+                lines.append(f"  {r.status}: {r.source}: {r.reason}")
+        return "\n".join(lines)
+
+
+def preprocess(
+    videos: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    size: int = 256,
+    max_frames: int = 300,
+    min_frames: int = 9,
+    margin: float | None = None,
+    manifest: str | os.PathLike | None = None,
+    workers: int = 1,
+    detector: str = "dlib",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PreprocessReport:
+    """Preprocess clips (files or folders) into the cache ``out_dir``, in a process pool.
+
+    Resumable: clips already cached (or already skipped) are not redone. Writes ``index.json``.
+    """
+    from tqdm import tqdm
+
+    files = expand_videos(videos)
+    if not files:
+        raise InputError("no video files found in the given paths; pass .mp4/.mpg/... files or folders holding them.")
+    identities = read_manifest(manifest) if manifest else {}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [
+        dict(
+            path=p,
+            out_dir=out_dir,
+            size=size,
+            max_frames=max_frames,
+            min_frames=min_frames,
+            margin=margin,
+            identity=identities.get(str(p.resolve())),
+            detector=detector,
+            overwrite=overwrite,
+        )
+        for p in files
+    ]
+    report = PreprocessReport()
+    bar = tqdm(total=len(jobs), desc="preprocess", unit="clip", disable=not progress)
+    if workers <= 1:
+        for job in jobs:
+            report.results.append(_preprocess_job(job))
+            bar.update()
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        # spawn: workers start clean (no inherited OpenMP/torch thread state from the parent)
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_preprocess_job, job) for job in jobs]
+            for fut in cf.as_completed(futures):
+                report.results.append(fut.result())
+                bar.update()
+    bar.close()
+    order = {str(p): i for i, p in enumerate(files)}
+    report.results.sort(key=lambda r: order.get(r.source, 0))
+    index = {
+        "version": CACHE_VERSION,
+        "size": size,
+        "max_frames": max_frames,
+        "entries": [
+            {"video": r.video_id, "source": r.source, "frames": r.frames or None}
+            for r in report.results
+            if r.status in ("done", "exists")
+        ],
+        "skipped": [{"source": r.source, "status": r.status, "reason": r.reason} for r in report.results if r.status in ("skipped", "failed")],
+    }
+    atomic_write_text(out_dir / "index.json", json.dumps(index, indent=1))
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# episodes
+# --------------------------------------------------------------------------------------------
+
+
+class EpisodeSampler:
+    """Infinite, deterministic stream of ``(video_index, episode_seed)`` keys for one rank.
+
+    Epoch ``e`` shuffles the videos with ``seed`` and ``e``; with ``world_size`` ranks each rank takes
+    every ``world_size``-th video of that order (padded by wrapping, as ``DistributedSampler`` does),
+    so ranks see disjoint shares. Item ``n`` of a rank depends only on ``(seed, rank, n)``: a trainer
+    that consumed ``n`` items resumes with ``start=n`` and sees the very same episodes.
+    """
+
+    def __init__(self, num_videos: int, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0):
+        if num_videos < 1:
+            raise ValueError("num_videos must be >= 1")
+        self.num_videos, self.seed, self.rank, self.world_size = num_videos, seed, rank, world_size
+        self.start = start
+        self.per_rank = math.ceil(num_videos / world_size)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """This rank's video indices for ``epoch``, shape ``(per_rank,)``."""
+        perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_videos)
+        total = self.per_rank * self.world_size
+        perm = np.resize(perm, total)  # wraps around to pad
+        return perm[self.rank :: self.world_size]
+
+    def key(self, n: int) -> tuple[int, tuple[int, int, int]]:
+        epoch, j = divmod(n, self.per_rank)
+        return int(self.order(epoch)[j]), (self.seed, self.rank, n)
+
+    def __iter__(self) -> Iterator[tuple[int, tuple[int, int, int]]]:
+        n = self.start
+        order, epoch = None, -1
+        while True:
+            e, j = divmod(n, self.per_rank)
+            if e != epoch:
+                order, epoch = self.order(e), e
+            yield int(order[j]), (self.seed, self.rank, n)
+            n += 1
+
+
+def _augment_matrix(rng: np.random.Generator, size: int, scale: float, shift: float) -> np.ndarray:
+    """A random 2x3 similarity (scale about the centre, then shift), in pixels of a ``size`` crop."""
+    s = 1.0 + rng.uniform(-scale, scale)
+    tx, ty = rng.uniform(-shift, shift, size=2) * size
+    c = (size - 1) / 2.0
+    return np.array([[s, 0.0, c - s * c + tx], [0.0, s, c - s * c + ty]], dtype=np.float64)
+
+
+class EpisodeDataset:
+    """K-shot episodes from a preprocessing cache (a map-style ``torch.utils.data`` dataset).
+
+    ``dataset[key]`` with ``key = (video_index, seed)`` (what :class:`EpisodeSampler` yields) or a
+    plain ``video_index`` returns a dict:
+
+    - ``frames``: float32 ``(K+1, 3, S, S)`` in [-1, 1]; the first K are the few shots, the last the target
+    - ``landmarks``: float32 ``(K+1, 3, S, S)`` landmark images in [-1, 1]
+    - ``video_index``: int64 scalar (row of the discriminator's W)
+
+    Augmentation (``augment=True``) keeps frames and landmarks consistent: one horizontal flip per
+    episode (image mirrored, landmarks mirrored with :data:`IBUG_FLIP`) and a small random
+    scale/shift per frame applied to the crop and its points with the same matrix.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike,
+        k: int = 8,
+        size: int | None = None,
+        augment: bool = True,
+        flip_p: float = 0.5,
+        scale: float = 0.05,
+        shift: float = 0.03,
+        preload: bool = True,
+    ):
+        self.files = list_entries(cache_dir)
+        self.cache_dir = Path(cache_dir)
+        self.k, self.augment, self.flip_p, self.scale, self.shift = k, augment, flip_p, scale, shift
+        self._entries: dict[int, CacheEntry] = {}
+        metas = []
+        for i, f in enumerate(self.files):
+            e = CacheEntry.load(f)
+            metas.append(e.meta)
+            if preload:
+                self._entries[i] = e
+        self.meta = metas
+        self.videos = [m.get("video", f.stem) for m, f in zip(metas, self.files)]
+        self.identities = [m.get("identity", v) for m, v in zip(metas, self.videos)]
+        self.cache_size = int(metas[0]["size"])
+        self.size = int(size or self.cache_size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def entry(self, i: int) -> CacheEntry:
+        if i not in self._entries:
+            self._entries[i] = CacheEntry.load(self.files[i])
+        return self._entries[i]
+
+    def __getitem__(self, key) -> dict:
+        import cv2
+        import torch
+
+        from .landmarks import landmark_images
+
+        if isinstance(key, (tuple, list)):
+            vi, seed = int(key[0]), key[1]
+        else:
+            vi, seed = int(key), (int(key),)
+        rng = np.random.default_rng(list(seed) if isinstance(seed, (tuple, list)) else seed)
+        entry = self.entry(vi)
+        n = self.k + 1
+        picks = rng.choice(len(entry), size=n, replace=len(entry) < n)
+        flip = self.augment and rng.random() < self.flip_p
+        S = self.size
+        frames, lms = [], []
+        for t in picks:
+            img = entry.frame(int(t))
+            lm = entry.landmarks[int(t)].astype(np.float64)
+            if img.shape[0] != S:
+                r = S / img.shape[0]
+                img = cv2.resize(img, (S, S), interpolation=cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR)
+                lm = (lm + 0.5) * r - 0.5  # pixel centres at integers
+            if self.augment:
+                M = _augment_matrix(rng, S, self.scale, self.shift)
+                img = cv2.warpAffine(img, M, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+                lm = lm @ M[:, :2].T + M[:, 2]
+            if flip:
+                img = img[:, ::-1]
+                lm = flip_landmarks(lm, S)
+            frames.append(np.ascontiguousarray(img))
+            lms.append(lm.astype(np.float32))
+        x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        y = landmark_images(np.stack(lms), S)
+        if y.dtype == torch.uint8:
+            y = y.float().div_(127.5).sub_(1.0)
+        return {"frames": x, "landmarks": y.float(), "video_index": torch.tensor(vi, dtype=torch.long)}
