@@ -1,0 +1,166 @@
+"""The paper's losses as named, weighted terms summed in one place.
+
+Generator side (embedder + generator, or G' during fine-tuning)::
+
+    total = sum_n w_content[n] * sum_l |phi_n,l(x) - phi_n,l(x_hat)|_1     content, per backbone n
+          + w_adv * (-mean r_hat)                                          adversarial
+          + w_fm  * sum_l |D_l(x, y) - D_l(x_hat, y)|_1                    feature matching
+          + w_mch * |e_hat - W_i|_1                                        embedding match (optional)
+
+Discriminator side: hinge, ``mean(relu(1 + r_hat)) + mean(relu(1 - r))``.
+
+Every ``|.|_1`` is a mean over elements (as ``F.l1_loss``), so the weights do not depend on image size.
+Each call returns ``(total, terms)`` where ``terms`` maps names to the *weighted* detached values that
+sum to ``total`` (plus ``"total"``), ready for logging without a GPU sync until the caller reads them.
+
+Weights (``LossWeights``) follow Zakharov et al. 2019: content 1e-2 (VGG19) and 2e-3 (VGGFace),
+adversarial 1, feature matching 10, embedding match 80. For the offline ST-LPIPS VGG16 backbone the
+content weight is 0.15 (our choice, not the paper's): that trunk takes ImageNet-normalised input like
+VGG19, while VGGFace takes 0-255 input, whose features came out 73x larger on the same trunk for a face
+and its blurred copy; 1e-2 + 73 * 2e-3 ~= 0.157 keeps the content term at the paper's magnitude.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+__all__ = ["LossWeights", "GeneratorLoss", "content_loss", "feature_matching_loss", "discriminator_loss"]
+
+
+@dataclass
+class LossWeights:
+    """Weights of every loss term; JSON round trip with ``to_dict``/``from_dict`` (saved with a run)."""
+
+    content_vgg19: float = 1e-2
+    content_vggface: float = 2e-3
+    content_stlpips: float = 0.15
+    adversarial: float = 1.0
+    feature_matching: float = 10.0
+    embedding_match: float = 80.0
+
+    def content_weight(self, backbone: str) -> float:
+        """Weight of the content term for a backbone name (``vgg19``, ``vggface``, ``st-lpips-vgg16``)."""
+        key = {"vgg19": "content_vgg19", "vggface": "content_vggface",
+               "st-lpips-vgg16": "content_stlpips"}.get(backbone)
+        if key is None:
+            raise KeyError(f"no content weight for backbone {backbone!r}")
+        return float(getattr(self, key))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LossWeights":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown loss weights {unknown}; known: {sorted(names)}")
+        return cls(**{k: float(v) for k, v in d.items()})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "LossWeights":
+        return cls.from_dict(json.loads(text))
+
+
+def _check_image(name: str, x: torch.Tensor) -> None:
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"{name} must be (B, 3, H, W) in [-1, 1], got {tuple(x.shape)}")
+
+
+def content_loss(backbone: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                 layer_weights: Sequence[float] | None = None) -> torch.Tensor:
+    """Unweighted ``sum_l lw_l * mean|phi_l(real) - phi_l(fake)|`` for one backbone; gradient flows to ``fake``.
+
+    ``real``, ``fake``: ``(B, 3, H, W)`` in [-1, 1]. Real features are computed without a graph.
+    """
+    with torch.no_grad():
+        feats_real = backbone(real)
+    feats_fake = backbone(fake)
+    lw = layer_weights if layer_weights is not None else (1.0,) * len(feats_fake)
+    if len(lw) != len(feats_fake):
+        raise ValueError(f"{len(lw)} layer weights for {len(feats_fake)} layers")
+    return sum(w * F.l1_loss(f, r) for w, f, r in zip(lw, feats_fake, feats_real))
+
+
+def feature_matching_loss(feats_real: Sequence[torch.Tensor], feats_fake: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Unweighted ``sum_l mean|D_l(real) - D_l(fake)|``; the real features are treated as constants."""
+    if len(feats_real) != len(feats_fake):
+        raise ValueError(f"feature lists differ in length: {len(feats_real)} real vs {len(feats_fake)} fake")
+    return sum(F.l1_loss(f, r.detach()) for r, f in zip(feats_real, feats_fake))
+
+
+def discriminator_loss(score_real: torch.Tensor, score_fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Hinge loss of D: ``mean(relu(1 + r_fake)) + mean(relu(1 - r_real))``; scores ``(B,)``.
+
+    Returns ``(total, {"d_real", "d_fake", "total", "score_real", "score_fake"})`` (detached values;
+    the two scores are means, for logging only).
+    """
+    d_real = F.relu(1.0 - score_real).mean()
+    d_fake = F.relu(1.0 + score_fake).mean()
+    total = d_real + d_fake
+    terms = {"d_real": d_real.detach(), "d_fake": d_fake.detach(), "total": total.detach(),
+             "score_real": score_real.detach().mean(), "score_fake": score_fake.detach().mean()}
+    return total, terms
+
+
+class GeneratorLoss(nn.Module):
+    """Loss of the embedder and generator (or of G' in fine-tuning).
+
+    ``backbones``: a :class:`talkinghead.perceptual.ContentBackbones` (or any iterable of
+    ``(name, module, layer_weights)``); ``None`` or empty leaves the content term out.
+    """
+
+    def __init__(self, weights: LossWeights | None = None, backbones=None):
+        super().__init__()
+        self.weights = weights if weights is not None else LossWeights()
+        self.backbones = backbones
+        if backbones is not None:
+            for name, _, _ in backbones:  # fail at construction, not at the first step
+                self.weights.content_weight(name)
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor, score_fake: torch.Tensor,
+                feats_real: Sequence[torch.Tensor], feats_fake: Sequence[torch.Tensor],
+                e_hat: torch.Tensor | None = None, w_i: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """Weighted sum of the terms.
+
+        Args:
+            real, fake: ``(B, 3, H, W)`` in [-1, 1]; gradients flow to ``fake``.
+            score_fake: ``(B,)`` realism scores of D for ``fake``.
+            feats_real, feats_fake: D's intermediate features for real and fake (same shapes per layer).
+            e_hat, w_i: ``(B, D)`` embedder output and D's video embedding ``W_i``; both or neither
+                (neither for fine-tuning and the feed-forward variant).
+
+        Returns:
+            ``(total, terms)``: ``terms`` has ``content_<backbone>`` per backbone, ``adversarial``,
+            ``feature_matching``, ``embedding_match`` (when given) and ``total``, each weighted and detached.
+        """
+        _check_image("real", real)
+        _check_image("fake", fake)
+        if real.shape != fake.shape:
+            raise ValueError(f"real {tuple(real.shape)} and fake {tuple(fake.shape)} differ in shape")
+        if (e_hat is None) != (w_i is None):
+            raise ValueError("give both e_hat and w_i for the embedding-match term, or neither")
+        w = self.weights
+        terms: dict[str, torch.Tensor] = {}
+        if self.backbones is not None:
+            for name, net, layer_weights in self.backbones:
+                terms[f"content_{name}"] = w.content_weight(name) * content_loss(net, real, fake, layer_weights)
+        terms["adversarial"] = w.adversarial * (-score_fake.mean())
+        terms["feature_matching"] = w.feature_matching * feature_matching_loss(feats_real, feats_fake)
+        if e_hat is not None:
+            if e_hat.shape != w_i.shape:
+                raise ValueError(f"e_hat {tuple(e_hat.shape)} and w_i {tuple(w_i.shape)} differ in shape")
+            terms["embedding_match"] = w.embedding_match * F.l1_loss(e_hat, w_i)
+        total = sum(terms.values())
+        logged = {k: v.detach() for k, v in terms.items()}
+        logged["total"] = total.detach()
+        return total, logged

@@ -1,0 +1,97 @@
+"""Loss terms: hinge values by hand, weights applied, named terms, finite values, gradients to the fake."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from talkinghead.losses import GeneratorLoss, LossWeights, discriminator_loss, feature_matching_loss
+from talkinghead.perceptual import build_content_backbones
+
+
+@pytest.fixture(scope="module")
+def backbones():
+    return build_content_backbones("stlpips")
+
+
+def _d_feats(x):
+    # stand-in for D's features: two maps that depend on the image
+    return [torch.tanh(x * 2), torch.nn.functional.avg_pool2d(x, 4)]
+
+
+def _batch(seed=0, size=32):
+    g = torch.Generator().manual_seed(seed)
+    real = torch.rand(2, 3, size, size, generator=g) * 2 - 1
+    fake = (torch.rand(2, 3, size, size, generator=g) * 2 - 1).requires_grad_(True)
+    return real, fake
+
+
+def test_hinge_values_by_hand():
+    real = torch.tensor([2.0, 0.5, -1.0])
+    fake = torch.tensor([-2.0, 0.0, 3.0])
+    total, terms = discriminator_loss(real, fake)
+    # relu(1 - r): 0, 0.5, 2 -> mean 5/6 ; relu(1 + r_hat): 0, 1, 4 -> mean 5/3
+    assert terms["d_real"].item() == pytest.approx(5 / 6)
+    assert terms["d_fake"].item() == pytest.approx(5 / 3)
+    assert total.item() == pytest.approx(5 / 6 + 5 / 3)
+    assert terms["total"].item() == pytest.approx(total.item())
+
+
+def test_generator_terms_named_finite_and_gradients_flow(backbones):
+    real, fake = _batch()
+    e_hat = torch.randn(2, 16, requires_grad=True)
+    w_i = torch.randn(2, 16, requires_grad=True)
+    score = (fake.mean(dim=(1, 2, 3)) * 3)
+    loss = GeneratorLoss(LossWeights(), backbones)
+    total, terms = loss(real, fake, score, _d_feats(real), _d_feats(fake), e_hat, w_i)
+    assert set(terms) == {"content_st-lpips-vgg16", "adversarial", "feature_matching", "embedding_match", "total"}
+    assert torch.isfinite(total)
+    assert all(torch.isfinite(v) and not v.requires_grad for v in terms.values())
+    parts = sum(v for k, v in terms.items() if k != "total")
+    assert parts.item() == pytest.approx(total.item(), rel=1e-5)
+    total.backward()
+    for t in (fake, e_hat, w_i):
+        assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+    assert all(p.grad is None for _, net, _ in backbones for p in net.parameters())
+
+
+def test_weights_are_applied(backbones):
+    real, fake = _batch(1)
+    score = torch.tensor([0.3, -0.1])
+    args = (real, fake, score, _d_feats(real), _d_feats(fake), torch.ones(2, 4), torch.zeros(2, 4))
+    _, base = GeneratorLoss(LossWeights(), backbones)(*args)
+    doubled = LossWeights(content_stlpips=0.3, adversarial=2.0, feature_matching=20.0, embedding_match=160.0)
+    _, twice = GeneratorLoss(doubled, backbones)(*args)
+    for k in ("content_st-lpips-vgg16", "adversarial", "feature_matching", "embedding_match"):
+        assert twice[k].item() == pytest.approx(2 * base[k].item(), rel=1e-5)
+    assert base["adversarial"].item() == pytest.approx(-0.1)
+    assert base["embedding_match"].item() == pytest.approx(80.0)
+
+
+def test_identical_images_give_zero_content_and_fm(backbones):
+    real, _ = _batch(2)
+    _, terms = GeneratorLoss(LossWeights(), backbones)(real, real.clone(), torch.zeros(2),
+                                                       _d_feats(real), _d_feats(real))
+    assert terms["content_st-lpips-vgg16"].item() == 0 and terms["feature_matching"].item() == 0
+    assert "embedding_match" not in terms  # fine-tuning / FF: no W_i
+
+
+def test_no_backbones_and_argument_checks():
+    real, fake = _batch(3, size=8)
+    total, terms = GeneratorLoss()(real, fake, torch.zeros(2), _d_feats(real), _d_feats(fake))
+    assert set(terms) == {"adversarial", "feature_matching", "total"}
+    with pytest.raises(ValueError, match="both"):
+        GeneratorLoss()(real, fake, torch.zeros(2), [], [], e_hat=torch.zeros(2, 4))
+    with pytest.raises(ValueError):
+        GeneratorLoss()(real[:, :1], fake[:, :1], torch.zeros(2), [], [])
+    with pytest.raises(ValueError):
+        feature_matching_loss([real], [])
+
+
+def test_loss_weights_json_round_trip():
+    w = LossWeights(feature_matching=5.0)
+    assert LossWeights.from_json(json.dumps(w.to_dict())) == w
+    assert LossWeights().to_dict()["content_vgg19"] == 1e-2 and LossWeights().content_weight("vggface") == 2e-3
+    with pytest.raises(ValueError, match="unknown"):
+        LossWeights.from_dict({"nope": 1})
