@@ -1,0 +1,72 @@
+"""``talkinghead train``: meta-learning of E, G and D on a preprocessing cache."""
+from __future__ import annotations
+
+DESCRIPTION = """\
+Meta-learning on K-shot episodes of a cache built by `talkinghead preprocess`. RUN_DIR receives
+training_options.json, log.csv, samples/*.png, checkpoint.pt (every --checkpoint-every steps and on exit,
+Ctrl-C included) and, at the end, model/ (E, G with EMA weights, D with W, w0, b) for fine-tuning.
+--resume continues exactly where the run stopped. Several processes: torchrun --nproc_per_node N -m talkinghead train ...
+
+example: talkinghead train --config cpu-256 --data cache/train -o runs/cpu256 --steps 500
+"""
+
+# Options that --resume takes from the saved run unless given again on the command line.
+_OVERRIDABLE = ("config", "data", "steps", "batch", "k", "device", "sample_every", "checkpoint_every",
+                "lr_g", "lr_d", "d_steps", "seed", "workers", "content", "log_every")
+
+
+def register(subparsers, formatter_class) -> None:
+    p = subparsers.add_parser("train", help="meta-learn E, G, D on a preprocessed cache (DDP aware)",
+                              description=DESCRIPTION, formatter_class=formatter_class)
+    p.add_argument("--config", default=None, help="model config name (paper-256, cpu-256, tiny); default cpu-256")
+    p.add_argument("--data", default=None, metavar="CACHE", help="cache folder from `talkinghead preprocess`")
+    p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder")
+    p.add_argument("--steps", type=int, default=None, help="total generator steps (default 1000)")
+    p.add_argument("--batch", type=int, default=None, help="episodes per step and process (default 1)")
+    p.add_argument("--k", type=int, default=None, help="few-shot frames per episode (default 8)")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its checkpoint")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="default auto")
+    p.add_argument("--sample-every", type=int, default=None, help="steps between sample grids (default 500)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default 1000)")
+    p.add_argument("--log-every", type=int, default=None, help="steps between log.csv rows (default 10)")
+    p.add_argument("--lr-g", type=float, default=None, help="Adam lr of E and G (default 5e-5)")
+    p.add_argument("--lr-d", type=float, default=None, help="Adam lr of D (default 2e-4)")
+    p.add_argument("--d-steps", type=int, default=None, help="D updates per G update (default 1; paper ~2)")
+    p.add_argument("--seed", type=int, default=None, help="default 0")
+    p.add_argument("--workers", type=int, default=None, help="data loader processes (default 0)")
+    p.add_argument("--content", default=None, choices=["auto", "paper", "stlpips", "none"],
+                   help="content-loss backbones (default auto: VGG19/VGGFace if present, else ST-LPIPS VGG16)")
+    p.add_argument("--feed-forward", action="store_true", help="no embedding-match term (the paper's FF variant)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..training import OPTIONS, TrainOptions, train
+
+    given = {k: getattr(args, k) for k in _OVERRIDABLE if getattr(args, k) is not None}
+    run_dir = Path(args.output)
+    if args.resume:
+        saved = run_dir / OPTIONS
+        if not saved.is_file():
+            raise InputError(f"{saved} does not exist; run without --resume to start a new run in {run_dir}.")
+        opts = TrainOptions.from_dict(json.loads(saved.read_text(encoding="utf-8"))["options"])
+        opts = TrainOptions.from_dict({**opts.to_dict(), **given, "run_dir": str(run_dir)})
+    else:
+        if (run_dir / "checkpoint.pt").exists():
+            raise InputError(f"{run_dir} already holds a run; pass --resume to continue it or choose another -o.")
+        if "data" not in given:
+            raise InputError("--data CACHE is required: build a cache with `talkinghead preprocess VIDEOS -o CACHE`.")
+        opts = TrainOptions.from_dict({**given, "run_dir": str(run_dir)})
+    if args.feed_forward:
+        opts.feed_forward = True
+    if args.no_progress:
+        opts.progress = False
+    trainer = train(opts, resume=args.resume)
+    if trainer.dist.is_main:
+        print(f"{trainer.step} steps done; run folder {run_dir}")
+    return 0

@@ -1,0 +1,720 @@
+"""One trainer for meta-learning and fine-tuning, with exact resume and data-parallel training.
+
+The trainer (:class:`Trainer`) knows nothing about talking heads beyond a *task*: a module that owns
+the trainable networks, says which parameters each optimiser updates, and computes the generator
+and discriminator losses of a batch. Two tasks share it:
+
+- :class:`MetaLearningTask`: E, G, D on K-shot episodes (content + adversarial + feature matching +
+  embedding match; ``feed_forward=True`` drops the match term: the paper's FF variant).
+- :class:`FineTuneTask`: G' with trainable AdaIN parameters psi (initialised to ``P e_hat``) and D'
+  with a trainable projection vector w (initialised to ``w0 + e_hat``) on a few photos; no match term.
+
+Every step is ``gen_update`` then ``d_steps`` x ``dis_update`` (the first reuses the detached fake).
+A run folder holds::
+
+    RUN_DIR/training_options.json   resolved options, model config, loss weights and backbones used
+    RUN_DIR/checkpoint.pt           latest state (atomic): task, EMA generator, optimisers, step,
+                                    episodes consumed, RNG states; load with ``weights_only=True``
+    RUN_DIR/log.csv                 losses every ``log_every`` steps (averaged over ranks)
+    RUN_DIR/samples/step-XXXXXXX.png  rows of (driving landmark image | real | fake by the EMA G)
+    RUN_DIR/model/                  E, G (EMA) and D (with W, w0, b) via ``save_pretrained``
+
+Resume is exact: episodes come from :class:`talkinghead.data.EpisodeSampler`, whose n-th item depends
+only on ``(seed, rank, n)``, and every random state the step uses is saved, so 2 steps + resume 2 steps
+gives the same tensors as 4 steps. Ctrl-C (or SIGTERM) finishes the current step, then checkpoints.
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each rank builds the same model from the same
+seed, takes its share of the videos, and gradients are averaged with ``all_reduce`` after each
+backward (stylegan2-ada's scheme: plain modules, no DDP wrapper, because D is run in both phases);
+losses are averaged across ranks and only rank 0 writes.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import dataclasses
+import io as _io
+import json
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .atomic import atomic_path, atomic_write_text
+from .errors import InputError
+
+__all__ = [
+    "TrainOptions",
+    "DistInfo",
+    "MetaLearningTask",
+    "FineTuneTask",
+    "Trainer",
+    "train",
+    "init_distributed",
+    "load_checkpoint",
+    "export_pretrained",
+]
+
+CHECKPOINT = "checkpoint.pt"
+OPTIONS = "training_options.json"
+
+
+@dataclass
+class TrainOptions:
+    """Everything a run depends on; saved as ``training_options.json``.
+
+    Paper defaults: Adam, lr 5e-5 for E and G, 2e-4 for D, K = 8. ``d_steps=2`` gives two D updates
+    per G update (BigGAN's schedule). ``betas`` are BigGAN's (0, 0.999): the paper names Adam only.
+    """
+
+    config: str = "cpu-256"
+    data: str = ""
+    run_dir: str = ""
+    steps: int = 1000
+    batch: int = 1
+    k: int = 8
+    lr_g: float = 5e-5
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.999)
+    d_steps: int = 1
+    grad_clip: float = 10.0  # max global grad norm per optimiser; 0 disables
+    ema_decay: float = 0.999
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | off
+    device: str = "auto"
+    seed: int = 0
+    feed_forward: bool = False
+    content: str = "auto"  # content backbones: auto | paper | stlpips | none
+    loss_weights: dict = field(default_factory=dict)  # overrides of LossWeights fields
+    augment: bool = True
+    workers: int = 0
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 1000
+    export: bool = True
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainOptions":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training options: {', '.join(unknown)}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------
+# distributed plumbing
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto``: CUDA when available, else CPU. ``cuda`` under torchrun means ``cuda:LOCAL_RANK``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu.")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]:
+    """Join the process group when launched by ``torchrun`` (NCCL on GPUs, gloo on CPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local)
+    info = DistInfo(rank, world, local)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return info, device
+
+
+def _all_reduce_grads(params: list[nn.Parameter], world: int) -> None:
+    """Average gradients over ranks in one flat buffer (missing grads count as zeros)."""
+    import torch.distributed as dist
+
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        return
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p in params:
+        n = p.numel()
+        g = flat[offset : offset + n].view_as(p)
+        if p.grad is None:
+            p.grad = g.clone()
+        else:
+            p.grad.copy_(g)
+        offset += n
+
+
+def _broadcast_module(module: nn.Module) -> None:
+    import torch.distributed as dist
+
+    for t in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(t.data, src=0)
+
+
+# --------------------------------------------------------------------------------------------
+# tasks
+# --------------------------------------------------------------------------------------------
+
+
+def _split_episode(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """``frames``/``landmarks`` ``(B, K+1, 3, S, S)`` -> shots ``(B,K,...)``, target ``(B,3,S,S)``."""
+    x = batch["frames"].to(device, non_blocking=True)
+    y = batch["landmarks"].to(device, non_blocking=True)
+    if x.dim() != 5 or x.shape != y.shape:
+        raise ValueError(f"episode frames and landmarks must be (B, K+1, 3, S, S), got {tuple(x.shape)} and {tuple(y.shape)}")
+    vi = batch["video_index"].to(device).long()
+    return x[:, :-1], y[:, :-1], x[:, -1], y[:, -1], vi
+
+
+class MetaLearningTask(nn.Module):
+    """E, G and D trained on K-shot episodes (``batch`` from :class:`talkinghead.data.EpisodeDataset`).
+
+    The embedding-match term ``|e_hat - W_i|`` sends gradient to e_hat (E) and to W (applied by D's
+    optimiser at the next D update); in the adversarial path D sees ``W_i`` detached, so G's loss
+    never pushes D's table towards fakes.
+    """
+
+    def __init__(self, model: nn.Module, feed_forward: bool = False):
+        super().__init__()
+        self.model = model
+        self.feed_forward = feed_forward
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.model.generator
+
+    def g_parameters(self) -> list[nn.Parameter]:
+        return list(self.model.embedder.parameters()) + list(self.model.generator.parameters())
+
+    def d_parameters(self) -> list[nn.Parameter]:
+        return list(self.model.discriminator.parameters())
+
+    def generate(self, batch: dict, device: torch.device, generator: nn.Module | None = None) -> dict:
+        """Fake target frames: ``{"fake" (B,3,S,S), "real", "y", "vi", "e_hat" (B,D)}``."""
+        xs, ys, xt, yt, vi = _split_episode(batch, device)
+        _, e_hat = self.model.embedder(xs, ys)
+        fake = (generator or self.model.generator)(yt, e_hat)
+        return {"fake": fake, "real": xt, "y": yt, "vi": vi, "e_hat": e_hat}
+
+    def d_condition(self, out: dict, detach_table: bool = False) -> dict:
+        D = self.model.discriminator
+        if detach_table:
+            return {"w": (D.W(out["vi"]) + D.w0).detach()}
+        return {"video_index": out["vi"]}
+
+    def g_loss(self, out: dict, loss_fn) -> tuple[torch.Tensor, dict]:
+        D = self.model.discriminator
+        cond = self.d_condition(out, detach_table=True)
+        score_fake, feats_fake = D(out["fake"], out["y"], **cond)
+        with torch.no_grad():
+            _, feats_real = D(out["real"], out["y"], **cond)
+        match = {} if self.feed_forward else {"e_hat": out["e_hat"], "w_i": D.W(out["vi"])}
+        return loss_fn(out["real"], out["fake"], score_fake, feats_real, feats_fake, **match)
+
+
+class FineTuneTask(nn.Module):
+    """G' and D' for one new person (the paper's fine-tuning stage).
+
+    ``e_hat`` ``(D,)`` is the mean embedding of the person's photos (computed by the caller with E).
+    psi ``(n_psi,)`` starts at ``P e_hat`` and w ``(D,)`` at ``w0 + e_hat``; both are trained with G's
+    and D's weights. Batches are episodes whose last frame is the target (K may be 0).
+    """
+
+    def __init__(self, model: nn.Module, e_hat: torch.Tensor):
+        super().__init__()
+        self.model = model
+        e_hat = e_hat.detach().reshape(1, -1)
+        with torch.no_grad():
+            self.psi = nn.Parameter(model.generator.psi_from_embedding(e_hat).reshape(-1).clone())
+            self.w = nn.Parameter((model.discriminator.w0 + e_hat.reshape(-1)).clone())
+        model.embedder.requires_grad_(False)
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.model.generator
+
+    def g_parameters(self) -> list[nn.Parameter]:
+        return list(self.model.generator.parameters()) + [self.psi]
+
+    def d_parameters(self) -> list[nn.Parameter]:
+        D = self.model.discriminator
+        return list(D.trunk.parameters()) + [D.b, self.w]
+
+    def generate(self, batch: dict, device: torch.device, generator: nn.Module | None = None) -> dict:
+        _, _, xt, yt, vi = _split_episode(batch, device)
+        fake = (generator or self.model.generator)(yt, psi=self.psi.unsqueeze(0))
+        return {"fake": fake, "real": xt, "y": yt, "vi": vi}
+
+    def d_condition(self, out: dict, detach_table: bool = False) -> dict:
+        w = self.w.unsqueeze(0).expand(out["real"].shape[0], -1)
+        return {"w": w.detach() if detach_table else w}
+
+    def g_loss(self, out: dict, loss_fn) -> tuple[torch.Tensor, dict]:
+        D = self.model.discriminator
+        cond = self.d_condition(out, detach_table=True)
+        score_fake, feats_fake = D(out["fake"], out["y"], **cond)
+        with torch.no_grad():
+            _, feats_real = D(out["real"], out["y"], **cond)
+        return loss_fn(out["real"], out["fake"], score_fake, feats_real, feats_fake)
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoint helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a trainer checkpoint safely (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist; start a new run without --resume or point -o at an existing run folder.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"{path} is not a readable checkpoint ({type(exc).__name__}); delete it or restore a backup.") from exc
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------------
+# the trainer
+# --------------------------------------------------------------------------------------------
+
+
+class _StopFlag:
+    """First SIGINT/SIGTERM asks the loop to stop after the current step; a second one aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """Explicit ``gen_update`` / ``dis_update`` steps around a task, with EMA, AMP, DDP, checkpoints.
+
+    Args:
+        task: a :class:`MetaLearningTask` or :class:`FineTuneTask` (already on ``device``).
+        loss_fn: a :class:`talkinghead.losses.GeneratorLoss` (on ``device``).
+        opts: :class:`TrainOptions`.
+        run_dir: where rank 0 writes; ``None`` writes nothing (benchmarks).
+    """
+
+    def __init__(self, task: nn.Module, loss_fn: nn.Module, opts: TrainOptions, device: torch.device,
+                 run_dir: str | os.PathLike | None = None, dist: DistInfo | None = None):
+        from .losses import discriminator_loss
+
+        self.task, self.loss_fn, self.opts, self.device = task, loss_fn, opts, device
+        self.dist = dist or DistInfo()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.discriminator_loss = discriminator_loss
+        self.ema = copy.deepcopy(task.generator).eval().requires_grad_(False)
+        self.opt_g = torch.optim.Adam(task.g_parameters(), lr=opts.lr_g, betas=tuple(opts.betas))
+        self.opt_d = torch.optim.Adam(task.d_parameters(), lr=opts.lr_d, betas=tuple(opts.betas))
+        amp = opts.amp if opts.amp != "auto" else ("bf16" if device.type == "cuda" else "off")
+        self.amp = amp == "bf16"
+        self.step = 0
+        self.items_consumed = 0  # episodes this rank has taken from its sampler
+        self.log_rows: list[dict] = []
+        self._last_saved = -1
+
+    # ---- one step of each kind ----------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def _finish(self, params: list[nn.Parameter], opt: torch.optim.Optimizer) -> torch.Tensor | None:
+        if self.dist.enabled:
+            _all_reduce_grads(params, self.dist.world_size)
+        norm = None
+        if self.opts.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.opts.grad_clip)
+        opt.step()
+        return norm
+
+    def gen_update(self, batch: dict) -> tuple[dict, dict]:
+        """One E/G (or G') step. Returns ``(terms, out)``; ``out["fake"]`` is detached for D."""
+        task = self.task
+        d_params = task.d_parameters()
+        req = [p.requires_grad for p in d_params]
+        D = task.model.discriminator
+        for p in d_params:
+            p.requires_grad_(False)
+        # W keeps its gradient: the match term's pull on W_i is applied by D's next step.
+        if isinstance(task, MetaLearningTask) and not task.feed_forward:
+            D.W.weight.requires_grad_(True)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with self._autocast():
+            out = task.generate(batch, self.device)
+            total, terms = task.g_loss(out, self.loss_fn)
+        total.backward()
+        for p, r in zip(d_params, req):
+            p.requires_grad_(r)
+        norm = self._finish(task.g_parameters(), self.opt_g)
+        if norm is not None:
+            terms["g_grad_norm"] = norm.detach()
+        self._update_ema()
+        out = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
+        return {f"g_{k}" if not k.startswith("g_") else k: v for k, v in terms.items()}, out
+
+    def dis_update(self, batch: dict, out: dict | None = None, keep_grads: bool = False) -> dict:
+        """One D (or D') step on ``batch``; ``out`` reuses a detached fake from ``gen_update``."""
+        task = self.task
+        if not keep_grads:
+            self.opt_d.zero_grad(set_to_none=True)
+        with self._autocast():
+            if out is None:
+                with torch.no_grad():
+                    out = task.generate(batch, self.device)
+                out = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
+            D = task.model.discriminator
+            cond = task.d_condition(out)
+            score_real, _ = D(out["real"], out["y"], **cond)
+            score_fake, _ = D(out["fake"], out["y"], **cond)
+            total, terms = self.discriminator_loss(score_real.float(), score_fake.float())
+        total.backward()
+        norm = self._finish(task.d_parameters(), self.opt_d)
+        if norm is not None:
+            terms["grad_norm"] = norm.detach()
+        return {f"d_{k}" if not k.startswith("d_") else k: v for k, v in terms.items()}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        d = self.opts.ema_decay
+        for pe, p in zip(self.ema.parameters(), self.task.generator.parameters()):
+            pe.lerp_(p.detach(), 1.0 - d)
+        for be, b in zip(self.ema.buffers(), self.task.generator.buffers()):
+            be.copy_(b)
+
+    def train_step(self, batches: Iterator[dict]) -> dict:
+        """``gen_update`` + ``d_steps`` x ``dis_update``; returns float losses averaged over ranks."""
+        batch = next(batches)
+        g_terms, out = self.gen_update(batch)
+        d_terms = self.dis_update(batch, out, keep_grads=True)
+        for _ in range(self.opts.d_steps - 1):
+            d_terms = self.dis_update(next(batches))
+        self.items_consumed += self.opts.batch * self.opts.d_steps
+        self.step += 1
+        self._last_out = out
+        return self._reduce({**g_terms, **d_terms})
+
+    def _reduce(self, terms: dict) -> dict:
+        keys = sorted(terms)
+        vals = torch.stack([terms[k].detach().float().reshape(()) for k in keys]).to(self.device)
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(vals)
+            vals /= self.dist.world_size
+        return dict(zip(keys, vals.cpu().tolist()))
+
+    # ---- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "format": 1,
+            "step": self.step,
+            "items_consumed": self.items_consumed,
+            "task": self.task.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": _rng_state(),
+            "options": json.dumps(self.opts.to_dict()),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.task.load_state_dict(state["task"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = int(state["step"])
+        self.items_consumed = int(state["items_consumed"])
+        self._last_saved = self.step
+        _set_rng_state(state["rng"])
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir is None or not self.dist.is_main:
+            return
+        with atomic_path(self.run_dir / CHECKPOINT) as tmp:
+            torch.save(self.state_dict(), tmp)
+        self._last_saved = self.step
+
+    # ---- outputs -------------------------------------------------------------------------------
+    def _write_log(self) -> None:
+        if self.run_dir is None or not self.dist.is_main or not self.log_rows:
+            return
+        keys = ["step", "time"] + sorted({k for r in self.log_rows for k in r} - {"step", "time"})
+        buf = _io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys, restval="")
+        w.writeheader()
+        w.writerows(self.log_rows)
+        atomic_write_text(self.run_dir / "log.csv", buf.getvalue())
+
+    def _read_log(self) -> None:
+        path = self.run_dir / "log.csv" if self.run_dir is not None else None
+        if path is None or not path.is_file():
+            return
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        self.log_rows = [r for r in rows if int(r["step"]) <= self.step]  # drop what the resumed run redoes
+
+    @torch.no_grad()
+    def write_samples(self, batch: dict, rows: int = 4) -> Path | None:
+        """PNG grid, one row per item: driving landmark image | real | fake (EMA generator)."""
+        if self.run_dir is None or not self.dist.is_main:
+            return None
+        from .io import write_image
+
+        sub = {k: v[:rows] for k, v in batch.items()}
+        with self._autocast():
+            out = self.task.generate(sub, self.device, generator=self.ema)
+        tiles = torch.cat([out["y"], out["real"], out["fake"].float()], dim=3)  # (b, 3, S, 3S)
+        grid = torch.cat(list(tiles), dim=1)  # (3, b*S, 3S)
+        img = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        path = self.run_dir / "samples" / f"step-{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, img)
+        return path
+
+    def export(self, directory: str | os.PathLike, use_ema: bool = True) -> Path:
+        """Write E, G (EMA weights by default) and D as a pretrained folder (``save_pretrained``)."""
+        model = self.task.model
+        if use_ema:
+            model = copy.deepcopy(model)
+            model.generator.load_state_dict(self.ema.state_dict())
+        model.save_pretrained(directory)
+        return Path(directory)
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def fit(self, batches: Iterator[dict], steps: int) -> dict:
+        """Train until ``self.step == steps``; checkpoint every N steps and on exit (Ctrl-C included)."""
+        from tqdm import tqdm
+
+        o = self.opts
+        main = self.dist.is_main
+        bar = tqdm(total=steps, initial=self.step, desc="train", unit="step", disable=not (o.progress and main))
+        t0, last = time.time(), {}
+        completed = True
+        with _StopFlag() as stop:
+            try:
+                while self.step < steps:
+                    completed = False
+                    batch = next(batches)  # kept for the sample grid
+                    terms = self.train_step(_chain_first(batch, batches))
+                    completed = True
+                    last = terms
+                    bar.update()
+                    if main and (self.step % o.log_every == 0 or self.step == steps):
+                        self.log_rows.append({"step": self.step, "time": round(time.time() - t0, 3), **{k: f"{v:.6g}" for k, v in terms.items()}})
+                        self._write_log()
+                        bar.set_postfix(g=f"{terms.get('g_total', float('nan')):.3f}", d=f"{terms.get('d_total', float('nan')):.3f}")
+                    if o.sample_every and self.step % o.sample_every == 0:
+                        self.write_samples(batch)
+                    if o.checkpoint_every and self.step % o.checkpoint_every == 0:
+                        self.save_checkpoint()
+                    if self._agree(stop.requested):
+                        break
+            finally:
+                bar.close()
+                # Only a state at a step boundary can be resumed exactly; a step cut in half is not saved.
+                if completed and self._last_saved != self.step:
+                    self._write_log()
+                    self.save_checkpoint()
+        return last
+
+    def _agree(self, flag: bool) -> bool:
+        """All ranks stop at the same step when any of them got a signal."""
+        if not self.dist.enabled:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+
+def _chain_first(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
+    yield first
+    yield from rest
+
+
+# --------------------------------------------------------------------------------------------
+# the whole run: build everything from options
+# --------------------------------------------------------------------------------------------
+
+
+def make_loader(dataset, opts: TrainOptions, dist: DistInfo, start: int, device: torch.device) -> Iterator[dict]:
+    """Endless batches of episodes for this rank, starting at item ``start`` of its sampler."""
+    from torch.utils.data import DataLoader
+
+    from .data import EpisodeSampler
+
+    sampler = EpisodeSampler(len(dataset), seed=opts.seed, rank=dist.rank, world_size=dist.world_size, start=start)
+    # A private generator: the loader must not draw from the global torch RNG (resume would shift it).
+    g = torch.Generator().manual_seed(opts.seed)
+    loader = DataLoader(dataset, batch_size=opts.batch, sampler=sampler, num_workers=opts.workers,
+                        generator=g, pin_memory=device.type == "cuda", persistent_workers=opts.workers > 0)
+    return iter(loader)
+
+
+def build_loss(opts: TrainOptions, device: torch.device):
+    from .losses import GeneratorLoss, LossWeights
+
+    backbones = None
+    if opts.content != "none":
+        from .perceptual import build_content_backbones
+
+        backbones = build_content_backbones(opts.content)
+        backbones = backbones.to(device).eval().requires_grad_(False)
+    return GeneratorLoss(LossWeights.from_dict(opts.loss_weights) if opts.loss_weights else LossWeights(), backbones)
+
+
+def train(opts: TrainOptions, resume: bool = False) -> Trainer:
+    """Run meta-learning as described by ``opts`` (the ``talkinghead train`` command)."""
+    from .config import get_config
+    from .data import EpisodeDataset
+    from .models import TalkingHeadModel
+
+    dist, device = init_distributed(opts.device)
+    run_dir = Path(opts.run_dir)
+    state = load_checkpoint(run_dir / CHECKPOINT) if resume else None
+    seed_everything(opts.seed)
+    dataset = EpisodeDataset(opts.data, k=opts.k, augment=opts.augment)
+    cfg = get_config(opts.config, num_videos=len(dataset))
+    if dataset.size != cfg.image_size:
+        dataset.size = cfg.image_size  # episodes are resized on the fly to the model's resolution
+    model = TalkingHeadModel(cfg)
+    task = MetaLearningTask(model, feed_forward=opts.feed_forward).to(device)
+    if dist.enabled:
+        _broadcast_module(task)
+    loss_fn = build_loss(opts, device)
+    trainer = Trainer(task, loss_fn, opts, device, run_dir, dist)
+    if state is not None:
+        trainer.load_state_dict(state)
+        trainer._read_log()
+    if dist.is_main:
+        record = {
+            "options": opts.to_dict(),
+            "model_config": cfg.to_dict(),
+            "config_name": opts.config,
+            "loss_weights": loss_fn.weights.to_dict(),
+            "content_backbones": list(loss_fn.backbones.names) if loss_fn.backbones is not None else [],
+            "world_size": dist.world_size,
+            "device": str(device),
+            "amp": "bf16" if trainer.amp else "off",
+            "videos": dataset.videos,
+            "identities": dataset.identities,
+            "torch": torch.__version__,
+        }
+        atomic_write_text(run_dir / OPTIONS, json.dumps(record, indent=1))
+    batches = make_loader(dataset, opts, dist, trainer.items_consumed, device)
+    trainer.fit(batches, opts.steps)
+    if opts.export and dist.is_main and trainer.step > 0:
+        trainer.export(run_dir / "model")
+    return trainer
+
+
+def export_pretrained(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, use_ema: bool = True) -> Path:
+    """Export a run's latest checkpoint as a pretrained folder (E, G, D incl. W, w0, b)."""
+    from .config import ModelConfig
+    from .models import TalkingHeadModel
+
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / OPTIONS).read_text(encoding="utf-8"))
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    model = TalkingHeadModel(ModelConfig.from_dict(record["model_config"]))
+    model.load_state_dict({k[len("model."):]: v for k, v in state["task"].items() if k.startswith("model.")})
+    if use_ema:
+        model.generator.load_state_dict(state["ema"])
+    out = Path(out_dir) if out_dir is not None else run_dir / "model"
+    model.save_pretrained(out)
+    return out
