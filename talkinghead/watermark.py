@@ -8,9 +8,10 @@ The scheme (spread spectrum in luminance, tiled):
 
 - A periodic tile of ``TILE_CHIPS x TILE_CHIPS`` chips, each ``CHIP`` pixels wide, repeats over the
   frame from its top-left corner. Every chip carries ``SYNC_WEIGHT * sync + carrier * bit``: ``sync``
-  and ``carrier`` are public pseudo-random +-1 patterns and ``bit`` one of the 160 code bits
-  (20 bytes = magic ``b"TH"`` + a 10-byte payload + 8 Reed-Solomon parity bytes), each bit spread over
-  ~6 chips per tile in a keyed, interleaved order. The tile is smoothed so that the mark lives in the
+  and ``carrier`` are public pseudo-random +-1 patterns and ``bit`` one of the 96 code bits
+  (12 bytes = magic ``b"TH"`` + a 4-byte model tag + 6 Reed-Solomon parity bytes), each bit spread over
+  ~10 chips per tile in a keyed, interleaved order. A longer payload did not survive: every extra bit
+  takes power from the others, and textured 512 px frames then lose it under H.264. The tile is smoothed so that the mark lives in the
   middle frequencies that survive H.264 and downscaling, and its amplitude follows local texture so
   flat skin gets less of it (PSNR about 40 dB).
 - Detection resamples the frame for a few candidate scales, removes the picture with a high-pass
@@ -45,16 +46,14 @@ CHIP = 4  # pixels per chip at the embedding scale
 TILE_CHIPS = 32
 TILE = CHIP * TILE_CHIPS  # 128 px
 SYNC_WEIGHT = 0.6
-DEFAULT_STRENGTH = 2.4  # mean added luminance amplitude (8-bit levels) before texture masking
+DEFAULT_STRENGTH = 3.5  # mean added luminance amplitude (8-bit levels) before texture masking
 # Scales (observed size / marked size) tried at detection, the likely ones first.
 DEFAULT_SCALES = (1.0, 0.5, 0.75, 2.0 / 3.0, 0.8, 0.9, 1.5, 2.0)
 SYNC_Z_MIN = 4.5  # sync peak height in standard deviations of the correlation surface
 MAX_ERASURES = 2
 HP_SIGMA = 1.5
-MASK_MAX = 1.6
+MASK_MAX = 1.3
 NORM_SIGMA = 2.0
-
-_VIDEO_EXT = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".m4v", ".gif"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +61,7 @@ class Detection:
     """Result of looking for the watermark in a frame or a video.
 
     ``found``: a valid code word was decoded. ``payload``: its text (the model name) or ``None``.
-    ``confidence``: fraction of the 160 code bits read with the decoded word's sign (0.5 is chance,
+    ``confidence``: fraction of the 96 code bits read with the decoded word's sign (0.5 is chance,
     1.0 perfect), 0.0 when nothing was found. ``scale``: the matching scale (observed / marked size).
     ``sync_z``: height of the sync correlation peak in standard deviations. ``frames`` /
     ``frames_found``: frames examined and frames decoded on their own (videos only).
@@ -75,6 +74,11 @@ class Detection:
     sync_z: float = 0.0
     frames: int = 1
     frames_found: int = 0
+
+    @property
+    def model(self) -> str | None:
+        """The registered model whose tag is the payload, if any (see :func:`model_from_payload`)."""
+        return model_from_payload(self.payload)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,14 +118,14 @@ def _payload_bytes(payload: str) -> bytes:
 
 
 def encode_payload(payload: str) -> np.ndarray:
-    """Code bits for ``payload``: ``(160,)`` float32 of +-1 (magic + payload + Reed-Solomon parity)."""
+    """Code bits for ``payload``: ``(96,)`` float32 of +-1 (magic + payload + Reed-Solomon parity)."""
     code = bytes(_rs().encode(MAGIC + _payload_bytes(payload)))
     bits = np.unpackbits(np.frombuffer(code, np.uint8))
     return bits.astype(np.float32) * 2.0 - 1.0
 
 
 def _decode_soft(soft: np.ndarray) -> tuple[str, float] | None:
-    """Decode ``(160,)`` soft bits; return (payload, agreement) or None when no valid word is found."""
+    """Decode ``(96,)`` soft bits; return (payload, agreement) or None when no valid word is found."""
     from reedsolo import ReedSolomonError
 
     rs = _rs()
@@ -231,17 +235,17 @@ def add_label(rgb: np.ndarray, text: str = "AI-generated", corner: str = "bottom
 class Watermarker:
     """Embeds and detects the talkinghead watermark.
 
-    ``payload``: up to 10 ASCII characters, by convention the model name (``provenance_payload``).
+    ``payload``: up to 4 ASCII characters, by convention ``provenance_payload(model_name)``.
     ``strength``: amplitude in 8-bit luminance levels (default about 40 dB PSNR).
     ``label``: optional visible text drawn in a corner before marking (off by default).
 
-    >>> wm = Watermarker(payload="cpu-256")
+    >>> wm = Watermarker(payload=provenance_payload("cpu-256"))
     >>> marked = wm.embed_frame(frame)            # uint8 (H, W, 3) RGB -> same shape and dtype
-    >>> wm.detect_frame(marked).payload
+    >>> wm.detect_frame(marked).model
     'cpu-256'
     """
 
-    def __init__(self, payload: str = "talkinghd", strength: float = DEFAULT_STRENGTH,
+    def __init__(self, payload: str = "th", strength: float = DEFAULT_STRENGTH,
                  label: str | None = None, label_corner: str = "bottom-right"):
         _payload_bytes(payload)  # validate early
         self.payload = payload
@@ -250,6 +254,11 @@ class Watermarker:
         self.label_corner = label_corner
         self._tile = _tile_for_payload(payload)
         self._field_cache: dict[tuple[int, int], np.ndarray] = {}
+
+    @classmethod
+    def for_model(cls, model_name: str, label: str | None = None, **kwargs) -> "Watermarker":
+        """The watermarker the writers use for frames made by ``model_name``."""
+        return cls(payload=provenance_payload(model_name), label=label, **kwargs)
 
     def _field(self, h: int, w: int) -> np.ndarray:
         """The periodic pattern tiled over an ``(h, w)`` frame, cached per size."""
@@ -392,41 +401,14 @@ def _sample_indices(total: int | None, k: int) -> set[int] | None:
 
 
 def _iter_video_frames(path: Path, max_frames: int | None):
-    """RGB frames of a video, up to ``max_frames`` spread over its length when its length is known."""
-    try:
-        from . import io as th_io
-        reader = th_io.VideoReader(path)
-    except (ImportError, AttributeError):
-        reader = None
-    if reader is not None:
-        total = getattr(reader, "num_frames", None)
-        keep = _sample_indices(total, max_frames) if max_frames else None
-        with (reader if hasattr(reader, "__enter__") else _nullctx(reader)) as r:
-            for i, frame in enumerate(r):
-                if keep is None or i in keep:
-                    yield frame
-        return
-    import imageio_ffmpeg
+    """RGB frames of a video, up to ``max_frames`` spread evenly over its (estimated) length."""
+    from .io import VideoReader
 
-    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    meta = next(gen)
-    w, h = meta["size"]
-    try:
-        for raw in gen:
-            yield np.frombuffer(raw, np.uint8).reshape(h, w, 3)
-    finally:
-        gen.close()
-
-
-class _nullctx:
-    def __init__(self, obj):
-        self.obj = obj
-
-    def __enter__(self):
-        return self.obj
-
-    def __exit__(self, *exc):
-        return False
+    with VideoReader(path) as reader:
+        keep = _sample_indices(reader.num_frames, max_frames) if max_frames else None
+        for i, frame in enumerate(reader):
+            if keep is None or i in keep:
+                yield frame
 
 
 def detect_video(path: str | os.PathLike, max_frames: int = 64,
@@ -435,26 +417,50 @@ def detect_video(path: str | os.PathLike, max_frames: int = 64,
     path = Path(path)
     try:
         return detect_frames(_iter_video_frames(path, max_frames), scales=scales, max_frames=max_frames)
-    except TalkingHeadError:
-        raise
-    except (OSError, RuntimeError, StopIteration, ValueError) as exc:
-        raise InputError(f"Cannot read video {path}: check that it is a readable video file ({exc}).") from exc
+    except (OSError, RuntimeError) as exc:  # ffmpeg gave up half-way through a damaged file
+        raise InputError(f"Video {path} could not be decoded to the end: use an intact video file.") from exc
 
 
 # ------------------------------------------------------------------------------------- provenance
 
 
+_TAG_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
+
+
 def provenance_payload(model_name: str) -> str:
-    """The watermark payload for a model: its name cut to 10 ASCII characters."""
-    raw = model_name.encode("ascii", errors="replace")[:PAYLOAD_BYTES]
-    return raw.decode("ascii")
+    """The 4-character watermark tag of a model: the name itself when it fits, else a stable hash.
+
+    The full name is in the metadata; :func:`model_from_payload` maps a tag back to a known name.
+    """
+    import zlib
+
+    if len(model_name) <= PAYLOAD_BYTES and model_name.isascii() and model_name.isprintable():
+        return model_name
+    h = zlib.crc32(model_name.encode("utf-8"))
+    return "".join(_TAG_ALPHABET[(h >> (6 * i)) & 63] for i in range(PAYLOAD_BYTES))
+
+
+def model_from_payload(payload: str | None, candidates: Iterable[str] | None = None) -> str | None:
+    """The model name among ``candidates`` (default: the registered configs) whose tag is ``payload``."""
+    if payload is None:
+        return None
+    if candidates is None:
+        try:
+            from .config import list_configs
+            candidates = list_configs()
+        except ImportError:
+            candidates = ()
+    for name in candidates:
+        if provenance_payload(name) == payload:
+            return name
+    return None
 
 
 def provenance_metadata(model_name: str, watermarked: bool = True) -> dict[str, str]:
     """Container metadata saying the file is synthetic, which model made it and whether it is marked.
 
-    Keys are ones that MP4 (``comment``, ``description``, ``title``-free), MKV and PNG text chunks keep;
-    ``io.write_video`` / ``io.write_image`` write them.
+    ``io.write_video`` / ``io.write_image`` store them (MP4 tags, PNG text chunks, JPEG comment);
+    ``comment`` and ``description`` are the ones players and ``exiftool`` show.
     """
     from . import __version__
 
@@ -479,44 +485,19 @@ def _metadata_says_synthetic(meta: dict[str, str]) -> bool:
                for k in ("comment", "description"))
 
 
-def _read_metadata(path: Path) -> dict[str, str]:
-    try:
-        from . import io as th_io
-        reader = th_io.read_metadata
-    except (ImportError, AttributeError):
-        return {}
-    try:
-        return {str(k): str(v) for k, v in (reader(path) or {}).items()}
-    except TalkingHeadError:
-        return {}
-
-
-def _read_image(path: Path) -> np.ndarray:
-    try:
-        from . import io as th_io
-        return th_io.read_image(path)
-    except (ImportError, AttributeError):
-        import cv2
-
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InputError(f"Cannot read image {path}: check that it is a readable image file.")
-        return np.ascontiguousarray(bgr[:, :, ::-1])
-
-
 def verify_file(path: str | os.PathLike, max_frames: int = 64) -> VerifyResult:
     """Check one image or video for the watermark and the provenance metadata.
 
     Raises :class:`InputError` when the file is missing or cannot be decoded.
     """
+    from . import io as th_io
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"Cannot verify {path}: the file does not exist.")
-    if path.suffix.lower() in _VIDEO_EXT:
+    if th_io.is_video_path(path):
         det = detect_video(path, max_frames=max_frames)
         if det.frames == 0:
-            raise InputError(f"Cannot verify {path}: the video has no readable frames.")
+            raise InputError(f"Video {path} has no readable frames: use an intact video file.")
     else:
-        det = detect_frame(_read_image(path))
-    meta = _read_metadata(path)
+        det = detect_frame(th_io.read_image(path))
+    meta = {str(k): str(v) for k, v in th_io.read_metadata(path).items()}
     return VerifyResult(str(path), det, meta, _metadata_says_synthetic(meta))
