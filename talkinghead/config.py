@@ -1,0 +1,248 @@
+"""Model configs: one frozen dataclass and a registry of named configs.
+
+``ModelConfig`` is everything the networks' constructors need; it is saved as ``config.json`` next to
+the weights so that a checkpoint rebuilds without code edits. Named configs::
+
+    paper-256   the paper's channel plan at 256x256: down blocks 64 -> 512 channels, 5 residual blocks at
+                the 16x16 bottleneck (PAPER.md allows 4 or 5 at 16x16 or 32x32; 16x16 keeps the 512-channel
+                bottleneck affordable: the same 5 blocks at 32x32 would cost 4x their FLOPs),
+                self-attention at 32x32 in the down paths and at 64x64 in the generator's up path.
+    cpu-256     256x256 for 2-core CPUs: the generator keeps the paper's layout (16x16 bottleneck, 5 blocks,
+                attention at 32/64) with 4x fewer channels at 256..64 px and a 256-channel bottleneck:
+                11.6 GFLOPs per frame instead of 61 (embedder/discriminator: half the paper's channels
+                above 16x16, 9.5 GFLOPs per frame).
+    tiny        64x64 with a few channels, for tests (forward + backward in well under a second).
+
+``get_config(name, **overrides)`` returns a copy with fields replaced, e.g.
+``get_config("paper-256", num_videos=145_000)``. Importing this module does not import torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import InputError
+
+__all__ = [
+    "ModelConfig",
+    "register_config",
+    "get_config",
+    "list_configs",
+    "create_model",
+    "model_summary",
+]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the embedder, generator and discriminator.
+
+    Channel plans list the output channels of each block; every down block halves the resolution and
+    every up block doubles it. ``attention_down`` / ``attention_up`` are the *resolutions* (in pixels)
+    after which a self-attention layer sits (``None``: none); they must be resolutions that the path
+    actually reaches.
+    """
+
+    image_size: int = 256
+    embed_dim: int = 512
+    image_channels: int = 3
+    # embedder trunk (the discriminator's trunk uses the same plan); last entry must equal embed_dim
+    embedder_channels: tuple[int, ...] = (64, 128, 256, 512, 512, 512)
+    # generator: down path (instance norm), bottleneck residual blocks, up path (AdaIN everywhere)
+    generator_down_channels: tuple[int, ...] = (64, 128, 256, 512)
+    bottleneck_blocks: int = 5
+    generator_up_channels: tuple[int, ...] = (256, 128, 64, 64)
+    # residual blocks the discriminator adds after its embedder-like trunk (at the final resolution)
+    discriminator_extra_blocks: int = 1
+    attention_down: int | None = 32
+    attention_up: int | None = 64
+    # rows of the discriminator's projection table W: the number of training videos
+    num_videos: int = 1
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep tuples so the dataclass stays hashable and comparable.
+        for name in ("embedder_channels", "generator_down_channels", "generator_up_channels"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+        self.validate()
+
+    # ---- checks -------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field when the plan cannot build a working network."""
+        def positive_ints(name: str, seq) -> None:
+            if not seq or not all(isinstance(c, int) and c > 0 for c in seq):
+                raise ValueError(f"ModelConfig.{name} must be a non-empty list of positive ints, got {seq!r}")
+
+        for name in ("image_size", "embed_dim", "image_channels", "num_videos"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"ModelConfig.{name} must be a positive int, got {v!r}")
+        for name in ("bottleneck_blocks", "discriminator_extra_blocks"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"ModelConfig.{name} must be a non-negative int, got {v!r}")
+        positive_ints("embedder_channels", self.embedder_channels)
+        positive_ints("generator_down_channels", self.generator_down_channels)
+        positive_ints("generator_up_channels", self.generator_up_channels)
+        if self.embedder_channels[-1] != self.embed_dim:
+            raise ValueError(
+                f"ModelConfig.embedder_channels must end with embed_dim={self.embed_dim}, "
+                f"got {self.embedder_channels[-1]}"
+            )
+        depth = max(len(self.embedder_channels), len(self.generator_down_channels))
+        if self.image_size % (2**depth):
+            raise ValueError(f"ModelConfig.image_size={self.image_size} must be divisible by 2**{depth}")
+        if len(self.generator_up_channels) != len(self.generator_down_channels):
+            raise ValueError(
+                "ModelConfig.generator_up_channels must have as many blocks as generator_down_channels "
+                "so that the generator's output has the input's size"
+            )
+        if self.attention_down is not None:
+            for name in ("embedder_channels", "generator_down_channels"):
+                if self.attention_down not in self.down_resolutions(getattr(self, name)):
+                    raise ValueError(
+                        f"ModelConfig.attention_down={self.attention_down} is not a resolution reached by "
+                        f"{name} ({self.down_resolutions(getattr(self, name))})"
+                    )
+        if self.attention_up is not None and self.attention_up not in self.up_resolutions():
+            raise ValueError(
+                f"ModelConfig.attention_up={self.attention_up} is not a resolution reached by the "
+                f"generator's up path ({self.up_resolutions()})"
+            )
+        for name in ("embedder_channels", "generator_down_channels"):
+            if self.down_resolutions(getattr(self, name))[-1] < 2 and self.attention_down is not None:
+                raise ValueError(f"ModelConfig.{name} goes below 2x2 pixels")
+
+    def down_resolutions(self, channels: tuple[int, ...]) -> list[int]:
+        """Output resolution of each block of a down path."""
+        return [self.image_size >> (i + 1) for i in range(len(channels))]
+
+    def up_resolutions(self) -> list[int]:
+        """Output resolution of each block of the generator's up path."""
+        start = self.image_size >> len(self.generator_down_channels)
+        return [start << (i + 1) for i in range(len(self.generator_up_channels))]
+
+    # ---- JSON ---------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {f.name: (list(v) if isinstance(v, tuple) else v)
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a model config must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **overrides: Any) -> "ModelConfig":
+        """A copy with fields replaced (checked like a new config)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown ModelConfig fields: {', '.join(unknown)}; valid fields: {', '.join(sorted(names))}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+
+# ---- registry ---------------------------------------------------------------------------------------
+_REGISTRY: dict[str, Callable[[], ModelConfig]] = {}
+
+
+def register_config(name: str, config: ModelConfig | Callable[[], ModelConfig] | None = None):
+    """Register a named config.
+
+    Use as a decorator on a function returning a :class:`ModelConfig` (timm's ``@register_model``
+    style), or call ``register_config(name, cfg)`` directly. Re-registering a name replaces it.
+    """
+    def add(obj):
+        _REGISTRY[name] = obj if callable(obj) else (lambda: obj)
+        return obj
+
+    return add if config is None else add(config)
+
+
+def list_configs() -> list[str]:
+    """Names of the registered configs, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_config(name: str, **overrides: Any) -> ModelConfig:
+    """The registered config ``name`` with ``overrides`` applied.
+
+    Raises :class:`~talkinghead.errors.InputError` listing the known names when ``name`` is unknown.
+    """
+    if isinstance(name, ModelConfig):
+        return name.replace(**overrides) if overrides else name
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise InputError(
+            f"Unknown model config {name!r}: choose one of {', '.join(list_configs())}."
+        ) from None
+    cfg = factory()
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def create_model(name_or_cfg: "str | ModelConfig", **overrides: Any):
+    """A freshly initialised :class:`talkinghead.models.TalkingHeadModel` (float32, CPU) for a
+    registered name or a :class:`ModelConfig`."""
+    from .models import TalkingHeadModel
+
+    return TalkingHeadModel(get_config(name_or_cfg, **overrides))
+
+
+def model_summary(cfg: "str | ModelConfig") -> list[dict[str, Any]]:
+    """Parameters and forward GFLOPs per frame of each network; see :func:`talkinghead.models.model_summary`."""
+    from .models.summary import model_summary as _summary
+
+    return _summary(get_config(cfg))
+
+
+@register_config("paper-256")
+def _paper_256() -> ModelConfig:
+    return ModelConfig(description="the paper's channel plan at 256x256 (64..512 channels, 5 blocks at 16x16)")
+
+
+@register_config("cpu-256")
+def _cpu_256() -> ModelConfig:
+    return ModelConfig(
+        embed_dim=512,
+        embedder_channels=(32, 64, 128, 256, 512, 512),
+        generator_down_channels=(16, 32, 64, 256),
+        bottleneck_blocks=5,
+        generator_up_channels=(128, 64, 32, 32),
+        description="256x256 for 2-core CPUs: fewer channels at high resolution, 256-channel 16x16 bottleneck",
+    )
+
+
+@register_config("tiny")
+def _tiny() -> ModelConfig:
+    return ModelConfig(
+        image_size=64,
+        embed_dim=32,
+        embedder_channels=(16, 32, 32, 32),
+        generator_down_channels=(16, 32, 32),
+        bottleneck_blocks=2,
+        generator_up_channels=(32, 16, 16),
+        attention_down=8,
+        attention_up=16,
+        num_videos=4,
+        description="64x64 test config with a few channels",
+    )

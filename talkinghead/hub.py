@@ -1,0 +1,312 @@
+"""Saving and finding model weights: ``config.json`` + ``model.safetensors`` in one folder.
+
+Weights are never unpickled: only safetensors files are read, and ``.pt`` / ``.pth`` / ``.bin`` /
+``.ckpt`` / ``.pkl`` files (or anything that looks like a pickle or a torch zip archive) are refused
+with :class:`~talkinghead.errors.WeightsError`.
+
+Lookup order for ``load_pretrained(name_or_dir)``:
+
+1. an explicit path: a folder holding ``config.json`` and ``model.safetensors``, or one of those two
+   files (its folder is used);
+2. ``<repo root>/pretrained/<name>``, found relative to this package (source checkouts and editable
+   installs);
+3. ``$TALKINGHEAD_HOME/<name>`` (default ``~/.cache/talkinghead/<name>``);
+4. a download into that cache folder, only for names listed in :data:`PRETRAINED_URLS` and unless
+   ``TALKINGHEAD_OFFLINE=1``. The table is empty for now, so an unknown name fails with a message
+   saying where to put the files.
+
+A name is a bare word such as ``paper-256-vox2``; anything with a path separator, a leading ``.`` or
+``~``, or a file extension is taken as a path.
+
+``config.json`` holds ``format_version`` (:data:`FORMAT_VERSION`), ``class_name``, ``dtype`` (of the
+stored tensors) and ``config`` (:meth:`ModelConfig.to_dict`). Tensors stored in half precision are cast
+back to float32 on load.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_path, atomic_write_text
+from .errors import WeightsError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "PRETRAINED_URLS",
+    "save_pretrained",
+    "load_pretrained",
+    "resolve_pretrained",
+    "cache_dir",
+    "repo_pretrained_dir",
+    "read_safetensors",
+]
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+# name -> {file name: (url, sha256)}; files are downloaded into cache_dir()/name.
+PRETRAINED_URLS: dict[str, dict[str, tuple[str, str]]] = {}
+
+_PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".tar", ".npy", ".npz"}
+_MODEL_CLASSES = ("TalkingHeadModel",)
+
+
+# ---- where weights live ------------------------------------------------------------------------------
+def repo_pretrained_dir() -> Path:
+    """``<repo root>/pretrained``: the folder beside the ``talkinghead`` package."""
+    return Path(__file__).resolve().parents[1] / "pretrained"
+
+
+def cache_dir() -> Path:
+    """``$TALKINGHEAD_HOME`` or ``~/.cache/talkinghead``."""
+    home = os.environ.get("TALKINGHEAD_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".cache" / "talkinghead"
+
+
+def _offline() -> bool:
+    return os.environ.get("TALKINGHEAD_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _looks_like_path(s: str) -> bool:
+    return (
+        os.sep in s
+        or (os.altsep is not None and os.altsep in s)
+        or s.startswith((".", "~"))
+        or Path(s).suffix != ""
+    )
+
+
+def _pickle_magic(path: Path) -> bool:
+    """True for a pickle (protocol >= 2 starts with 0x80) or a torch zip archive ("PK\\x03\\x04")."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head[:1] == b"\x80" or head == b"PK\x03\x04"
+
+
+def _refuse_pickle(path: Path, sniff: bool = True) -> None:
+    """Raise for pickle-like extensions, or (``sniff``) content. A ``.safetensors`` file is sniffed only
+    once its header fails to parse: its first byte is the header length's low byte and may be 0x80."""
+    sniff = sniff and path.suffix.lower() != ".safetensors"
+    if path.suffix.lower() in _PICKLE_SUFFIXES or (sniff and path.is_file() and _pickle_magic(path)):
+        raise _pickle_error(path)
+
+
+def _pickle_error(path: Path) -> WeightsError:
+    return WeightsError(
+        f"{path} is a pickle-based checkpoint, which talkinghead never loads (unpickling can run code): "
+        f"convert it to {WEIGHTS_NAME} with safetensors and pass its folder."
+    )
+
+
+def resolve_pretrained(name_or_dir: str | os.PathLike) -> Path:
+    """The folder holding ``config.json`` + ``model.safetensors`` for a path or a name (module docstring
+    gives the order); downloads only for names in :data:`PRETRAINED_URLS`."""
+    s = os.fspath(name_or_dir)
+    path = Path(s).expanduser()
+    if path.exists() or _looks_like_path(s):
+        if not path.exists():
+            raise WeightsError(f"{path} does not exist: pass a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}.")
+        if path.is_file():
+            _refuse_pickle(path)
+            if path.name != CONFIG_NAME and path.suffix != ".safetensors":
+                raise WeightsError(f"{path} is not a weights folder: pass a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}.")
+            path = path.parent
+        return path
+
+    candidates = [repo_pretrained_dir() / s, cache_dir() / s]
+    for cand in candidates:
+        if (cand / CONFIG_NAME).is_file():
+            return cand
+    if s in PRETRAINED_URLS:
+        return _download(s, cache_dir() / s)
+    raise WeightsError(
+        f"No weights named {s!r} in {candidates[0]} or {candidates[1]}: put {CONFIG_NAME} and {WEIGHTS_NAME} "
+        f"in {candidates[1]} (or $TALKINGHEAD_HOME/{s}), or pass the folder's path."
+    )
+
+
+def _download(name: str, dest: Path) -> Path:
+    """Fetch the files of ``PRETRAINED_URLS[name]`` into ``dest``, checking their SHA-256."""
+    if _offline():
+        raise WeightsError(
+            f"Weights {name!r} are not in {dest} and TALKINGHEAD_OFFLINE is set: download "
+            f"{', '.join(PRETRAINED_URLS[name])} into {dest} by hand."
+        )
+    import urllib.request
+
+    for fname, (url, sha256) in PRETRAINED_URLS[name].items():
+        target = dest / fname
+        if target.is_file():
+            continue
+        digest = hashlib.sha256()
+        try:
+            with atomic_path(target) as tmp, urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as f:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    digest.update(chunk)
+                    f.write(chunk)
+                if sha256 and digest.hexdigest() != sha256:
+                    raise WeightsError(f"{url} downloaded with the wrong checksum: try again or fetch it into {target} by hand.")
+        except OSError as exc:
+            raise WeightsError(f"Could not download {url} ({exc}): fetch it into {target} by hand.") from exc
+    return dest
+
+
+# ---- safetensors, read safely -----------------------------------------------------------------------
+def _check_safetensors(path: Path) -> dict[str, Any]:
+    """Validate the header and the file size before safetensors maps the file; return the header."""
+    size = path.stat().st_size
+    try:
+        return _parse_safetensors_header(path, size)
+    except WeightsError:
+        if _pickle_magic(path):
+            raise _pickle_error(path) from None
+        raise
+
+
+def _parse_safetensors_header(path: Path, size: int) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise WeightsError(f"{path} is truncated (only {size} bytes): save or download it again.")
+        (n,) = struct.unpack("<Q", head)
+        if n < 2 or n > size - 8 or n > 100_000_000:
+            raise WeightsError(f"{path} is truncated or not a safetensors file (bad header size): save or download it again.")
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+            if not isinstance(header, dict):
+                raise ValueError("header is not a JSON object")
+            ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            raise WeightsError(f"{path} has a corrupt safetensors header: save or download it again.") from None
+    expected = 8 + n + max(ends, default=0)
+    if size != expected:
+        raise WeightsError(
+            f"{path} is truncated or corrupt ({size} bytes, the header promises {expected}): save or download it again."
+        )
+    return header
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, "Any"]:
+    """Tensors of a safetensors file on the CPU; refuses pickles and truncated or corrupt files."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    _refuse_pickle(path)
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing: save the model again or pass the right folder.")
+    _check_safetensors(path)
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own SafetensorError and others
+        raise WeightsError(f"{path} could not be read as safetensors ({exc}): save or download it again.") from None
+
+
+# ---- save / load --------------------------------------------------------------------------------------
+def save_pretrained(model, directory: str | os.PathLike, dtype=None) -> Path:
+    """Write ``model.safetensors`` then ``config.json`` into ``directory``, each atomically.
+
+    ``dtype`` (e.g. ``torch.float16``) casts floating-point tensors for storage; loading casts them back
+    to float32. Returns the folder.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"save_pretrained dtype must be a floating-point dtype, got {dtype}")
+    directory = Path(directory)
+    tensors = {}
+    for key, t in model.state_dict().items():
+        t = t.detach().to("cpu")
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        tensors[key] = t.contiguous().clone()
+    stored = dtype if dtype is not None else torch.float32
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "class_name": type(model).__name__,
+        "dtype": str(stored).replace("torch.", ""),
+        "config": model.config.to_dict(),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "talkinghead_format_version": str(FORMAT_VERSION)})
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return directory
+
+
+def _read_config(path: Path):
+    from .config import ModelConfig
+
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing: a weights folder needs {CONFIG_NAME} next to {WEIGHTS_NAME}.")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{path} is not valid JSON ({exc}): save the model again.") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise WeightsError(f"{path} has no 'config' object: save the model again with talkinghead.")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise WeightsError(
+            f"{path} has format_version {version!r}, this talkinghead reads up to {FORMAT_VERSION}: upgrade talkinghead."
+        )
+    if meta.get("class_name") not in _MODEL_CLASSES:
+        raise WeightsError(f"{path} describes a {meta.get('class_name')!r}, not a TalkingHeadModel.")
+    try:
+        return ModelConfig.from_dict(meta["config"])
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(f"{path} holds an invalid model config ({exc}): save the model again.") from None
+
+
+def _check_tensors(path: Path, tensors: dict, expected: dict) -> None:
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [
+        f"{k} {tuple(tensors[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in sorted(set(tensors) & set(expected))
+        if tuple(tensors[k].shape) != tuple(expected[k].shape)
+    ]
+
+    def few(items: list[str]) -> str:
+        return ", ".join(items[:4]) + (f" and {len(items) - 4} more" if len(items) > 4 else "")
+
+    problems = []
+    if missing:
+        problems.append(f"missing {few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {few(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shapes (file vs config) {few(wrong)}")
+    if problems:
+        raise WeightsError(f"{path} does not match its {CONFIG_NAME}: {'; '.join(problems)}.")
+
+
+def load_pretrained(name_or_dir: str | os.PathLike, map_location="cpu"):
+    """A :class:`~talkinghead.models.TalkingHeadModel` in eval mode, float32, on ``map_location``."""
+    from .models import TalkingHeadModel
+
+    folder = resolve_pretrained(name_or_dir)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        for other in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if other.suffix.lower() in _PICKLE_SUFFIXES:
+                _refuse_pickle(other)
+        raise WeightsError(f"{weights} is missing: put the model's {WEIGHTS_NAME} next to its {CONFIG_NAME}.")
+    cfg = _read_config(folder / CONFIG_NAME)
+    tensors = read_safetensors(weights)
+    model = TalkingHeadModel(cfg)
+    expected = model.state_dict()
+    _check_tensors(weights, tensors, expected)
+    # half-precision storage comes back as the model's dtype (float32)
+    tensors = {k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
+    model.load_state_dict(tensors, strict=True)
+    return model.to(map_location).eval()

@@ -1,0 +1,46 @@
+"""The container for the three networks and their config."""
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from ..config import ModelConfig, get_config
+from .discriminator import ProjectionDiscriminator
+from .embedder import Embedder
+from .generator import Generator
+
+__all__ = ["TalkingHeadModel"]
+
+
+class TalkingHeadModel(nn.Module):
+    """Holds ``.embedder``, ``.generator``, ``.discriminator`` and ``.config`` (a :class:`ModelConfig`).
+
+    It has no ``forward``: callers use the networks directly, e.g.
+    ``e, e_hat = m.embedder(x, y)`` then ``m.generator(y_t, e_hat)``.
+    Weights travel as ``config.json`` + ``model.safetensors`` (:mod:`talkinghead.hub`).
+    """
+
+    def __init__(self, config: ModelConfig | str):
+        super().__init__()
+        self.config = get_config(config)
+        self.embedder = Embedder(self.config)
+        self.generator = Generator(self.config)
+        self.discriminator = ProjectionDiscriminator(self.config)
+
+    def save_pretrained(self, directory: str | os.PathLike, dtype=None) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (``dtype``, e.g.
+        ``torch.float16``, casts floating-point tensors for storage)."""
+        from ..hub import save_pretrained
+
+        save_pretrained(self, directory, dtype=dtype)
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, map_location="cpu") -> "TalkingHeadModel":
+        """Load weights by folder or name (lookup order in :mod:`talkinghead.hub`); float32, eval mode."""
+        from ..hub import load_pretrained
+
+        return load_pretrained(name_or_dir, map_location=map_location)
+
+    def extra_repr(self) -> str:
+        return f"config={self.config.description or self.config.image_size}"
