@@ -1,0 +1,412 @@
+"""Image metrics of the evaluation: SSIM, LPIPS, CSIM, AKD and (where possible) FID.
+
+Inputs: ``uint8`` RGB numpy images ``(H, W, 3)`` (or stacks ``(N, H, W, 3)`` / lists of them), or torch
+``float`` ``(B, 3, H, W)`` / ``(3, H, W)`` in [-1, 1] where a function says so. Each metric returns a
+:class:`MetricResult` that names its backbone, so a number is never reported without saying how it
+was measured (PAPER.md: state the LPIPS backbone; CSIM depends on the face-identity network).
+
+- ``ssim``: Wang et al. 2004 with the standard 11x11 Gaussian window (sigma 1.5, K1 0.01, K2 0.03,
+  data range 255, border of 5 px excluded), i.e. scikit-image's ``structural_similarity(...,
+  gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)``. ``channel="rgb"``
+  (default) averages the three per-channel SSIMs; ``"luminance"`` uses BT.601 Y.
+- ``lpips``: the ``lpips`` package's alex/vgg heads where it imports and their torchvision trunk
+  weights are present; otherwise ST-LPIPS's shift-tolerant VGG16 with its own linear heads,
+  labelled ``"st-lpips-vgg16"`` (its values are not interchangeable with LPIPS-alex numbers).
+- ``csim``: cosine similarity of dlib's 128-d face descriptors
+  (``dlib_face_recognition_resnet_model_v1.dat`` from ``face-recognition-models``) on faces aligned by
+  the 5-point predictor and ``dlib.get_face_chip``; NaN and a flag where no face is found. Papers use
+  ArcFace, whose values are lower: compare only numbers with the same backbone.
+- ``akd``: mean landmark distance between generated and real frames over the inter-ocular distance
+  (outer eye corners 36 and 45 of the real frame); the caller detects landmarks; frames without a
+  detection (NaN rows) are counted, not silently dropped.
+- ``fid_available()`` / ``fid``: FID needs Inception weights; without them it says why instead of
+  returning a made-up number.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import InputError, WeightsError
+
+__all__ = ["MetricResult", "ssim", "lpips", "csim", "face_descriptor", "akd", "fid_available", "fid"]
+
+
+@dataclass
+class MetricResult:
+    """A metric value with the backbone that produced it.
+
+    ``value``: the mean over valid items (NaN if none); ``per_item``: one value per image pair or
+    frame (NaN where it could not be computed); ``extra``: counts and flags specific to the metric.
+    """
+
+    name: str
+    value: float
+    backbone: str
+    per_item: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "value": self.value, "backbone": self.backbone,
+                "per_item": list(self.per_item), **self.extra}
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(arr)
+    return float(arr[ok].mean()) if ok.any() else float("nan")
+
+
+def _to_uint8_stack(x, what: str) -> np.ndarray:
+    """numpy uint8 (H,W,3)/(N,H,W,3), a list of those, or torch [-1,1] (3,H,W)/(B,3,H,W) -> float (N,H,W,3) 0-255."""
+    if hasattr(x, "detach"):  # torch tensor in [-1, 1]
+        t = x.detach().float().cpu()
+        if t.ndim == 3:
+            t = t[None]
+        if t.ndim != 4 or t.shape[1] != 3:
+            raise ValueError(f"{what}: torch images must be (B, 3, H, W) in [-1, 1], got {tuple(t.shape)}")
+        return ((t.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.float64)
+    if isinstance(x, (list, tuple)):
+        x = np.stack([np.asarray(i) for i in x])
+    a = np.asarray(x)
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[-1] != 3:
+        raise ValueError(f"{what}: numpy images must be uint8 (H, W, 3) RGB, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise ValueError(f"{what}: numpy images must be uint8 RGB, got {a.dtype}")
+    return a.astype(np.float64)
+
+
+def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _to_uint8_stack(a, "first image"), _to_uint8_stack(b, "second image")
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape[1:]} vs {b.shape[1:]} (N={a.shape[0]}, {b.shape[0]})")
+    return a, b
+
+
+# ---------------------------------------------------------------------------------------------- SSIM
+
+_SSIM_SIGMA, _SSIM_TRUNCATE = 1.5, 3.5  # radius int(3.5 * 1.5 + 0.5) = 5: the 11x11 window
+
+
+def _ssim_2d(x: np.ndarray, y: np.ndarray, data_range: float = 255.0) -> float:
+    from scipy.ndimage import gaussian_filter
+
+    def blur(img):
+        return gaussian_filter(img, sigma=_SSIM_SIGMA, truncate=_SSIM_TRUNCATE, mode="reflect")
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    ux, uy = blur(x), blur(y)
+    vx, vy, vxy = blur(x * x) - ux * ux, blur(y * y) - uy * uy, blur(x * y) - ux * uy
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    pad = int(_SSIM_TRUNCATE * _SSIM_SIGMA + 0.5)
+    return float(s[pad:-pad, pad:-pad].mean())
+
+
+def ssim(a, b, channel: str = "rgb") -> MetricResult:
+    """SSIM of image pairs (1 for identical images). Images: numpy uint8 RGB or torch [-1, 1].
+
+    ``channel``: ``"rgb"`` (mean of per-channel SSIM) or ``"luminance"`` (Y = .299 R + .587 G + .114 B).
+    Images must be at least 11x11.
+    """
+    if channel not in ("rgb", "luminance"):
+        raise ValueError(f"channel must be 'rgb' or 'luminance', got {channel!r}")
+    a, b = _pair(a, b)
+    if min(a.shape[1:3]) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {a.shape[1:3]}")
+    vals = []
+    for x, y in zip(a, b):
+        if channel == "luminance":
+            w = np.array([0.299, 0.587, 0.114])
+            vals.append(_ssim_2d(x @ w, y @ w))
+        else:
+            vals.append(float(np.mean([_ssim_2d(x[..., c], y[..., c]) for c in range(3)])))
+    return MetricResult("ssim", _nanmean(vals), f"gaussian11-sigma1.5-{channel}", vals)
+
+
+# --------------------------------------------------------------------------------------------- LPIPS
+
+_TV_TRUNK_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+
+
+def _lpips_package_ready(net: str) -> tuple[bool, str]:
+    """Whether the ``lpips`` package imports and its torchvision trunk weights are local (no download)."""
+    try:
+        import lpips as _lp  # noqa: F401  (needs a working torchvision)
+    except Exception as exc:  # ImportError, or torchvision's operator errors on a mismatched build
+        return False, f"the lpips package does not import ({type(exc).__name__}); run `pip install lpips` with a torchvision matching torch"
+    from .perceptual import hub_checkpoints_dir
+
+    f = hub_checkpoints_dir() / _TV_TRUNK_FILES[net]
+    if not f.is_file():
+        return False, f"{f.name} is not in {f.parent}"
+    return True, ""
+
+
+class _STLPIPS:
+    """LPIPS distance with ST-LPIPS's VGG16 trunk and linear heads: (B,3,H,W) x2 in [-1,1] -> (B,)."""
+
+    name = "st-lpips-vgg16"
+
+    def __init__(self):
+        from .perceptual import stlpips_vgg16
+
+        self.net = stlpips_vgg16()
+
+    def __call__(self, x, y):
+        import torch
+
+        self.net.to(device=x.device)
+        with torch.no_grad():
+            fx, fy = self.net(x), self.net(y)
+            total = torch.zeros(x.shape[0], device=x.device)
+            for lin, a, b in zip(self.net.lins, fx, fy):
+                a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+                b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+                total = total + lin((a - b) ** 2).mean(dim=(1, 2, 3))
+        return total
+
+
+class _PackageLPIPS:
+    def __init__(self, net: str):
+        import lpips as lp
+
+        self.name = f"lpips-{net}"
+        self.model = lp.LPIPS(net=net, verbose=False).eval()
+
+    def __call__(self, x, y):
+        import torch
+
+        self.model.to(device=x.device)
+        with torch.no_grad():
+            return self.model(x, y).flatten()
+
+
+def _lpips_model(net: str):
+    if net == "auto":
+        net = "alex" if _lpips_package_ready("alex")[0] else "st-lpips-vgg16"
+    return _lpips_model_named(net)
+
+
+@functools.lru_cache(maxsize=4)
+def _lpips_model_named(net: str):
+    if net == "st-lpips-vgg16":
+        return _STLPIPS()
+    ok, reason = _lpips_package_ready(net)
+    if not ok:
+        raise WeightsError(f"LPIPS-{net} is unavailable: {reason}; use net='st-lpips-vgg16' instead.")
+    return _PackageLPIPS(net)
+
+
+def lpips(a, b, net: str = "auto", device=None) -> MetricResult:
+    """LPIPS distance (0 for identical images, larger = more different).
+
+    Images: torch ``(B, 3, H, W)`` in [-1, 1] or numpy uint8 RGB ``(H, W, 3)`` / ``(N, H, W, 3)``;
+    at least 32x32. ``net``: ``"auto"`` (lpips-alex where possible, else ST-LPIPS VGG16), ``"alex"``,
+    ``"vgg"`` or ``"st-lpips-vgg16"``. ``device``: where to compute (default: the tensor's, or CPU).
+    """
+    import torch
+
+    if net not in ("auto", "alex", "vgg", "st-lpips-vgg16"):
+        raise ValueError(f"net must be 'auto', 'alex', 'vgg' or 'st-lpips-vgg16', got {net!r}")
+
+    def to_tensor(x):
+        if isinstance(x, torch.Tensor):
+            t = x.detach()
+            t = t[None] if t.ndim == 3 else t
+            if t.ndim != 4 or t.shape[1] != 3:
+                raise ValueError(f"torch images must be (B, 3, H, W) in [-1, 1], got {tuple(t.shape)}")
+            return t.float()
+        arr = _to_uint8_stack(x, "image")
+        return torch.from_numpy(arr).float().permute(0, 3, 1, 2) / 127.5 - 1
+
+    x, y = to_tensor(a), to_tensor(b)
+    if x.shape != y.shape:
+        raise ValueError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if min(x.shape[-2:]) < 32:
+        raise ValueError(f"LPIPS needs images of at least 32x32 pixels, got {tuple(x.shape[-2:])}")
+    dev = torch.device(device) if device is not None else x.device
+    model = _lpips_model(net)
+    d = model(x.to(dev), y.to(dev)).double().cpu().tolist()
+    return MetricResult("lpips", _nanmean(d), model.name, d)
+
+
+# ---------------------------------------------------------------------------------------------- CSIM
+
+CSIM_BACKBONE = "dlib-resnet-v1-128d"
+
+
+def _face_models_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError("CSIM needs dlib's face models; run `pip install dlib-bin face-recognition-models`.")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+@functools.lru_cache(maxsize=2)
+def _dlib_models(points: int):
+    try:
+        import dlib
+    except ImportError as exc:
+        raise WeightsError("CSIM needs dlib; run `pip install dlib-bin face-recognition-models`.") from exc
+    folder = _face_models_dir()
+    pred = folder / ("shape_predictor_5_face_landmarks.dat" if points == 5 else "shape_predictor_68_face_landmarks.dat")
+    rec = folder / "dlib_face_recognition_resnet_model_v1.dat"
+    for f in (pred, rec):
+        if not f.is_file():
+            raise WeightsError(f"{f.name} is missing from {folder}; reinstall face-recognition-models.")
+    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(pred)),
+            dlib.face_recognition_model_v1(str(rec)))
+
+
+def face_descriptor(image: np.ndarray, points: int = 5) -> np.ndarray | None:
+    """dlib's 128-d identity descriptor of the largest face in a uint8 RGB ``(H, W, 3)`` image, or None.
+
+    The face is found by dlib's HOG detector (upsampled once for images under 400 px), aligned with
+    the ``points``-point predictor (5 or 68) and ``dlib.get_face_chip`` (150 px, padding 0.25).
+    """
+    import dlib
+
+    if points not in (5, 68):
+        raise ValueError(f"points must be 5 or 68, got {points}")
+    img = np.ascontiguousarray(image)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"face_descriptor expects uint8 (H, W, 3) RGB, got {img.dtype} {img.shape}")
+    detector, predictor, recognizer = _dlib_models(points)
+    rects = detector(img, 1 if max(img.shape[:2]) < 400 else 0)
+    if len(rects) == 0:
+        return None
+    rect = max(rects, key=lambda r: r.width() * r.height())
+    chip = dlib.get_face_chip(img, predictor(img, rect), size=150, padding=0.25)
+    return np.asarray(recognizer.compute_face_descriptor(chip), dtype=np.float64)
+
+
+def csim(generated, real, points: int = 5) -> MetricResult:
+    """Cosine similarity of face-identity descriptors of generated and real images (1 = same).
+
+    Images: numpy uint8 RGB ``(H, W, 3)``, ``(N, H, W, 3)`` or lists; torch [-1, 1] is accepted too.
+    Pairs where either image has no detected face give NaN; ``extra`` counts them
+    (``no_face_generated``, ``no_face_real``) and flags each pair (``no_face``).
+    """
+    g, r = _pair(generated, real)
+    vals, no_g, no_r, flags = [], 0, 0, []
+    for gi, ri in zip(g.astype(np.uint8), r.astype(np.uint8)):
+        dg, dr = face_descriptor(gi, points), face_descriptor(ri, points)
+        no_g += dg is None
+        no_r += dr is None
+        flags.append(dg is None or dr is None)
+        if dg is None or dr is None:
+            vals.append(float("nan"))
+        else:
+            vals.append(float(dg @ dr / (np.linalg.norm(dg) * np.linalg.norm(dr) + 1e-12)))
+    return MetricResult("csim", _nanmean(vals), f"{CSIM_BACKBONE}-{points}pt", vals,
+                        {"no_face_generated": int(no_g), "no_face_real": int(no_r), "no_face": flags})
+
+
+# ----------------------------------------------------------------------------------------------- AKD
+
+
+def akd(landmarks_generated, landmarks_real, detector: str = "unspecified", normalize: bool = True) -> MetricResult:
+    """Average keypoint distance between 68-point landmarks of generated and real frames.
+
+    Args:
+        landmarks_generated, landmarks_real: ``(T, 68, 2)`` or ``(68, 2)`` float, ``(x, y)`` pixels;
+            a frame without a detection is NaN (any NaN marks the frame missing).
+        detector: name of the landmark detector used by the caller (reported as the backbone).
+        normalize: divide each frame's mean distance by the real frame's inter-ocular distance
+            (outer eye corners 36 and 45); False gives pixels.
+
+    Returns a result whose ``value`` averages frames where both sides were detected; ``extra`` has
+    ``frames``, ``missing_generated``, ``missing_real`` and ``missing`` (frames left out).
+    """
+    g = np.asarray(landmarks_generated, dtype=np.float64)
+    r = np.asarray(landmarks_real, dtype=np.float64)
+    if g.ndim == 2:
+        g = g[None]
+    if r.ndim == 2:
+        r = r[None]
+    if g.shape != r.shape or g.ndim != 3 or g.shape[1:] != (68, 2):
+        raise ValueError(f"landmarks must be (T, 68, 2) of equal shape, got {g.shape} and {r.shape}")
+    miss_g = ~np.isfinite(g).all(axis=(1, 2))
+    miss_r = ~np.isfinite(r).all(axis=(1, 2))
+    vals = []
+    for t in range(g.shape[0]):
+        if miss_g[t] or miss_r[t]:
+            vals.append(float("nan"))
+            continue
+        d = float(np.linalg.norm(g[t] - r[t], axis=1).mean())
+        if normalize:
+            iod = float(np.linalg.norm(r[t, 45] - r[t, 36]))
+            d = d / iod if iod > 0 else float("nan")
+        vals.append(d)
+    missing = miss_g | miss_r
+    return MetricResult("akd", _nanmean(vals), detector, vals,
+                        {"frames": int(g.shape[0]), "missing_generated": int(miss_g.sum()),
+                         "missing_real": int(miss_r.sum()), "missing": int(missing.sum()),
+                         "normalized": bool(normalize)})
+
+
+# ----------------------------------------------------------------------------------------------- FID
+
+FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+
+
+def fid_available() -> tuple[bool, str]:
+    """``(True, "")`` where FID can be computed (``pytorch-fid`` imports and its Inception weights
+    ``pt_inception-2015-12-05-6726825d.pth`` are in torch hub's ``checkpoints/``), else ``(False, reason)``."""
+    from .perceptual import hub_checkpoints_dir
+
+    f = hub_checkpoints_dir() / FID_WEIGHTS_FILE
+    if not f.is_file():
+        return False, f"FID needs the Inception weights {FID_WEIGHTS_FILE} in {f.parent}"
+    try:
+        import pytorch_fid.inception  # noqa: F401  (imports torchvision)
+    except Exception as exc:
+        return False, f"FID needs the pytorch-fid package with a working torchvision ({type(exc).__name__}); run `pip install pytorch-fid`"
+    return True, ""
+
+
+def fid(real, fake, batch_size: int = 32, device="cpu") -> MetricResult:
+    """Frechet Inception distance (2048-d pool3) between two image sets (uint8 RGB stacks or lists).
+
+    Raises ``WeightsError`` saying why where :func:`fid_available` is False. Sets of a few hundred
+    images or more are needed for a meaningful value.
+    """
+    ok, reason = fid_available()
+    if not ok:
+        raise WeightsError(f"{reason}.")
+    import torch
+    from pytorch_fid.inception import InceptionV3
+    from scipy import linalg
+
+    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
+
+    def stats(images):
+        arr = _to_uint8_stack(images, "image")
+        feats = []
+        for i in range(0, len(arr), batch_size):
+            x = torch.from_numpy(arr[i:i + batch_size]).float().permute(0, 3, 1, 2).div(255).to(device)
+            with torch.no_grad():
+                feats.append(model(x)[0].flatten(1).double().cpu().numpy())
+        f = np.concatenate(feats)
+        if len(f) < 2:
+            raise InputError("FID needs at least two images per set; pass more frames.")
+        return f.mean(0), np.cov(f, rowvar=False)
+
+    (m1, s1), (m2, s2) = stats(real), stats(fake)
+    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    if not np.isfinite(covmean).all():  # near-singular product: regularise as is customary
+        eps = np.eye(s1.shape[0]) * 1e-6
+        covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
+    value = float(((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
+    return MetricResult("fid", value, "inception-v3-pool3-2048", [], {"n_real": len(real), "n_fake": len(fake)})
