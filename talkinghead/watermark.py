@@ -46,7 +46,7 @@ CHIP = 4  # pixels per chip at the embedding scale
 TILE_CHIPS = 32
 TILE = CHIP * TILE_CHIPS  # 128 px
 SYNC_WEIGHT = 0.6
-DEFAULT_STRENGTH = 3.5  # mean added luminance amplitude (8-bit levels) before texture masking
+DEFAULT_STRENGTH = 3.0  # mean added luminance amplitude (8-bit levels) before texture masking
 # Scales (observed size / marked size) tried at detection, the likely ones first.
 DEFAULT_SCALES = (1.0, 0.5, 0.75, 2.0 / 3.0, 0.8, 0.9, 1.5, 2.0)
 SYNC_Z_MIN = 4.5  # sync peak height in standard deviations of the correlation surface
