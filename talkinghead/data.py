@@ -35,7 +35,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .atomic import atomic_path, atomic_write_text
-from .errors import InputError
+from .errors import InputError, NoFaceError
 
 CACHE_VERSION = 1
 VIDEO_EXTENSIONS = (".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -277,7 +277,9 @@ def preprocess_video(
     fewer than ``min_frames`` crops gets a ``<video_id>.skip.json`` with the reason instead.
     Returns ``exists`` without work when either file is already there (unless ``overwrite``).
     """
-    from .landmarks import crop_from_landmarks, crop_image, track_video, transform_landmarks
+    from .landmarks.crop import crop_from_landmarks, crop_image, transform_landmarks
+    from .landmarks.detectors import get_detector
+    from .landmarks.track import track_video
 
     path = Path(path)
     out_dir = Path(out_dir)
@@ -300,7 +302,13 @@ def preprocess_video(
         return skipped(f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
     if not frames:
         return skipped("unreadable (no frames decoded)")
-    track = track_video(frames, backend=detector)
+    # Subsampled frames are not consecutive: no smoothing, no gap filling (a frame without a face
+    # is dropped below, never interpolated).
+    try:
+        track = track_video(frames, backend=get_detector(detector), smooth=False, max_gap_s=0.0,
+                            allow_gaps=True, fps=fps or 25.0)
+    except NoFaceError:
+        return skipped(f"no face in {len(frames)} sampled frames")
     lms = np.asarray(track.landmarks, dtype=np.float32)
     detected = ~np.asarray(track.missing, dtype=bool) & np.isfinite(lms).all(axis=(1, 2))
     if not detected.any():
@@ -309,8 +317,7 @@ def preprocess_video(
         return skipped(f"too short ({int(detected.sum())} frames with a face of {len(frames)} sampled, need {min_frames})")
     crops, crop_lms, kept = [], [], []
     for t in np.flatnonzero(detected):
-        kwargs = {} if margin is None else {"margin": margin}
-        fc = crop_from_landmarks(lms[t], size, **kwargs)
+        fc = crop_from_landmarks(lms[t], size, **({} if margin is None else {"margin": margin}))
         crops.append(crop_image(frames[t], fc))
         crop_lms.append(transform_landmarks(lms[t], fc))
         kept.append(index[t])
@@ -533,7 +540,7 @@ class EpisodeDataset:
         import cv2
         import torch
 
-        from .landmarks import landmark_images
+        from .landmarks.draw import landmark_images
 
         if isinstance(key, (tuple, list)):
             vi, seed = int(key[0]), key[1]

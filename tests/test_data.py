@@ -1,0 +1,160 @@
+"""Preprocessing cache, episode sampler and K-shot episodes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from talkinghead.data import (IBUG_FLIP, CacheEntry, EpisodeDataset, EpisodeSampler, flip_landmarks, preprocess,
+                              write_entry)
+
+# ---- a tiny real-face cache (also used by test_training.py): the astronaut with synthetic head motion
+
+
+def astronaut_landmarks(image: np.ndarray) -> np.ndarray:
+    from talkinghead.landmarks import detect_landmarks
+
+    return detect_landmarks(image, backend="dlib")
+
+
+def moving_frames(image: np.ndarray, lm: np.ndarray, n: int, seed: int):
+    """``n`` frames of the photo under small random rotations/shifts, with the landmarks moved alike."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = image.shape[:2]
+    centre = lm.mean(axis=0)
+    for _ in range(n):
+        M = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), rng.uniform(-8, 8), rng.uniform(0.95, 1.05))
+        M[:, 2] += rng.uniform(-6, 6, size=2)
+        yield cv2.warpAffine(image, M, (w, h), borderMode=cv2.BORDER_REFLECT101), lm @ M[:, :2].T + M[:, 2]
+
+
+def square_crop(frame: np.ndarray, lm: np.ndarray, size: int):
+    """A square crop around the landmarks (test helper, independent of the library's crop code)."""
+    import cv2
+
+    lo, hi = lm.min(axis=0), lm.max(axis=0)
+    c, side = (lo + hi) / 2, (hi - lo).max() * 1.8
+    s = size / side
+    M = np.array([[s, 0, size / 2 - s * c[0]], [0, s, size / 2 - s * c[1]]])
+    return cv2.warpAffine(frame, M, (size, size), flags=cv2.INTER_AREA), (lm @ M[:, :2].T + M[:, 2]).astype(np.float32)
+
+
+def build_tiny_cache(root: Path, image: np.ndarray, videos: int = 3, frames: int = 10, size: int = 64) -> Path:
+    from talkinghead.data import write_entry
+
+    lm = astronaut_landmarks(image)
+    for v in range(videos):
+        crops, lms = zip(*(square_crop(f, l, size) for f, l in moving_frames(image, lm, frames, seed=v)))
+        write_entry(root / f"astronaut{v}.npz", list(crops), np.stack(lms), meta={"video": f"astronaut{v}", "identity": "collins"})
+    return root
+
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory, astronaut):
+    return build_tiny_cache(tmp_path_factory.mktemp("cache"), astronaut)
+
+
+def test_flip_permutation_is_an_involution():
+    assert sorted(IBUG_FLIP) == list(range(68))
+    assert (IBUG_FLIP[IBUG_FLIP] == np.arange(68)).all()
+    for centre in (8, 27, 28, 29, 30, 33, 51, 57, 62, 66):
+        assert IBUG_FLIP[centre] == centre
+
+
+def test_flipped_landmarks_match_detection_on_the_mirrored_photo(astronaut):
+    lm = astronaut_landmarks(astronaut)
+    mirrored = np.ascontiguousarray(astronaut[:, ::-1])
+    detected = astronaut_landmarks(mirrored)
+    err = np.linalg.norm(flip_landmarks(lm, astronaut.shape[1]) - detected, axis=1)
+    eye_dist = np.linalg.norm(lm[36] - lm[45])
+    assert err.mean() < 0.05 * eye_dist  # a wrong permutation gives errors of ~1 eye distance
+
+
+def test_entry_round_trip(tmp_path, astronaut):
+    crops = [astronaut[:64, :64], astronaut[64:128, 64:128]]
+    lms = np.random.default_rng(0).uniform(0, 64, (2, 68, 2)).astype(np.float32)
+    path = write_entry(tmp_path / "v.npz", crops, lms, [3, 7], {"identity": "x"})
+    e = CacheEntry.load(path)
+    assert len(e) == 2 and e.meta["identity"] == "x" and e.meta["size"] == 64
+    np.testing.assert_array_equal(e.landmarks, lms)
+    np.testing.assert_array_equal(e.frame_index, [3, 7])
+    assert np.abs(e.frame(1).astype(int) - crops[1]).mean() < 4  # JPEG q95
+    assert not list(tmp_path.glob(".*"))  # no temp files left
+
+
+def test_sampler_is_resumable_and_splits_ranks():
+    s = EpisodeSampler(7, seed=3)
+    it = iter(s)
+    first = [next(it) for _ in range(20)]
+    it2 = iter(EpisodeSampler(7, seed=3, start=12))
+    assert [next(it2) for _ in range(8)] == first[12:]
+    assert sorted(v for v, _ in first[:7]) == list(range(7))  # one epoch visits every video once
+    r0, r1 = (EpisodeSampler(7, seed=3, rank=r, world_size=2).order(0) for r in (0, 1))
+    assert len(r0) == len(r1) == 4 and set(r0) | set(r1) == set(range(7))
+
+
+def test_episode_shapes_and_determinism(tiny_cache):
+    ds = EpisodeDataset(tiny_cache, k=4)
+    assert len(ds) == 3 and ds.identities == ["collins"] * 3
+    a, b = ds[(1, (0, 0, 5))], ds[(1, (0, 0, 5))]
+    assert a["frames"].shape == a["landmarks"].shape == (5, 3, 64, 64)
+    assert a["frames"].min() >= -1 and a["frames"].max() <= 1
+    assert a["landmarks"].min() >= -1 and a["landmarks"].max() <= 1
+    assert int(a["video_index"]) == 1
+    assert (a["frames"] == b["frames"]).all() and (a["landmarks"] == b["landmarks"]).all()
+    assert not (ds[(1, (0, 0, 6))]["frames"] == a["frames"]).all()
+
+
+def test_augmentation_keeps_frames_and_landmarks_together(tmp_path, astronaut):
+    """Frames that *are* landmark drawings must still coincide with the landmark images after a flip/shift."""
+    from talkinghead.landmarks.draw import draw_landmarks
+
+    lm = astronaut_landmarks(astronaut)
+    crops, lms = zip(*(square_crop(f, l, 64) for f, l in moving_frames(astronaut, lm, 4, seed=0)))
+    drawn = [draw_landmarks(l, 64) for l in lms]
+    write_entry(tmp_path / "d.npz", drawn, np.stack(lms), jpeg_quality=100)
+    ds = EpisodeDataset(tmp_path, k=3, augment=True, flip_p=1.0, scale=0.1, shift=0.05)
+    ep = ds[(0, (1,))]
+    plain = EpisodeDataset(tmp_path, k=3, augment=False)[(0, (1,))]
+    frames, lmi = ep["frames"], ep["landmarks"]
+    consistent = (frames - lmi).abs().mean()
+    off_by_2px = (frames - lmi.roll(2, dims=-1)).abs().mean()
+    not_augmented = (frames - plain["landmarks"]).abs().mean()
+    assert consistent < 0.6 * min(off_by_2px, not_augmented)
+
+
+def _write_clip(path, frames, fps=25):
+    from talkinghead.io import write_video
+
+    write_video(path, frames, fps)
+
+
+def test_preprocess_resumable_with_report(tmp_path, astronaut):
+    import cv2
+
+    lm = astronaut_landmarks(astronaut)
+    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    _write_clip(clips / "moving.mp4", [f for f, _ in moving_frames(small, lm / 2, 12, seed=1)])
+    _write_clip(clips / "noface.mp4", [np.full((128, 128, 3), 90, np.uint8)] * 12)
+    _write_clip(clips / "short.mp4", [f for f, _ in moving_frames(small, lm / 2, 3, seed=2)])
+    (clips / "broken.mp4").write_bytes(b"not a video at all")
+    out = tmp_path / "cache"
+    report = preprocess([clips], out, size=64, max_frames=8, min_frames=5, progress=False)
+    status = {r.source.split("/")[-1]: (r.status, r.reason) for r in report.results}
+    assert status["moving.mp4"][0] == "done"
+    assert status["noface.mp4"] == ("skipped", "no face in 8 sampled frames")
+    assert status["short.mp4"][0] == "skipped" and "too short" in status["short.mp4"][1]
+    assert status["broken.mp4"][0] == "skipped" and "unreadable" in status["broken.mp4"][1]
+    entry = CacheEntry.load(next(out.glob("moving-*.npz")))
+    assert len(entry) == 8 and entry.landmarks.shape == (8, 68, 2) and entry.frame(0).shape == (64, 64, 3)
+    assert np.isfinite(entry.landmarks).all() and (entry.landmarks > 0).all() and (entry.landmarks < 64).all()
+    again = preprocess([clips], out, size=64, max_frames=8, min_frames=5, progress=False)
+    assert again.count("done") == 0 and again.count("exists") == 1 and again.count("skipped") == 3
+    index = json.loads((out / "index.json").read_text())
+    assert len(index["entries"]) == 1 and len(index["skipped"]) == 3
