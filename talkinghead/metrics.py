@@ -33,7 +33,8 @@ import numpy as np
 
 from .errors import InputError, WeightsError
 
-__all__ = ["MetricResult", "ssim", "lpips", "csim", "face_descriptor", "akd", "fid_available", "fid"]
+__all__ = ["MetricResult", "ssim", "lpips", "csim", "face_descriptor", "akd", "fid_available", "fid",
+           "evaluate_frames"]
 
 
 @dataclass
@@ -300,7 +301,10 @@ def csim(generated, real, points: int = 5) -> MetricResult:
     """
     g, r = _pair(generated, real)
     vals, no_g, no_r, flags = [], 0, 0, []
-    for gi, ri in zip(g.astype(np.uint8), r.astype(np.uint8)):
+    def as_uint8(a):  # torch input arrives as float 0-255
+        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+    for gi, ri in zip(as_uint8(g), as_uint8(r)):
         dg, dr = face_descriptor(gi, points), face_descriptor(ri, points)
         no_g += dg is None
         no_r += dr is None
@@ -410,3 +414,25 @@ def fid(real, fake, batch_size: int = 32, device="cpu") -> MetricResult:
         covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
     value = float(((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
     return MetricResult("fid", value, "inception-v3-pool3-2048", [], {"n_real": len(real), "n_fake": len(fake)})
+
+
+# ------------------------------------------------------------------------------------------ protocol
+
+
+def evaluate_frames(generated, real, landmarks_generated=None, landmarks_real=None,
+                    detector: str = "unspecified", lpips_net: str = "auto",
+                    with_csim: bool = True) -> dict[str, MetricResult]:
+    """All per-frame metrics for generated frames against the real frames they should reproduce.
+
+    The protocol of the paper is self-reenactment: the model is driven by the landmarks of held-out
+    frames of a video and compared with those real frames (say so when reporting). Frames: uint8 RGB
+    ``(N, H, W, 3)`` (or lists); landmarks, if given, ``(N, 68, 2)`` detected by the caller on both
+    sets with ``detector``. Returns ``{"ssim", "lpips", "csim"?, "akd"?}``; FID is a set-level metric,
+    see :func:`fid` / :func:`fid_available`.
+    """
+    out = {"ssim": ssim(generated, real), "lpips": lpips(generated, real, net=lpips_net)}
+    if with_csim:
+        out["csim"] = csim(generated, real)
+    if landmarks_generated is not None and landmarks_real is not None:
+        out["akd"] = akd(landmarks_generated, landmarks_real, detector=detector)
+    return out

@@ -128,3 +128,13 @@ def test_shape_errors(face64):
         M.ssim(face64.astype(np.float32), face64)
     with pytest.raises(ValueError):
         M.akd(np.zeros((5, 2)), np.zeros((5, 2)))
+
+
+def test_evaluate_frames_reports_every_metric_with_its_backbone(face64):
+    gen = np.stack([_blur(face64, 1.0)] * 2)
+    real = np.stack([face64] * 2)
+    lm = _landmarks(T=2)
+    res = M.evaluate_frames(gen, real, lm, lm, detector="dlib", lpips_net="st-lpips-vgg16", with_csim=False)
+    assert set(res) == {"ssim", "lpips", "akd"}
+    assert all(r.backbone for r in res.values()) and res["akd"].value == 0.0
+    assert len(res["ssim"].per_item) == 2 and "backbone" in res["lpips"].to_dict()
