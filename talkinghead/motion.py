@@ -1,0 +1,208 @@
+"""Motion for the source face: transfer from a driving clip, or built-in presets.
+
+All functions work on 68-point landmarks in the iBUG 300-W order, ``float32`` ``(68, 2)`` for one face
+and ``(T, 68, 2)`` for a track, in pixel coordinates.
+
+Relative transfer (the default for animating someone else's face) keeps the source's face shape: the
+driving clip contributes only how its landmarks move away from a reference frame, after normalising for
+face position and size. Absolute transfer uses the driving landmarks as they are (self-reenactment).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+# Points that move little with expression (brow-free: nose bridge, lower nose, eye corners): their
+# centre and spread define the face's position and size.
+STABLE = np.r_[27:36, 36, 39, 42, 45]
+JAW = np.arange(0, 17)
+MOUTH_OUTER = np.arange(48, 60)
+MOUTH_INNER = np.arange(60, 68)
+UPPER_LID = {"left": np.array([37, 38]), "right": np.array([43, 44])}
+LOWER_LID = {"left": np.array([41, 40]), "right": np.array([47, 46])}
+
+
+def _check_track(track: np.ndarray, name: str) -> np.ndarray:
+    track = np.asarray(track, dtype=np.float32)
+    if track.ndim == 2:
+        track = track[None]
+    if track.ndim != 3 or track.shape[1:] != (68, 2):
+        raise ValueError(f"{name} must have shape (T, 68, 2) or (68, 2), got {tuple(track.shape)}")
+    return track
+
+
+def face_frame(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre ``(..., 2)`` and size ``(...)`` of faces ``(..., 68, 2)`` from their stable points."""
+    pts = lm[..., STABLE, :]
+    centre = pts.mean(axis=-2)
+    size = np.sqrt(((pts - centre[..., None, :]) ** 2).sum(-1).mean(-1))
+    return centre, np.maximum(size, 1e-6)
+
+
+def normalise(lm: np.ndarray) -> np.ndarray:
+    """Landmarks ``(..., 68, 2)`` with the stable-point centre at 0 and unit stable-point spread."""
+    centre, size = face_frame(lm)
+    return (lm - centre[..., None, :]) / size[..., None, None]
+
+
+def _procrustes_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """2x2 rotation R minimising ||a R - b|| for centred point sets ``(N, 2)``."""
+    u, _, vt = np.linalg.svd(a.T @ b)
+    d = np.sign(np.linalg.det(u @ vt))
+    return u @ np.diag([1.0, d]) @ vt
+
+
+def most_similar_frame(source: np.ndarray, driving: np.ndarray) -> int:
+    """Index of the driving frame whose expression is closest to the source's.
+
+    Faces are compared after removing position, size and in-plane rotation, so the answer reflects
+    mouth and eye shape rather than where the head is.
+    """
+    src = normalise(_check_track(source, "source")[0])
+    drv = normalise(_check_track(driving, "driving"))
+    best, best_err = 0, np.inf
+    for t, d in enumerate(drv):
+        if not np.isfinite(d).all():
+            continue
+        rot = _procrustes_rotation(d[STABLE], src[STABLE])
+        err = float(np.abs(d @ rot - src).mean())
+        if err < best_err:
+            best, best_err = t, err
+    return best
+
+
+def transfer_motion(
+    source: np.ndarray,
+    driving: np.ndarray,
+    mode: str = "relative",
+    reference: str | int = "best",
+) -> np.ndarray:
+    """Landmarks for the source face following the driving clip.
+
+    Args:
+        source: ``(68, 2)`` landmarks of the source face, in source-image pixels.
+        driving: ``(T, 68, 2)`` landmarks of the driving clip, in driving-frame pixels.
+        mode: ``"relative"`` moves the source's own landmarks by the driving motion relative to a
+            reference frame, normalised for face size and position (keeps the source's face shape);
+            ``"absolute"`` places the driving landmarks themselves on the source face's position and
+            size (the driving face's shape replaces the source's).
+        reference: for ``relative``: ``"first"``, ``"best"`` (the driving frame most like the source's
+            expression, so a source with a closed mouth is not driven "more closed") or a frame index.
+
+    Returns:
+        ``(T, 68, 2)`` float32 landmarks in source-image pixels.
+    """
+    src = _check_track(source, "source")[0]
+    drv = _check_track(driving, "driving")
+    if not np.isfinite(src).all():
+        raise InputError("The source landmarks contain NaN: the source image needs a detected face.")
+    if not np.isfinite(drv).all():
+        raise InputError("The driving landmarks contain NaN: fill or drop frames without a face first.")
+    src_c, src_s = face_frame(src)
+    drv_c, drv_s = face_frame(drv)
+    if mode == "absolute":
+        # Driving shape as it is, placed where the source face is; head motion relative to the first
+        # driving frame carries over in source units.
+        ref_c, ref_s = drv_c[0], drv_s[0]
+        scale = src_s / ref_s
+        out = (drv - ref_c) * scale + src_c
+        return out.astype(np.float32)
+    if mode != "relative":
+        raise ValueError(f"mode must be 'relative' or 'absolute', got {mode!r}")
+    if reference == "first":
+        ref = 0
+    elif reference == "best":
+        ref = most_similar_frame(src, drv)
+    else:
+        ref = int(reference)
+        if not 0 <= ref < len(drv):
+            raise ValueError(f"reference frame {ref} is outside the driving clip (0..{len(drv) - 1})")
+    drv_n = normalise(drv)
+    # Expression change in the reference frame's orientation: undo each frame's in-plane rotation
+    # relative to the reference, take the shape difference, then apply that rotation to the source.
+    out = np.empty_like(drv)
+    ref_n = drv_n[ref]
+    src_n = normalise(src)
+    for t in range(len(drv)):
+        rot = _procrustes_rotation(drv_n[t][STABLE], ref_n[STABLE])  # frame t -> reference orientation
+        delta = drv_n[t] @ rot - ref_n
+        shape = (src_n + delta) @ rot.T  # back to frame t's orientation
+        scale = src_s * drv_s[t] / drv_s[ref]
+        shift = (drv_c[t] - drv_c[ref]) * (src_s / drv_s[ref])
+        out[t] = shape * scale + src_c + shift
+    return out.astype(np.float32)
+
+
+def preset_motion(
+    source: np.ndarray,
+    preset: str = "talk",
+    seconds: float = 5.0,
+    fps: float = 25.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """Landmark track made from the source's own landmarks, without a driving video.
+
+    ``talk``: speech-like mouth opening (syllables at ~4 Hz with pauses), blinks every 2-6 s and small
+    head motion. ``idle``: blinks, slow breathing and a gentle head sway. Deterministic for a seed.
+
+    Returns:
+        ``(round(seconds * fps), 68, 2)`` float32 landmarks in source-image pixels.
+    """
+    if preset not in ("talk", "idle"):
+        raise ValueError(f"preset must be 'talk' or 'idle', got {preset!r}")
+    if seconds <= 0 or fps <= 0:
+        raise ValueError("seconds and fps must be positive")
+    src = _check_track(source, "source")[0].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    n = max(1, int(round(seconds * fps)))
+    t = np.arange(n) / fps
+    centre, size = face_frame(src)
+
+    # Blinks: a 150 ms close-open at random 2-6 s intervals.
+    blink = np.zeros(n)
+    when = rng.uniform(0.5, 2.0)
+    while when < seconds:
+        blink += np.exp(-0.5 * ((t - when) / 0.05) ** 2)
+        when += rng.uniform(2.0, 6.0)
+    blink = np.clip(blink, 0, 1)
+
+    mouth = np.zeros(n)
+    if preset == "talk":
+        # Syllable rate ~4 Hz with random amplitudes, grouped into phrases separated by short pauses.
+        syll = np.maximum(0.0, np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 2 * np.pi)))
+        amp = np.interp(t, np.arange(0, seconds + 0.25, 0.25), rng.uniform(0.3, 1.0, len(np.arange(0, seconds + 0.25, 0.25))))
+        phrase = (np.sin(2 * np.pi * t / rng.uniform(2.5, 3.5)) > -0.6).astype(float)
+        phrase = np.convolve(phrase, np.ones(5) / 5, mode="same")
+        mouth = syll * amp * phrase
+        head_amp, head_hz = 0.06, 0.35
+    else:
+        head_amp, head_hz = 0.03, 0.15
+
+    out = np.repeat(src[None], n, axis=0)
+    # Mouth: lower lip and lower jaw move down by up to ~0.35 face sizes (open mouth).
+    open_px = 0.35 * size * mouth
+    lower = np.r_[56:59, 65:68]  # lower lip centre points (outer 56-58, inner 65-67)
+    corners = np.array([48, 54, 60, 64])
+    out[:, lower, 1] += open_px[:, None]
+    out[:, [55, 59], 1] += 0.6 * open_px[:, None]
+    out[:, corners, 1] += 0.15 * open_px[:, None]
+    out[:, 6:11, 1] += 0.5 * open_px[:, None]  # chin follows the jaw
+    out[:, [5, 11], 1] += 0.3 * open_px[:, None]
+    # Eyes: move lids towards each other's midline.
+    for side in ("left", "right"):
+        up, lo = UPPER_LID[side], LOWER_LID[side]
+        mid = (src[up, 1] + src[lo, 1]) / 2
+        out[:, up, 1] += (mid - src[up, 1])[None] * blink[:, None]
+        out[:, lo, 1] += (mid - src[lo, 1])[None] * blink[:, None]
+    # Head: small in-plane rotation, nod and breathing-like vertical motion about the face centre.
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    angle = head_amp * 0.5 * np.sin(2 * np.pi * head_hz * t + phase[0])
+    dx = head_amp * size * np.sin(2 * np.pi * head_hz * 0.7 * t + phase[1])
+    dy = head_amp * size * 0.5 * np.sin(2 * np.pi * 0.25 * t + phase[2])
+    cos, sin = np.cos(angle), np.sin(angle)
+    rel = out - centre
+    rot = np.stack([rel[..., 0] * cos[:, None] - rel[..., 1] * sin[:, None],
+                    rel[..., 0] * sin[:, None] + rel[..., 1] * cos[:, None]], axis=-1)
+    out = rot + centre + np.stack([dx, dy], -1)[:, None, :]
+    return out.astype(np.float32)
