@@ -9,6 +9,9 @@ Shapes: ``B`` batch, ``C`` channels, ``H x W`` spatial size.
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,14 +28,36 @@ __all__ = [
 ]
 
 
+_SPECTRAL_NORM = True
+
+
+@contextlib.contextmanager
+def without_spectral_norm() -> Iterator[None]:
+    """Build layers as plain convs/linears (same parameter shapes, no power iteration).
+
+    Only for shape-level work such as FLOP counting on the ``meta`` device, where spectral norm's
+    start-up power iteration is slow; never for models that are trained or loaded.
+    """
+    global _SPECTRAL_NORM
+    previous, _SPECTRAL_NORM = _SPECTRAL_NORM, False
+    try:
+        yield
+    finally:
+        _SPECTRAL_NORM = previous
+
+
+def _sn(module: nn.Module) -> nn.Module:
+    return spectral_norm(module) if _SPECTRAL_NORM else module
+
+
 def sn_conv(in_ch: int, out_ch: int, kernel_size: int = 3, bias: bool = True) -> nn.Module:
     """A spectrally normalised 2D convolution with "same" padding (odd ``kernel_size``)."""
-    return spectral_norm(nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=bias))
+    return _sn(nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=bias))
 
 
 def sn_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Module:
     """A spectrally normalised linear layer."""
-    return spectral_norm(nn.Linear(in_features, out_features, bias=bias))
+    return _sn(nn.Linear(in_features, out_features, bias=bias))
 
 
 class AdaIN(nn.Module):
