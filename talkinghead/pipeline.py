@@ -1,0 +1,506 @@
+"""The user-facing path: load a model, personalise it to a face, animate it, write the video.
+
+>>> import talkinghead as th                                          # doctest: +SKIP
+>>> model = th.load("default")                                       # E, G, D from pretrained/
+>>> avatar = model.personalize(["mona_lisa.jpg"])                    # feed-forward: embed only
+>>> avatar = model.personalize(photos, fine_tune_steps=200)          # fine-tuned (paper, sec. 3.3)
+>>> avatar.save("avatar/"); avatar = th.Avatar.load("avatar/")
+>>> video = avatar.animate("driving.mp4")                            # lazy frames + fps + audio source
+>>> th.write_video("out.mp4", video)                                 # watermarked, driving audio muxed
+
+Frames are generated in batches while the video is written, so memory stays flat however long the
+driving clip is. Only the driving clip's landmark track (``T x 68 x 2`` floats) is held whole.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .atomic import atomic_path, atomic_write_text
+from .errors import InputError, WeightsError
+
+AVATAR_FORMAT = 1
+AVATAR_CONFIG = "avatar.json"
+AVATAR_WEIGHTS = "avatar.safetensors"
+RECOMMENDED_MAX_PHOTOS = 32
+SAME_PERSON_DISTANCE = 0.6  # dlib's descriptor distance below which two faces are the same person
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` picks CUDA where available, else CPU; ``cuda`` without a GPU is a clear error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is available: use --device cpu or auto.")
+    return device
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 ``(H, W, 3)`` RGB -> float ``(3, H, W)`` in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float ``(B, 3, H, W)`` in [-1, 1] -> uint8 ``(B, H, W, 3)`` RGB."""
+    x = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass
+class SourceFace:
+    """One photo of the person: the full image, its 68 landmarks and the model-sized face crop."""
+
+    image: np.ndarray  # uint8 (H, W, 3) RGB
+    landmarks: np.ndarray  # float32 (68, 2), image pixels
+    crop: Any  # talkinghead.landmarks.FaceCrop
+    name: str = "photo"
+    num_faces: int = 1
+
+    def crop_and_landmark_image(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(face crop, landmark image)``, both uint8 ``(size, size, 3)``."""
+        from .landmarks import crop_image, draw_landmarks, transform_landmarks
+
+        return (crop_image(self.image, self.crop),
+                draw_landmarks(transform_landmarks(self.landmarks, self.crop), size))
+
+
+def _as_photo_list(photos) -> list:
+    if isinstance(photos, (str, os.PathLike, np.ndarray)):
+        return [photos]
+    photos = list(photos)
+    if not photos:
+        raise InputError("No photos were given: pass 1 to 32 image paths or arrays of the person.")
+    return photos
+
+
+def prepare_sources(photos, size: int, backend: str = "auto", face_index: int = 0,
+                    device: str = "cpu", detector=None) -> list[SourceFace]:
+    """Read, detect and crop each photo; raises :class:`NoFaceError` naming the photo without a face."""
+    from .io import read_image, to_uint8_rgb
+    from .landmarks import crop_from_landmarks, get_detector, select_face
+
+    det = detector or get_detector(backend, device)
+    out = []
+    for i, photo in enumerate(_as_photo_list(photos)):
+        if isinstance(photo, (str, os.PathLike)):
+            name, image = str(photo), read_image(photo)
+        else:
+            name, image = f"photo {i}", to_uint8_rgb(photo)
+        faces = det.detect(image)
+        face = select_face(faces, face_index, name)
+        out.append(SourceFace(image, face.landmarks.astype(np.float32),
+                              crop_from_landmarks(face.landmarks, size), name, len(faces)))
+    return out
+
+
+def _check_same_person(sources: Sequence[SourceFace]) -> None:
+    """Warn when the photos seem to show different people (dlib face descriptors)."""
+    if len(sources) < 2:
+        return
+    from .metrics import face_descriptor
+
+    desc = [face_descriptor(s.crop_and_landmark_image(256)[0]) for s in sources]
+    ref = next((d for d in desc if d is not None), None)
+    if ref is None:
+        return
+    odd = [s.name for s, d in zip(sources, desc) if d is not None and np.linalg.norm(d - ref) > SAME_PERSON_DISTANCE]
+    if odd:
+        warnings.warn(f"These photos seem to show a different person from {sources[0].name}: {', '.join(odd)}. "
+                      "Personalising on several people blurs the identity: pass photos of one person.",
+                      stacklevel=3)
+
+
+class TalkingHead:
+    """A meta-learned model (embedder, generator, discriminator) ready to personalise.
+
+    Use :func:`load` to build one. ``device`` is where personalisation and animation run.
+    """
+
+    def __init__(self, model, name: str = "custom", device: str | torch.device = "cpu"):
+        self.model = model.eval()
+        self.name = name
+        self.device = torch.device(device)
+        self.model.to(self.device)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def image_size(self) -> int:
+        return self.model.config.image_size
+
+    def __repr__(self) -> str:
+        return f"TalkingHead(name={self.name!r}, image_size={self.image_size}, device={self.device})"
+
+    @torch.no_grad()
+    def embed(self, sources: Sequence[SourceFace]) -> torch.Tensor:
+        """Mean identity embedding ``e_hat`` ``(D,)`` of the photos (the paper's eq. 1)."""
+        size = self.image_size
+        pairs = [s.crop_and_landmark_image(size) for s in sources]
+        x = torch.stack([to_tensor(c) for c, _ in pairs])[None].to(self.device)
+        y = torch.stack([to_tensor(l) for _, l in pairs])[None].to(self.device)
+        _, e_hat = self.model.embedder(x, y)
+        return e_hat[0]
+
+    def personalize(self, photos, fine_tune_steps: int = 0, device: str | torch.device | None = None,
+                    backend: str = "auto", face_index: int = 0, batch_size: int = 2,
+                    patience: int = 50, progress: bool = True, seed: int = 0,
+                    content: str = "auto", log=None) -> "Avatar":
+        """Adapt the model to one person from 1 to 32 photos.
+
+        Args:
+            photos: image paths or uint8 RGB arrays (one or a list). More than 32 are allowed.
+            fine_tune_steps: 0 is the feed-forward mode (embed only). Otherwise G' (with trainable
+                AdaIN parameters psi' from ``P e_hat``) and D' (with ``w' = w0 + e_hat``) are trained on
+                the photos with the content and adversarial losses, stopping early when the loss has
+                not improved for ``patience`` steps.
+            device: where fine-tuning runs (default: this model's device; ``"auto"`` picks CUDA).
+
+        Returns:
+            An :class:`Avatar` holding the (fine-tuned) generator, psi and the first photo.
+        """
+        photos = _as_photo_list(photos)
+        if len(photos) > RECOMMENDED_MAX_PHOTOS:
+            warnings.warn(f"{len(photos)} photos given; the model was designed for 1 to {RECOMMENDED_MAX_PHOTOS}. "
+                          "All are used, which costs time and memory.", stacklevel=2)
+        sources = prepare_sources(photos, self.image_size, backend, face_index, device="cpu")
+        _check_same_person(sources)
+        e_hat = self.embed(sources)
+        generator = self.model.generator
+        info: dict = {"photos": [s.name for s in sources], "fine_tune_steps": 0}
+        if fine_tune_steps > 0:
+            generator, psi, info = self._fine_tune(sources, e_hat, fine_tune_steps, resolve_device(device or self.device),
+                                                   batch_size, patience, progress, seed, content, log)
+        else:
+            with torch.no_grad():
+                psi = generator.psi_from_embedding(e_hat[None])[0]
+        return Avatar(generator, psi, e_hat, sources[0], model_name=self.name, config=self.config, info=info)
+
+    def _fine_tune(self, sources, e_hat, steps, device, batch_size, patience, progress, seed, content, log):
+        from tqdm import tqdm
+
+        from .training import FineTuneTask, Trainer, TrainOptions, build_loss
+
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        size = self.image_size
+        pairs = [s.crop_and_landmark_image(size) for s in sources]
+        frames = torch.stack([to_tensor(c) for c, _ in pairs])
+        marks = torch.stack([to_tensor(l) for _, l in pairs])
+        model = copy.deepcopy(self.model).to(device).train()
+        task = FineTuneTask(model, e_hat.to(device)).to(device)
+        opts = TrainOptions(config=self.name, data="", run_dir="", steps=steps, batch=batch_size,
+                            k=0, device=str(device), d_steps=1, content=content, progress=False)
+        loss_fn = build_loss(opts, device)
+        trainer = Trainer(task, loss_fn, opts, device, run_dir=None)
+
+        def batches() -> Iterator[dict]:
+            while True:
+                idx = rng.integers(0, len(sources), batch_size)
+                flip = rng.random(batch_size) < 0.5
+                x, y = frames[idx].clone(), marks[idx].clone()
+                # a mirrored photo is another view of the same face: flip image and drawn landmarks alike
+                x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
+                yield {"frames": x[:, None], "landmarks": y[:, None],
+                       "video_index": torch.zeros(batch_size, dtype=torch.long)}
+
+        stream = batches()
+        best, since, history = float("inf"), 0, []
+        t0 = time.time()
+        bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress)
+        for step in bar:
+            terms = trainer.train_step(stream)
+            g = terms.get("g_total", float("nan"))
+            history.append(g)
+            # early stop on a smoothed loss so that GAN noise does not end it too soon
+            smooth = float(np.mean(history[-10:]))
+            if smooth < best * 0.995:
+                best, since = smooth, 0
+            else:
+                since += 1
+            bar.set_postfix(g=f"{g:.3f}", d=f"{terms.get('d_total', float('nan')):.3f}")
+            if log is not None:
+                log({"step": step + 1, **terms})
+            if patience and since >= patience:
+                break
+        bar.close()
+        generator = copy.deepcopy(trainer.ema).eval().cpu()
+        info = {"photos": [s.name for s in sources], "fine_tune_steps": len(history), "asked_steps": steps,
+                "stopped_early": len(history) < steps, "final_g_loss": history[-1] if history else None,
+                "seconds": round(time.time() - t0, 2), "device": str(device),
+                "content_backbones": list(loss_fn.backbones.names) if loss_fn.backbones is not None else []}
+        return generator, task.psi.detach().cpu(), info
+
+
+def load(name_or_dir: str | os.PathLike = "default", device: str | torch.device = "cpu") -> TalkingHead:
+    """Load a pretrained model by name or folder (see :mod:`talkinghead.hub` for the lookup order)."""
+    from .models import TalkingHeadModel
+
+    model = TalkingHeadModel.from_pretrained(name_or_dir)
+    name = Path(str(name_or_dir)).name if os.path.isdir(str(name_or_dir)) else str(name_or_dir)
+    return TalkingHead(model, name=name, device=resolve_device(device))
+
+
+class Avatar:
+    """A personalised generator: what animation needs, nothing more.
+
+    Attributes:
+        generator: the (fine-tuned) :class:`talkinghead.models.Generator`.
+        psi: ``(n_psi,)`` AdaIN parameters (``P e_hat`` in feed-forward mode, trained psi' after FT).
+        e_hat: ``(D,)`` the photos' mean embedding.
+        source: the first photo (image, landmarks, crop) the animation starts from and is pasted into.
+    """
+
+    def __init__(self, generator, psi: torch.Tensor, e_hat: torch.Tensor, source: SourceFace,
+                 model_name: str, config, info: dict | None = None):
+        self.generator = generator.eval()
+        self.psi = psi.detach().reshape(-1)
+        self.e_hat = e_hat.detach().reshape(-1)
+        self.source = source
+        self.model_name = model_name
+        self.config = config
+        self.info = dict(info or {})
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    def to(self, device) -> "Avatar":
+        device = resolve_device(device)
+        self.generator.to(device)
+        self.psi = self.psi.to(device)
+        self.e_hat = self.e_hat.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        ft = self.info.get("fine_tune_steps", 0)
+        return f"Avatar(model={self.model_name!r}, mode={'FT %d steps' % ft if ft else 'FF'}, source={self.source.name!r})"
+
+    # ---- generation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def render(self, crop_landmarks: np.ndarray) -> np.ndarray:
+        """Face crops for landmarks in crop pixels: ``(B, 68, 2)`` -> uint8 ``(B, S, S, 3)``."""
+        from .landmarks import landmark_images
+
+        y = landmark_images(crop_landmarks, self.image_size).to(self.device, self.psi.dtype)
+        psi = self.psi[None].expand(len(y), -1)
+        return to_uint8(self.generator(y, psi=psi))
+
+    def animate(self, driving, motion: str = "relative", reference: str | int = "best", crop_only: bool = False,
+                backend: str = "auto", face_index: int = 0, smooth: bool = True, max_frames: int | None = None,
+                batch_size: int = 8, progress: bool = True) -> "Animation":
+        """Animate the source face with the motion of a driving clip.
+
+        Args:
+            driving: a video path, or a :class:`talkinghead.landmarks.LandmarkTrack`.
+            motion: ``relative`` (moves the source's own landmarks by the driver's motion, keeping the
+                source's face shape) or ``absolute`` (the driving landmarks' shape on the source's face).
+            reference: the driving frame ``relative`` motion is measured from: ``best`` (most like the
+                source's expression), ``first`` or an index.
+            crop_only: return the generated face crops instead of pasting them into the source image.
+
+        Returns:
+            An :class:`Animation` (lazy): one frame per driving frame, at the driving clip's fps.
+        """
+        from .landmarks import LandmarkTrack, track_video
+        from .motion import transfer_motion
+
+        audio = None
+        if isinstance(driving, LandmarkTrack):
+            track = driving
+        else:
+            from .io import VideoReader
+
+            path = Path(driving)
+            track = track_video(path, backend=backend, face_index=face_index, smooth=smooth,
+                                max_frames=max_frames, progress=progress)
+            with VideoReader(path) as r:
+                audio = path if r.has_audio else None
+        lm = transfer_motion(self.source.landmarks, track.landmarks, mode=motion, reference=reference)
+        info = {"driving_frames": len(track), "filled_frames": int(np.sum(track.filled)),
+                "landmark_backend": track.backend, "motion": motion}
+        return self.animate_landmarks(lm, track.fps, crop_only=crop_only, batch_size=batch_size,
+                                      audio_from=audio, progress=progress, info=info)
+
+    def animate_preset(self, preset: str = "talk", seconds: float = 5.0, fps: float = 25.0, seed: int = 0,
+                       crop_only: bool = False, batch_size: int = 8, progress: bool = True) -> "Animation":
+        """Animate without a driving video: ``talk`` or ``idle`` motion made from the source's landmarks."""
+        from .motion import preset_motion
+
+        lm = preset_motion(self.source.landmarks, preset, seconds, fps, seed)
+        return self.animate_landmarks(lm, fps, crop_only=crop_only, batch_size=batch_size, progress=progress,
+                                      info={"preset": preset})
+
+    def animate_landmarks(self, landmarks: np.ndarray, fps: float, crop_only: bool = False, batch_size: int = 8,
+                          audio_from=None, progress: bool = True, info: dict | None = None) -> "Animation":
+        """Animate from a landmark track ``(T, 68, 2)`` in source-image pixels."""
+        from .landmarks import transform_landmarks
+
+        crop_lm = transform_landmarks(np.asarray(landmarks, np.float32), self.source.crop)
+        return Animation(self, crop_lm, fps, paste_back=not crop_only, batch_size=batch_size,
+                         audio_from=audio_from, progress=progress, info=info)
+
+    # ---- persistence -------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``avatar.json`` + ``avatar.safetensors`` (generator, psi, e_hat, source) atomically."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in self.generator.state_dict().items()}
+        tensors.update({
+            "psi": self.psi.cpu().contiguous(),
+            "e_hat": self.e_hat.cpu().contiguous(),
+            "source.image": torch.from_numpy(np.ascontiguousarray(self.source.image)),
+            "source.landmarks": torch.from_numpy(np.ascontiguousarray(self.source.landmarks)),
+        })
+        with atomic_path(directory / AVATAR_WEIGHTS) as tmp:
+            save_file(tensors, str(tmp))
+        crop = self.source.crop
+        meta = {"format_version": AVATAR_FORMAT, "model_name": self.model_name, "model_config": self.config.to_dict(),
+                "source": {"name": self.source.name, "crop": {"center": list(crop.center), "side": crop.side, "size": crop.size}},
+                "info": self.info}
+        atomic_write_text(directory / AVATAR_CONFIG, json.dumps(meta, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "Avatar":
+        """Rebuild an avatar written by :meth:`save`; bad or foreign files raise :class:`WeightsError`."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from .config import ModelConfig
+        from .landmarks import FaceCrop
+        from .models import Generator
+
+        directory = Path(directory)
+        cfg_path, w_path = directory / AVATAR_CONFIG, directory / AVATAR_WEIGHTS
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise WeightsError(f"{directory} is not an avatar folder (it needs {AVATAR_CONFIG} and {AVATAR_WEIGHTS}): "
+                               "create one with `talkinghead finetune` or Avatar.save().")
+        try:
+            meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+            config = ModelConfig.from_dict(meta["model_config"])
+            crop = FaceCrop(tuple(meta["source"]["crop"]["center"]), float(meta["source"]["crop"]["side"]),
+                            int(meta["source"]["crop"]["size"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WeightsError(f"{cfg_path} is not a valid avatar config ({exc}): save the avatar again.") from None
+        if meta.get("format_version") != AVATAR_FORMAT:
+            raise WeightsError(f"{cfg_path} has avatar format {meta.get('format_version')}, this version reads "
+                               f"{AVATAR_FORMAT}: save the avatar again with this version.")
+        try:
+            tensors = load_file(str(w_path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise WeightsError(f"{w_path} is not a readable safetensors file ({exc}): it may be truncated; "
+                               "save the avatar again.") from None
+        generator = Generator(config)
+        state = {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")}
+        try:
+            generator.load_state_dict(state)
+            source = SourceFace(tensors["source.image"].numpy(), tensors["source.landmarks"].numpy(), crop,
+                                meta["source"]["name"])
+            psi, e_hat = tensors["psi"], tensors["e_hat"]
+        except (RuntimeError, KeyError) as exc:
+            raise WeightsError(f"{w_path} does not match {cfg_path} ({str(exc).splitlines()[0]}): save the avatar again.") from None
+        avatar = cls(generator, psi, e_hat, source, meta["model_name"], config, meta.get("info"))
+        return avatar.to(device)
+
+
+class Animation:
+    """Lazy frames of an animation: iterate to generate them in batches.
+
+    ``fps``; ``len()`` is the number of frames; ``audio_from`` the clip whose audio belongs to it;
+    ``model_name`` names the model (for the watermark); frames are uint8 ``(H, W, 3)`` RGB: the
+    source image with the face pasted back, or the ``S x S`` face crop with ``crop_only``.
+    """
+
+    def __init__(self, avatar: Avatar, crop_landmarks: np.ndarray, fps: float, paste_back: bool = True,
+                 batch_size: int = 8, audio_from=None, progress: bool = True, info: dict | None = None):
+        self.avatar = avatar
+        self.crop_landmarks = crop_landmarks
+        self.fps = float(fps)
+        self.paste_back = paste_back
+        self.batch_size = max(1, int(batch_size))
+        self.audio_from = audio_from
+        self.progress = progress
+        self.info = dict(info or {})
+
+    @property
+    def model_name(self) -> str:
+        return self.avatar.model_name
+
+    def __len__(self) -> int:
+        return len(self.crop_landmarks)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from tqdm import tqdm
+
+        from .landmarks import paste_back
+
+        src = self.avatar.source
+        with tqdm(total=len(self), desc="animate", unit="frame", disable=not self.progress) as bar:
+            for start in range(0, len(self), self.batch_size):
+                faces = self.avatar.render(self.crop_landmarks[start:start + self.batch_size])
+                for face in faces:
+                    yield paste_back(src.image, face, src.crop) if self.paste_back else face
+                bar.update(len(faces))
+
+
+def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float | None = None,
+                audio_from: str | os.PathLike | None = "auto", watermark: bool = True, label: str | None = None,
+                model_name: str | None = None, crf: int = 18) -> Path:
+    """Write generated frames as an H.264 mp4, marked as synthetic.
+
+    Every frame carries the invisible talkinghead watermark (see :mod:`talkinghead.watermark`) and the
+    container records that the video is synthetic and which model made it. ``watermark=False`` is
+    for research only and is recorded in the metadata. ``label`` draws visible text in a corner.
+    ``audio_from="auto"`` takes the audio of an :class:`Animation`'s driving clip.
+    """
+    from .io import VideoWriter
+    from .watermark import Watermarker, add_label, provenance_metadata
+
+    fps = fps if fps is not None else getattr(video, "fps", None)
+    if fps is None:
+        raise ValueError("fps is needed for a plain iterable of frames")
+    if audio_from == "auto":
+        audio_from = getattr(video, "audio_from", None)
+    model_name = model_name or getattr(video, "model_name", None) or "unknown"
+    marker = Watermarker.for_model(model_name, label=label) if watermark else None
+    with VideoWriter(path, fps, audio_from=audio_from, metadata=provenance_metadata(model_name, watermarked=watermark),
+                     crf=crf) as w:
+        for frame in video:
+            if marker is not None:
+                frame = marker.embed_frame(frame)
+            elif label:
+                frame = add_label(frame, label)
+            w.write(frame)
+    return Path(path)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, model_name: str = "unknown", watermark: bool = True,
+                label: str | None = None) -> Path:
+    """Write one generated image, watermarked and tagged as synthetic (see :func:`write_video`)."""
+    from .io import write_image as _write
+    from .watermark import Watermarker, add_label, provenance_metadata
+
+    if watermark:
+        image = Watermarker.for_model(model_name, label=label).embed_frame(image)
+    elif label:
+        image = add_label(image, label)
+    _write(path, image, metadata=provenance_metadata(model_name, watermarked=watermark))
+    return Path(path)
