@@ -1,0 +1,62 @@
+"""``talkinghead animate``: a portrait or painting (or a saved avatar) driven by a video or a preset."""
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_finetune_options, add_model_options, add_output_options
+
+
+def register(subparsers, formatter_class) -> None:
+    p = subparsers.add_parser(
+        "animate", help="animate a portrait, painting or avatar from a driving video or a motion preset",
+        description="Animate the face in --source photos (or a saved --avatar) with the motion of --driving,\n"
+                    "or with a built-in --motion-preset. The output keeps the driving clip's fps and audio\n"
+                    "and is marked as synthetic (invisible watermark + metadata).\n\n"
+                    "  talkinghead animate --source mona_lisa.jpg --driving speech.mp4 -o out.mp4\n"
+                    "  talkinghead animate --avatar me/ --driving speech.mp4 -o out.mp4\n"
+                    "  talkinghead animate --source me.jpg --motion-preset talk --seconds 5 -o out.mp4",
+        formatter_class=formatter_class)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--source", action="append", metavar="IMG", help="photo of the face (repeat for 1 to 32 photos)")
+    who.add_argument("--avatar", metavar="DIR", help="an avatar folder written by `talkinghead finetune`")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--driving", metavar="VIDEO", help="driving video whose face motion is transferred")
+    how.add_argument("--motion-preset", choices=["talk", "idle"], help="built-in motion instead of a driving video")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="output video")
+    p.add_argument("--motion", default="relative", choices=["relative", "absolute"],
+                   help="relative keeps the source's face shape; absolute uses the driver's landmarks as they are")
+    p.add_argument("--seconds", type=float, default=5.0, help="length with --motion-preset")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate with --motion-preset")
+    p.add_argument("--max-frames", type=int, default=None, help="animate only the first N driving frames")
+    add_model_options(p)
+    add_finetune_options(p, default_steps=0)
+    add_output_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pipeline import Avatar, load
+
+    if args.avatar:
+        avatar = Avatar.load(args.avatar, device=args.device)
+        print(f"loaded {avatar}")
+    else:
+        model = load(args.model, device=args.device)
+        avatar = model.personalize(args.source, fine_tune_steps=args.fine_tune_steps, backend=args.backend,
+                                   face_index=args.face_index, patience=args.patience)
+        faces = avatar.source.num_faces
+        print(f"personalised {model.name} on {len(args.source)} photo(s)"
+              + (f" ({faces} faces in {avatar.source.name}, used #{args.face_index})" if faces > 1 else ""))
+    if args.driving:
+        video = avatar.animate(args.driving, motion=args.motion, crop_only=args.crop_only, backend=args.backend,
+                               max_frames=args.max_frames, batch_size=args.batch_size)
+        filled = video.info.get("filled_frames", 0)
+        if filled:
+            print(f"{filled} driving frame(s) without a detected face were interpolated")
+    else:
+        video = avatar.animate_preset(args.motion_preset, seconds=args.seconds, fps=args.fps,
+                                      crop_only=args.crop_only, batch_size=args.batch_size)
+    from ._common import write
+
+    write(args.output, video, args)
+    return 0
