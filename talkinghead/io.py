@@ -235,7 +235,7 @@ def _parse_ffmetadata(text: str) -> dict[str, str]:
             continue
         if line.startswith("["):  # stream/chapter sections follow the global tags
             break
-        key, val, esc, cur = None, None, False, []
+        key, esc, cur = None, False, []
         for ch in line:
             if esc:
                 cur.append(ch)
@@ -249,10 +249,6 @@ def _parse_ffmetadata(text: str) -> dict[str, str]:
         if key is not None:
             out[key] = "".join(cur)
     return out
-
-
-def _escape_metadata_value(v: str) -> str:
-    return str(v)  # passed as one argv item: no shell quoting needed
 
 
 # ----------------------------------------------------------------------------------------- video
@@ -447,7 +443,7 @@ class VideoWriter:
             if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
                 out_params += ["-movflags", "+faststart+use_metadata_tags"]
             for k, v in self.metadata.items():
-                out_params += ["-metadata", f"{k}={_escape_metadata_value(v)}"]
+                out_params += ["-metadata", f"{k}={v}"]  # one argv item each: no quoting needed
             audio = None
             if self.audio_from is not None:
                 if has_audio(self.audio_from):
