@@ -1,0 +1,240 @@
+"""Weights on disk: safetensors round trip, lookup order, and refusing unsafe or broken files."""
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+
+import pytest
+import torch
+
+from talkinghead import hub
+from talkinghead.config import create_model
+from talkinghead.errors import WeightsError
+from talkinghead.models import TalkingHeadModel
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    with torch.no_grad():  # make every tensor matter for the comparison
+        model.discriminator.w0.normal_()
+        for m in model.modules():
+            if hasattr(m, "gamma"):
+                m.gamma.fill_(0.5)
+    # a few train-mode calls move spectral norm's u/v away from their initial values
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    model.discriminator(x, x, video_index=torch.tensor([0, 1]))
+    folder = tmp_path_factory.mktemp("w") / "tiny-test"
+    model.save_pretrained(folder)
+    return model.eval(), folder
+
+
+def outputs(model: TalkingHeadModel):
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 2, 3, 64, 64, generator=g) * 2 - 1
+    y = torch.rand(2, 2, 3, 64, 64, generator=g) * 2 - 1
+    with torch.no_grad():
+        e, e_hat = model.embedder(x, y)
+        fake = model.generator(y[:, 0], e_hat)
+        score, feats = model.discriminator(fake, y[:, 0], video_index=torch.tensor([1, 2]))
+    return [e, fake, score, *feats]
+
+
+def test_round_trip_is_exact(saved):
+    model, folder = saved
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temp files
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["format_version"] == hub.FORMAT_VERSION and meta["class_name"] == "TalkingHeadModel"
+    assert meta["config"] == model.config.to_dict()
+    loaded = TalkingHeadModel.from_pretrained(folder)
+    assert not loaded.training and loaded.config == model.config
+    for a, b in zip(outputs(model), outputs(loaded)):
+        assert torch.equal(a, b)
+    # a file path inside the folder works too
+    assert TalkingHeadModel.from_pretrained(folder / "model.safetensors").config == model.config
+
+
+def test_half_precision_storage_loads_as_float32(saved, tmp_path):
+    model, _ = saved
+    model.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    size_half = (tmp_path / "half" / "model.safetensors").stat().st_size
+    model.save_pretrained(tmp_path / "full")
+    assert size_half < 0.6 * (tmp_path / "full" / "model.safetensors").stat().st_size
+    assert json.loads((tmp_path / "half" / "config.json").read_text())["dtype"] == "float16"
+    loaded = TalkingHeadModel.from_pretrained(tmp_path / "half")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    for a, b in zip(outputs(model), outputs(loaded)):
+        assert torch.allclose(a, b, rtol=2e-2, atol=2e-2 * float(a.abs().max()))
+
+
+def test_lookup_order(saved, tmp_path, monkeypatch):
+    _, folder = saved
+    repo, home = tmp_path / "repo_pretrained", tmp_path / "home"
+    monkeypatch.setattr(hub, "repo_pretrained_dir", lambda: repo)
+    monkeypatch.setenv("TALKINGHEAD_HOME", str(home))
+    with pytest.raises(WeightsError) as exc:
+        hub.resolve_pretrained("tiny-test")
+    assert str(home / "tiny-test") in str(exc.value)  # says where to put the files
+    import shutil
+
+    shutil.copytree(folder, home / "tiny-test")
+    assert hub.resolve_pretrained("tiny-test") == home / "tiny-test"
+    shutil.copytree(folder, repo / "tiny-test")
+    assert hub.resolve_pretrained("tiny-test") == repo / "tiny-test"  # the repo's pretrained/ wins
+    assert hub.resolve_pretrained(folder) == folder  # an explicit path wins over everything
+    monkeypatch.delenv("TALKINGHEAD_HOME")
+    assert hub.cache_dir().parts[-2:] == (".cache", "talkinghead")
+
+
+def test_missing_explicit_path(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist"):
+        TalkingHeadModel.from_pretrained(tmp_path / "nothing" / "here")
+
+
+def test_download_is_refused_offline(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "repo_pretrained_dir", lambda: tmp_path / "r")
+    monkeypatch.setenv("TALKINGHEAD_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("TALKINGHEAD_OFFLINE", "1")
+    monkeypatch.setitem(hub.PRETRAINED_URLS, "remote", {"model.safetensors": ("https://example.invalid/m", "")})
+    with pytest.raises(WeightsError, match="TALKINGHEAD_OFFLINE"):
+        hub.resolve_pretrained("remote")
+
+
+class _Boom:
+    """Unpickling this would create a file: proof that nothing is ever unpickled."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.mark.parametrize("name", ["model.pt", "weights.pth", "pytorch_model.bin"])
+def test_pickles_are_refused(tmp_path, name):
+    sentinel = tmp_path / "unpickled"
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps(_Boom(str(sentinel))))
+    with pytest.raises(WeightsError, match="pickle") as exc:
+        TalkingHeadModel.from_pretrained(path)
+    assert name in str(exc.value)
+    # a folder holding only a pickle is refused with the same message
+    with pytest.raises(WeightsError, match="never loads"):
+        TalkingHeadModel.from_pretrained(tmp_path)
+    assert not sentinel.exists()
+
+
+def test_pickle_disguised_as_safetensors_is_refused(saved, tmp_path):
+    import shutil
+
+    _, folder = saved
+    shutil.copytree(folder, tmp_path / "m")
+    sentinel = tmp_path / "unpickled"
+    torch.save({"x": _Boom(str(sentinel))}, tmp_path / "m" / "model.safetensors")  # a torch zip archive
+    with pytest.raises(WeightsError, match="model.safetensors is a pickle"):
+        TalkingHeadModel.from_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(pickle.dumps(_Boom(str(sentinel)), protocol=4))
+    with pytest.raises(WeightsError, match="model.safetensors is a pickle"):
+        TalkingHeadModel.from_pretrained(tmp_path / "m")
+    assert not sentinel.exists()
+
+
+@pytest.mark.parametrize("keep", [0, 5, 100, -1000])
+def test_truncated_safetensors(saved, tmp_path, keep):
+    import shutil
+
+    _, folder = saved
+    shutil.copytree(folder, tmp_path / "m")
+    w = tmp_path / "m" / "model.safetensors"
+    data = w.read_bytes()
+    w.write_bytes(data[:keep])
+    with pytest.raises(WeightsError, match=r"model\.safetensors is truncated"):
+        TalkingHeadModel.from_pretrained(tmp_path / "m")
+
+
+def test_corrupt_header(saved, tmp_path):
+    import shutil
+
+    _, folder = saved
+    shutil.copytree(folder, tmp_path / "m")
+    w = tmp_path / "m" / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    data[8 : 8 + n] = b"[" + b" " * (n - 1)  # valid length, not a JSON object
+    w.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="corrupt safetensors header"):
+        TalkingHeadModel.from_pretrained(tmp_path / "m")
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [(None, "config.json is missing"), ("{not json", "not valid JSON"), ('{"format_version": 1}', "no 'config'")],
+)
+def test_bad_config_json(saved, tmp_path, text, words):
+    import shutil
+
+    _, folder = saved
+    shutil.copytree(folder, tmp_path / "m")
+    cfg = tmp_path / "m" / "config.json"
+    if text is None:
+        cfg.unlink()
+        with pytest.raises(WeightsError, match=words):
+            hub.load_pretrained(tmp_path / "m" / "model.safetensors")
+    else:
+        cfg.write_text(text)
+        with pytest.raises(WeightsError, match=words):
+            hub.load_pretrained(tmp_path / "m")
+
+
+def test_future_format_and_foreign_class(saved, tmp_path):
+    import shutil
+
+    _, folder = saved
+    shutil.copytree(folder, tmp_path / "m")
+    cfg = tmp_path / "m" / "config.json"
+    meta = json.loads(cfg.read_text())
+    cfg.write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(WeightsError, match="upgrade talkinghead"):
+        hub.load_pretrained(tmp_path / "m")
+    cfg.write_text(json.dumps({**meta, "class_name": "SomethingElse"}))
+    with pytest.raises(WeightsError, match="SomethingElse"):
+        hub.load_pretrained(tmp_path / "m")
+    cfg.write_text(json.dumps({**meta, "config": {**meta["config"], "embed_dim": 7}}))
+    with pytest.raises(WeightsError, match="invalid model config"):
+        hub.load_pretrained(tmp_path / "m")
+
+
+def test_tensors_that_do_not_match_the_config(saved, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model, folder = saved
+    shutil.copytree(folder, tmp_path / "m")
+    cfg = tmp_path / "m" / "config.json"
+    meta = json.loads(cfg.read_text())
+    meta["config"]["num_videos"] = 6
+    cfg.write_text(json.dumps(meta))
+    with pytest.raises(WeightsError) as exc:
+        hub.load_pretrained(tmp_path / "m")
+    assert "model.safetensors does not match its config.json" in str(exc.value)
+    assert "discriminator.W.weight (4, 32) vs (6, 32)" in str(exc.value)
+
+    shutil.copy(folder / "config.json", cfg)
+    tensors = load_file(str(folder / "model.safetensors"))
+    del tensors["discriminator.w0"]
+    tensors["extra.weight"] = torch.zeros(3)
+    save_file(tensors, str(tmp_path / "m" / "model.safetensors"))
+    with pytest.raises(WeightsError) as exc:
+        hub.load_pretrained(tmp_path / "m")
+    assert "missing discriminator.w0" in str(exc.value) and "unexpected extra.weight" in str(exc.value)
