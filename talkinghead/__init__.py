@@ -11,6 +11,27 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first use)
 _LAZY = {
+    # the user-facing path
+    "load": "pipeline",
+    "TalkingHead": "pipeline",
+    "Avatar": "pipeline",
+    "Animation": "pipeline",
+    "write_video": "pipeline",
+    "write_image": "pipeline",
+    # files in
+    "read_image": "io",
+    "VideoReader": "io",
+    # models and configs
+    "TalkingHeadModel": "models",
+    "ModelConfig": "config",
+    "get_config": "config",
+    "list_configs": "config",
+    "create_model": "config",
+    # motion
+    "transfer_motion": "motion",
+    "preset_motion": "motion",
+    # provenance
+    "verify_file": "watermark",
     # errors
     "TalkingHeadError": "errors",
     "InputError": "errors",

@@ -171,9 +171,10 @@ def preset_motion(
     if preset == "talk":
         # Syllable rate ~4 Hz with random amplitudes, grouped into phrases separated by short pauses.
         syll = np.maximum(0.0, np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 2 * np.pi)))
-        amp = np.interp(t, np.arange(0, seconds + 0.25, 0.25), rng.uniform(0.3, 1.0, len(np.arange(0, seconds + 0.25, 0.25))))
+        knots = np.arange(0.0, seconds + 0.5, 0.25)  # a new syllable loudness every 250 ms
+        amp = np.interp(t, knots, rng.uniform(0.3, 1.0, len(knots)))
         phrase = (np.sin(2 * np.pi * t / rng.uniform(2.5, 3.5)) > -0.6).astype(float)
-        phrase = np.convolve(phrase, np.ones(5) / 5, mode="same")
+        phrase = np.convolve(phrase, np.ones(5) / 5, mode="same")[:n]
         mouth = syll * amp * phrase
         head_amp, head_hz = 0.06, 0.35
     else:

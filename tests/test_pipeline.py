@@ -1,0 +1,154 @@
+"""The user-facing path on the tiny config: personalise (FF and FT), animate, save/load, write, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import talkinghead as th
+from talkinghead import pipeline
+from talkinghead.cli import main as cli_main
+from talkinghead.errors import InputError, NoFaceError, WeightsError
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from talkinghead.config import get_config
+    from talkinghead.models import TalkingHeadModel
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("model") / "tiny-test"
+    TalkingHeadModel(get_config("tiny", num_videos=3)).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return th.load(model_dir)
+
+
+@pytest.fixture(scope="module")
+def ff_avatar(model, astronaut):
+    return model.personalize([astronaut], progress=False)
+
+
+def test_feed_forward_preset_animation(ff_avatar, astronaut):
+    video = ff_avatar.animate_preset("talk", seconds=0.4, fps=10, progress=False)
+    frames = list(video)
+    assert len(frames) == len(video) == 4
+    assert all(f.shape == astronaut.shape and f.dtype == np.uint8 for f in frames)
+    # paste-back touches only the face: the image corners are the source's pixels
+    assert np.array_equal(frames[0][:20, :20], astronaut[:20, :20])
+    crops = list(ff_avatar.animate_preset("idle", seconds=0.2, fps=10, crop_only=True, progress=False))
+    assert crops[0].shape == (64, 64, 3)
+
+
+def test_embedding_is_mean_over_photos(model, astronaut, grace_hopper):
+    srcs = pipeline.prepare_sources([astronaut, grace_hopper], model.image_size)
+    both = model.embed(srcs)
+    each = torch.stack([model.embed([s]) for s in srcs])
+    torch.testing.assert_close(both, each.mean(0), rtol=1e-5, atol=1e-5)
+
+
+def test_fine_tuning_changes_psi_and_generator(model, astronaut):
+    ff = model.personalize([astronaut], progress=False)
+    ft = model.personalize([astronaut], fine_tune_steps=2, progress=False, content="stlpips", patience=0)
+    assert ft.info["fine_tune_steps"] == 2 and ft.info["content_backbones"] == ["st-lpips-vgg16"]
+    assert not torch.allclose(ff.psi, ft.psi)
+    # the base model is left as it was: fine-tuning works on a copy
+    assert torch.equal(model.model.generator.psi_from_embedding(ff.e_hat[None])[0], ff.psi)
+
+
+def test_avatar_save_load_round_trip(ff_avatar, tmp_path):
+    ff_avatar.save(tmp_path / "av")
+    back = pipeline.Avatar.load(tmp_path / "av")
+    lm = np.repeat(ff_avatar.source.landmarks[None], 2, 0)
+    from talkinghead.landmarks import transform_landmarks
+
+    crop_lm = transform_landmarks(lm, ff_avatar.source.crop)
+    assert np.array_equal(ff_avatar.render(crop_lm), back.render(crop_lm))
+    assert back.model_name == ff_avatar.model_name
+
+
+def test_avatar_load_refuses_bad_files(tmp_path, ff_avatar):
+    with pytest.raises(WeightsError, match="not an avatar folder"):
+        pipeline.Avatar.load(tmp_path)
+    d = ff_avatar.save(tmp_path / "av")
+    data = (d / pipeline.AVATAR_WEIGHTS).read_bytes()
+    (d / pipeline.AVATAR_WEIGHTS).write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match="truncated"):
+        pipeline.Avatar.load(d)
+
+
+def test_no_face_in_source_is_a_clear_error(model):
+    from skimage import data
+
+    with pytest.raises(NoFaceError, match="photo 0"):
+        model.personalize([data.coffee()], progress=False)
+
+
+def test_unreadable_source_is_a_clear_error(model, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(InputError, match="broken.jpg"):
+        model.personalize([str(bad)], progress=False)
+
+
+def test_written_video_is_marked_and_verified(ff_avatar, tmp_path):
+    from talkinghead.io import VideoReader
+    from talkinghead.watermark import verify_file
+
+    out = th.write_video(tmp_path / "out.mp4", ff_avatar.animate_preset("talk", seconds=0.6, fps=10, progress=False))
+    with VideoReader(out) as r:
+        assert sum(1 for _ in r) == 6 and r.fps == pytest.approx(10)
+    res = verify_file(out)
+    assert res.marked and res.metadata.get("model") == ff_avatar.model_name
+
+
+@pytest.mark.data
+def test_driving_clip_gives_one_frame_per_driving_frame_with_audio(ff_avatar, data_dir, tmp_path):
+    from talkinghead.io import VideoReader
+
+    clip = data_dir / "eval" / "driving" / "sadtalker__ref_video__WDA_KatieHill_000.mp4"
+    video = ff_avatar.animate(clip, max_frames=12, progress=False)
+    with VideoReader(clip) as r:
+        fps, audio = r.fps, r.has_audio
+    assert len(video) == 12 and video.fps == pytest.approx(fps)
+    out = th.write_video(tmp_path / "driven.mp4", video)
+    with VideoReader(out) as r:
+        assert sum(1 for _ in r) == 12
+        assert r.has_audio == audio
+
+
+def test_driving_clip_without_face_is_a_clear_error(ff_avatar, tmp_path):
+    from skimage import data
+
+    from talkinghead.io import write_video
+
+    clip = write_video(tmp_path / "noface.mp4", [data.coffee()[:256, :256]] * 5, fps=5)
+    with pytest.raises(NoFaceError, match="noface.mp4"):
+        ff_avatar.animate(clip, progress=False)
+
+
+def test_cli_animate_with_preset_and_bad_source(model_dir, grace_hopper_path, tmp_path, capsys):
+    out = tmp_path / "cli.mp4"
+    assert cli_main(["animate", "--source", str(grace_hopper_path), "--motion-preset", "idle", "--seconds", "0.4",
+                     "--model", str(model_dir), "-o", str(out), "--device", "cpu"]) == 0
+    assert out.is_file()
+    capsys.readouterr()
+    bad = tmp_path / "missing.png"
+    code = cli_main(["animate", "--source", str(bad), "--motion-preset", "talk", "--model", str(model_dir),
+                     "-o", str(tmp_path / "x.mp4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "missing.png" in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_cli_finetune_writes_an_avatar(model_dir, astronaut, tmp_path):
+    from talkinghead.io import write_image
+
+    photo = write_image(tmp_path / "a.png", astronaut)
+    assert cli_main(["finetune", "--photos", str(photo), "-o", str(tmp_path / "av"), "--steps", "1",
+                     "--model", str(model_dir), "--device", "cpu"]) == 0
+    av = pipeline.Avatar.load(tmp_path / "av")
+    assert av.info["fine_tune_steps"] == 1
