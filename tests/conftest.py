@@ -10,6 +10,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny test tensors run faster on one thread, and a busy 2-core machine is not oversubscribed."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def shared_data_dir() -> Path | None:
     """``$TALKINGHEAD_DATA`` or ``../shared/data`` beside the checkout, if present."""
     env = os.environ.get("TALKINGHEAD_DATA")
