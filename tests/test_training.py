@@ -1,0 +1,177 @@
+"""The trainer: a two-step tiny run, exact resume, interruption, fine-tuning task, two-process gloo."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from talkinghead.training import (CHECKPOINT, FineTuneTask, Trainer, TrainOptions, build_loss, load_checkpoint,
+                                  train)
+
+from test_data import build_tiny_cache
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Intra-op threads on a busy 2-core machine cost ~100x; one thread keeps these steps fast."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory, astronaut):
+    return build_tiny_cache(tmp_path_factory.mktemp("cache"), astronaut, videos=3, frames=10, size=64)
+
+
+def _opts(cache, run_dir, steps, **kw):
+    base = dict(config="tiny", data=str(cache), run_dir=str(run_dir), steps=steps, batch=2, k=2, device="cpu",
+                content="stlpips", sample_every=2, checkpoint_every=100, log_every=1, progress=False)
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def _flat(state: dict, prefix: str = "") -> dict:
+    """All tensors (and numbers) of a nested checkpoint, keyed by path."""
+    out = {}
+    items = state.items() if isinstance(state, dict) else enumerate(state)
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if isinstance(v, (dict, list, tuple)):
+            out.update(_flat(v, key + "."))
+        elif torch.is_tensor(v) or isinstance(v, (int, float)):
+            out[key] = v
+    return out
+
+
+def _assert_same_state(a: dict, b: dict):
+    fa, fb = _flat({k: a[k] for k in ("task", "ema", "opt_g", "opt_d", "step", "items_consumed")}), \
+        _flat({k: b[k] for k in ("task", "ema", "opt_g", "opt_d", "step", "items_consumed")})
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        if torch.is_tensor(fa[k]):
+            assert torch.equal(fa[k], fb[k]), k
+        else:
+            assert fa[k] == fb[k], k
+
+
+def test_two_step_tiny_run_writes_everything(tiny_cache, tmp_path):
+    from talkinghead.models import TalkingHeadModel
+
+    run = tmp_path / "run"
+    trainer = train(_opts(tiny_cache, run, 2))
+    assert trainer.step == 2 and trainer.items_consumed == 4
+    record = json.loads((run / "training_options.json").read_text())
+    assert record["content_backbones"] == ["st-lpips-vgg16"] and record["model_config"]["num_videos"] == 3
+    assert record["options"]["lr_g"] == 5e-5 and record["options"]["lr_d"] == 2e-4
+    log = (run / "log.csv").read_text().splitlines()
+    assert len(log) == 3 and "g_content_st-lpips-vgg16" in log[0] and "d_total" in log[0]
+    assert (run / "samples" / "step-0000002.png").is_file()
+    state = load_checkpoint(run / CHECKPOINT)
+    assert state["step"] == 2
+    model = TalkingHeadModel.from_pretrained(run / "model")
+    assert model.discriminator.W.weight.shape == (3, model.config.embed_dim)
+    ema = state["ema"]
+    for name, p in model.generator.state_dict().items():  # exported G is the EMA copy
+        assert torch.equal(p, ema[name]), name
+    for name, p in model.discriminator.state_dict().items():
+        assert torch.equal(p, state["task"][f"model.discriminator.{name}"]), name
+
+
+def test_resume_is_bit_exact(tiny_cache, tmp_path):
+    train(_opts(tiny_cache, tmp_path / "full", 4, d_steps=2))
+    train(_opts(tiny_cache, tmp_path / "split", 2, d_steps=2))
+    train(_opts(tiny_cache, tmp_path / "split", 4, d_steps=2), resume=True)
+    a, b = load_checkpoint(tmp_path / "full" / CHECKPOINT), load_checkpoint(tmp_path / "split" / CHECKPOINT)
+    _assert_same_state(a, b)
+    assert (tmp_path / "full" / "log.csv").read_text().count("\n") == (tmp_path / "split" / "log.csv").read_text().count("\n")
+
+
+def test_ctrl_c_checkpoints_at_a_step_boundary_and_resumes_exactly(tiny_cache, tmp_path, monkeypatch):
+    import talkinghead.training as tr
+
+    original = tr.Trainer.train_step
+
+    def step_then_interrupt(self, batches):
+        out = original(self, batches)
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during step 2's data wait
+        return out
+
+    monkeypatch.setattr(tr.Trainer, "train_step", step_then_interrupt)
+    t = train(_opts(tiny_cache, tmp_path / "cut", 3))
+    assert t.step == 1 and load_checkpoint(tmp_path / "cut" / CHECKPOINT)["step"] == 1
+    monkeypatch.setattr(tr.Trainer, "train_step", original)
+    train(_opts(tiny_cache, tmp_path / "cut", 3), resume=True)
+    train(_opts(tiny_cache, tmp_path / "full", 3))
+    _assert_same_state(load_checkpoint(tmp_path / "cut" / CHECKPOINT), load_checkpoint(tmp_path / "full" / CHECKPOINT))
+
+
+def test_finetune_task_reuses_the_trainer(tiny_cache):
+    from talkinghead.config import create_model
+    from talkinghead.data import EpisodeDataset
+
+    torch.manual_seed(0)
+    model = create_model("tiny", num_videos=3)
+    ds = EpisodeDataset(tiny_cache, k=0, augment=False)
+    photos = torch.stack([ds[(0, (i,))]["frames"][0] for i in range(4)])[None]  # (1, T, 3, S, S)
+    lmi = torch.stack([ds[(0, (i,))]["landmarks"][0] for i in range(4)])[None]
+    with torch.no_grad():
+        _, e_hat = model.embedder(photos, lmi)
+    task = FineTuneTask(model, e_hat[0])
+    psi0, w0 = task.psi.detach().clone(), task.w.detach().clone()
+    emb0 = {k: v.clone() for k, v in model.embedder.state_dict().items()}
+    opts = TrainOptions(config="tiny", steps=2, batch=2, k=0, content="none", progress=False)
+    trainer = Trainer(task, build_loss(opts, torch.device("cpu")), opts, torch.device("cpu"))
+    batches = iter([{k: torch.stack([ds[(0, (i, j))][k] for j in range(2)]) for k in ("frames", "landmarks", "video_index")}
+                    for i in range(4)])
+    trainer.fit(batches, 2)
+    assert trainer.step == 2
+    assert not torch.equal(task.psi, psi0) and not torch.equal(task.w, w0)
+    assert all(torch.equal(v, emb0[k]) for k, v in model.embedder.state_dict().items())
+
+
+DDP_SCRIPT = """
+import hashlib, os, sys, torch
+from talkinghead.training import TrainOptions, train
+opts = TrainOptions(config="tiny", data=sys.argv[1], run_dir=sys.argv[2], steps=2, batch=1, k=2, device="cpu",
+                    content="none", sample_every=0, checkpoint_every=0, progress=False)
+t = train(opts)
+h = hashlib.sha256()
+for v in t.task.state_dict().values():
+    h.update(v.detach().cpu().contiguous().numpy().tobytes())
+with open(os.path.join(sys.argv[3], f"rank{os.environ['RANK']}.txt"), "w") as f:
+    f.write(f"{h.hexdigest()} {t.items_consumed}")
+"""
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ranks_agree(tiny_cache, tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                           str(script), str(tiny_cache), str(tmp_path / "run"), str(tmp_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = ((tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1))
+    assert r0 == r1  # same weights on both ranks after two steps
+    assert (tmp_path / "run" / CHECKPOINT).is_file() and (tmp_path / "run" / "model").is_dir()
+    assert not list(tmp_path.glob("run/*rank1*"))
