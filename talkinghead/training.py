@@ -555,8 +555,15 @@ class Trainer:
         from .io import write_image
 
         sub = {k: v[:rows] for k, v in batch.items()}
-        with self._autocast():
-            out = self.task.generate(sub, self.device, generator=self.ema)
+        # eval mode: spectral norm's power iteration must not advance here (rank 0 alone draws samples,
+        # and a resumed run must not depend on when samples were written)
+        was_training = self.task.training
+        self.task.eval()
+        try:
+            with self._autocast():
+                out = self.task.generate(sub, self.device, generator=self.ema)
+        finally:
+            self.task.train(was_training)
         tiles = torch.cat([out["y"], out["real"], out["fake"].float()], dim=3)  # (b, 3, S, 3S)
         grid = torch.cat(list(tiles), dim=1)  # (3, b*S, 3S)
         img = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
