@@ -28,6 +28,9 @@ class ProjectionDiscriminator(nn.Module):
         self.config = cfg
         self.trunk = DownTrunk(cfg, 2 * cfg.image_channels, extra_blocks=cfg.discriminator_extra_blocks)
         self.W = nn.Embedding(cfg.num_videos, cfg.embed_dim)
+        # Small init: V is a sum over space (norm ~10 at start), so N(0, 1) rows would give scores of
+        # +-15 and a runaway hinge loss; e_hat starts near 0.3 per entry and the match term pulls W there.
+        nn.init.normal_(self.W.weight, std=0.02)
         self.w0 = nn.Parameter(torch.zeros(cfg.embed_dim))
         self.b = nn.Parameter(torch.zeros(()))
 
