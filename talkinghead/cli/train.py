@@ -69,4 +69,8 @@ def run(args) -> int:
     trainer = train(opts, resume=args.resume)
     if trainer.dist.is_main:
         print(f"{trainer.step} steps done; run folder {run_dir}")
+    if trainer.dist.enabled:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return 0
