@@ -34,7 +34,7 @@ import numpy as np
 from .errors import InputError, WeightsError
 
 __all__ = ["MetricResult", "ssim", "lpips", "csim", "face_descriptor", "akd", "fid_available", "fid",
-           "evaluate_frames"]
+           "evaluate_frames", "mouth_opening", "eye_opening", "relative_motion_distance", "opening_correlation"]
 
 
 @dataclass
@@ -436,3 +436,74 @@ def evaluate_frames(generated, real, landmarks_generated=None, landmarks_real=No
     if landmarks_generated is not None and landmarks_real is not None:
         out["akd"] = akd(landmarks_generated, landmarks_real, detector=detector)
     return out
+
+
+# ------------------------------------------------------------------------ motion following (cross-id)
+
+
+def mouth_opening(landmarks) -> np.ndarray:
+    """Inner-lip gap over face size: ``(T, 68, 2)`` or ``(68, 2)`` -> ``(T,)`` (NaN where a frame is NaN).
+
+    Mean of the vertical gaps 61-67, 62-66, 63-65, divided by the stable-point size of
+    :func:`talkinghead.motion.face_frame`, so it does not depend on how large the face is.
+    """
+    from .motion import face_frame
+
+    lm = np.asarray(landmarks, np.float64).reshape(-1, 68, 2)
+    gap = np.linalg.norm(lm[:, [61, 62, 63]] - lm[:, [67, 66, 65]], axis=-1).mean(-1)
+    return gap / face_frame(lm)[1]
+
+
+def eye_opening(landmarks) -> np.ndarray:
+    """Mean eyelid gap (37-41, 38-40, 43-47, 44-46) over face size: ``(T, 68, 2)`` -> ``(T,)``."""
+    from .motion import face_frame
+
+    lm = np.asarray(landmarks, np.float64).reshape(-1, 68, 2)
+    gap = np.linalg.norm(lm[:, [37, 38, 43, 44]] - lm[:, [41, 40, 47, 46]], axis=-1).mean(-1)
+    return gap / face_frame(lm)[1]
+
+
+def relative_motion_distance(landmarks_output, landmarks_driver, detector: str = "unspecified",
+                             reference: int = 0) -> MetricResult:
+    """How closely an output follows a driver of another identity (0 = the same motion).
+
+    Both tracks ``(T, 68, 2)`` are normalised for face position and size
+    (:func:`talkinghead.motion.normalise`); each frame's displacement from the ``reference`` frame is
+    compared, so the two faces' different shapes do not count, only their different motion. Units: the
+    stable-point face size. Frames where either side is NaN are left out and counted in ``missing``.
+    """
+    from .motion import normalise
+
+    g = np.asarray(landmarks_output, np.float64).reshape(-1, 68, 2)
+    d = np.asarray(landmarks_driver, np.float64).reshape(-1, 68, 2)
+    if g.shape != d.shape:
+        raise ValueError(f"tracks differ in shape: {g.shape} vs {d.shape}")
+    ok = np.isfinite(g).all(axis=(1, 2)) & np.isfinite(d).all(axis=(1, 2))
+    vals = [float("nan")] * len(g)
+    if ok.any():
+        ref = reference if ok[reference] else int(np.flatnonzero(ok)[0])
+        gn, dn = normalise(g), normalise(d)
+        for t in np.flatnonzero(ok):
+            vals[t] = float(np.linalg.norm((gn[t] - gn[ref]) - (dn[t] - dn[ref]), axis=-1).mean())
+    return MetricResult("relative_motion_distance", _nanmean(vals), detector, vals,
+                        {"frames": len(g), "missing": int((~ok).sum())})
+
+
+def opening_correlation(landmarks_output, landmarks_driver, part: str = "mouth",
+                        detector: str = "unspecified") -> MetricResult:
+    """Pearson correlation over time of mouth (or eye) opening between output and driver (1 = in step).
+
+    NaN (with ``extra["reason"]``) when fewer than 3 frames have both faces or either side does not move.
+    """
+    fn = {"mouth": mouth_opening, "eye": eye_opening}.get(part)
+    if fn is None:
+        raise ValueError(f"part must be 'mouth' or 'eye', got {part!r}")
+    a, b = fn(landmarks_output), fn(landmarks_driver)
+    ok = np.isfinite(a) & np.isfinite(b)
+    extra = {"frames": int(len(a)), "missing": int((~ok).sum())}
+    if ok.sum() < 3:
+        return MetricResult(f"{part}_opening_correlation", float("nan"), detector, [], {**extra, "reason": "fewer than 3 frames with both faces"})
+    a, b = a[ok], b[ok]
+    if a.std() < 1e-9 or b.std() < 1e-9:
+        return MetricResult(f"{part}_opening_correlation", float("nan"), detector, [], {**extra, "reason": "no motion on one side"})
+    return MetricResult(f"{part}_opening_correlation", float(np.corrcoef(a, b)[0, 1]), detector, [], extra)

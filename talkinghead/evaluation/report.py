@@ -1,0 +1,151 @@
+"""Writing an evaluation: report.json, report.md (the paper's table shape), PNG plots and sample strips."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_path, atomic_write_text
+
+COLUMNS = (("ssim", "SSIM ↑"), ("lpips", "LPIPS ↓"), ("csim", "CSIM ↑"), ("akd", "AKD ↓"))
+
+
+def _fmt(x, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def strip(panels, height: int | None = None) -> np.ndarray:
+    """Side-by-side uint8 RGB panels, each resized to ``height`` (default: the first panel's)."""
+    import cv2
+
+    h = height or panels[0].shape[0]
+    out = []
+    for p in panels:
+        if p.shape[0] != h:
+            p = cv2.resize(p, (max(1, round(p.shape[1] * h / p.shape[0])), h), interpolation=cv2.INTER_AREA)
+        out.append(p)
+    return np.concatenate(out, axis=1)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: protocol, backbones, the method x shots table, per-clip rows."""
+    b = report["backbones"]
+    lines = [f"# Evaluation of `{report['model']}` ({report['image_size']} px)", "",
+             f"**Protocol: {report['protocol']}.** {report['protocol_text']}", "",
+             "Backbones: " + "; ".join(f"{k.upper()}: {v}" for k, v in b.items()) + ".",
+             "AKD is the mean landmark distance over the inter-ocular distance of the real crop; frames where "
+             "no face was found on either side are left out and their share is given. CSIM uses dlib's 128-d "
+             "descriptor, so its values are not comparable with ArcFace-based numbers in papers.", "",
+             "| method | shots | " + " | ".join(c for _, c in COLUMNS) + " | FID ↓ | AKD no face |",
+             "|---|---|" + "---|" * (len(COLUMNS) + 2)]
+    fid_na = "n/a" if b.get("fid", "").startswith("not available") else None
+    for r in report["results"]:
+        cells = [_fmt(r[k]) for k, _ in COLUMNS]
+        lines.append(f"| {r['label']} | {r['shots']} | " + " | ".join(cells)
+                     + f" | {fid_na or _fmt(r['fid'], 1)} | {r['akd_no_face_share']:.0%} |")
+    lines += ["", "## Per clip", "",
+              "| clip | method | shots | " + " | ".join(c for _, c in COLUMNS) + " | frames |",
+              "|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
+    for r in report["results"]:
+        for c in r["per_clip"]:
+            lines.append(f"| {c['video']} | {r['label']} | {r['shots']} | "
+                         + " | ".join(_fmt(c[k]) for k, _ in COLUMNS) + f" | {c['frames']} |")
+    lines += ["", "## Clips", ""]
+    for c in report["clips"]:
+        lines.append(f"- `{c['name']}`: {c['num_frames']} frames at {c['fps']:g} fps; test frames "
+                     f"{c['test_frames'][0]}..{c['test_frames'][-1]} ({len(c['test_frames'])}, "
+                     f"{c['test_frames_without_face']} without a face left out)")
+    ci = report.get("cross_identity")
+    if ci:
+        lines += ["", "## Cross-identity", "", f"{ci['protocol']}. Identity kept: CSIM to the source photo "
+                  f"({ci['backbones']['csim_to_source']}); motion followed: landmarks detected on the output "
+                  f"({ci['backbones']['motion']}) against the driver's, normalised for face position and size.", "",
+                  "| source | driver | mode | CSIM to source ↑ | relative motion distance ↓ | mouth corr ↑ | eye corr ↑ | no face |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in ci["rows"]:
+            lines.append(f"| {Path(r['source']).name} | {r['video']} | {r['mode'].upper()} | {_fmt(r['csim_to_source'])} | "
+                         f"{_fmt(r['relative_motion_distance'])} | {_fmt(r['mouth_opening_correlation'])} | "
+                         f"{_fmt(r['eye_opening_correlation'])} | {r['no_face_share']:.0%} |")
+    files = report.get("files", {})
+    if files:
+        lines += ["", "## Figures", ""] + [f"- [{Path(p).name}]({p})" for p in files.get("plots", [])]
+        lines.append(f"- {len(files.get('samples', []))} sample strips in `samples/` (real | generated | landmark image)")
+    lines += ["", f"Evaluated in {report.get('seconds', '?')} s."]
+    return "\n".join(lines) + "\n"
+
+
+def _save_fig(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+
+
+def plots(report: dict[str, Any], out_dir: Path) -> list[str]:
+    """``metrics_vs_shots.png`` and ``per_clip.png`` (matplotlib Agg, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot state, safe in any backend
+
+    methods = list(dict.fromkeys(r["method"] for r in report["results"]))
+    label = {r["method"]: r["label"] for r in report["results"]}
+    fig = Figure(figsize=(4 * len(COLUMNS), 3.4))
+    for k, (key, title) in enumerate(COLUMNS):
+        ax = fig.add_subplot(1, len(COLUMNS), k + 1)
+        for m in methods:
+            rs = [r for r in report["results"] if r["method"] == m]
+            ax.plot([r["shots"] for r in rs], [np.nan if r[key] is None else r[key] for r in rs], "o-", label=label[m])
+        ax.set_xscale("log", base=2)
+        shots = sorted({r["shots"] for r in report["results"]})
+        ax.set_xticks(shots, [str(t) for t in shots])
+        ax.set_xlabel("few-shot frames T")
+        ax.set_title(f"{title} ({report['backbones'][key]})", fontsize=8)
+    fig.axes[0].legend(fontsize=7)
+    fig.suptitle(f"{report['model']}: {report['protocol']}", fontsize=9)
+    paths = [out_dir / "metrics_vs_shots.png"]
+    _save_fig(fig, paths[0])
+
+    fig = Figure(figsize=(4 * len(COLUMNS), 3.4))
+    groups = [(r["method"], r["shots"]) for r in report["results"]]
+    for k, (key, title) in enumerate(COLUMNS):
+        ax = fig.add_subplot(1, len(COLUMNS), k + 1)
+        for j, r in enumerate(report["results"]):
+            ys = [c[key] for c in r["per_clip"] if c[key] is not None]
+            ax.scatter([j] * len(ys), ys, s=12)
+            if ys:
+                ax.hlines(np.mean(ys), j - 0.3, j + 0.3, color="k", lw=1)
+        ax.set_xticks(range(len(groups)), [f"{m} T={t}" for m, t in groups], rotation=70, fontsize=6)
+        ax.set_title(f"{title} per clip", fontsize=8)
+    paths.append(out_dir / "per_clip.png")
+    _save_fig(fig, paths[1])
+    return [p.name for p in paths]
+
+
+def write_report(result, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Write ``report.json``, ``report.md``, plots and ``samples/*.png`` into ``out_dir``; returns the report."""
+    from ..pipeline import write_image
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = dict(result.report)
+    samples = []
+    for name, rows in result.samples.items():
+        img = np.concatenate([strip(list(r)) for r in rows], axis=0) if len(rows) > 1 else strip(list(rows[0]))
+        rel = f"samples/{name}.png"
+        write_image(out / rel, img, model_name=report["model"])
+        samples.append(rel)
+    report["files"] = {"json": "report.json", "markdown": "report.md", "plots": plots(report, out), "samples": samples}
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=_json_default) + "\n")
+    atomic_write_text(out / "report.md", markdown(report))
+    return report
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
