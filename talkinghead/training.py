@@ -406,6 +406,7 @@ class Trainer:
         self.items_consumed = 0  # episodes this rank has taken from its sampler
         self.log_rows: list[dict] = []
         self._last_saved = -1
+        self._time_offset = 0.0
 
     # ---- one step of each kind ----------------------------------------------------------------
     def _autocast(self):
@@ -546,6 +547,8 @@ class Trainer:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
         self.log_rows = [r for r in rows if int(r["step"]) <= self.step]  # drop what the resumed run redoes
+        if self.log_rows:
+            self._time_offset = float(self.log_rows[-1]["time"])  # the time column keeps counting
 
     @torch.no_grad()
     def write_samples(self, batch: dict, rows: int = 4) -> Path | None:
@@ -589,7 +592,7 @@ class Trainer:
         o = self.opts
         main = self.dist.is_main
         bar = tqdm(total=steps, initial=self.step, desc="train", unit="step", disable=not (o.progress and main))
-        t0, last = time.time(), {}
+        t0, last = time.time() - self._time_offset, {}
         completed = True
         with _StopFlag() as stop:
             try:
