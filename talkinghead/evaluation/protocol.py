@@ -30,12 +30,14 @@ METHOD_LABELS = {"ff": "ours, FF", "ft": "ours, FT", "nearest-frame": "nearest f
 
 @dataclass
 class EvalOptions:
-    """What to evaluate. ``frames``: test frames per clip; ``ft_steps``: fine-tuning steps (FT mode)."""
+    """What to evaluate. ``frames``: test frames per clip; ``ft_steps``: fine-tuning steps (FT mode);
+    ``content``: the fine-tuning content loss (see ``TalkingHead.personalize``)."""
 
     shots: tuple[int, ...] = (1, 8, 32)
     modes: tuple[str, ...] = MODES
     frames: int = 32
     ft_steps: int = 40
+    content: str = "auto"
     backend: str = "auto"
     baselines: bool = True
     lpips_net: str = "auto"
@@ -221,7 +223,8 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
             for mode in opts.modes:
                 t0 = time.time()
                 avatar = model.personalize(shot_frames, fine_tune_steps=opts.ft_steps if mode == "ft" else 0,
-                                           backend=opts.backend, progress=False, seed=opts.seed)
+                                           backend=opts.backend, progress=False, seed=opts.seed,
+                                       content=opts.content)
                 outputs[mode] = _render(avatar, crop_lms, opts.batch_size)
                 log(f"{clip.name}: {mode.upper()} T={t}: personalised and rendered in {time.time() - t0:.1f} s")
             if opts.baselines:
@@ -268,7 +271,7 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
                           "with the real crops. Means are over all test frames of all clips."),
         "model": model.name, "config": model.config.to_dict(), "image_size": size,
         "options": {"shots": list(opts.shots), "modes": list(opts.modes), "frames": opts.frames,
-                    "ft_steps": opts.ft_steps, "backend": detector.name, "baselines": opts.baselines,
+                    "ft_steps": opts.ft_steps, "content": opts.content, "backend": detector.name, "baselines": opts.baselines,
                     "seed": opts.seed},
         "backbones": backbones,
         "clips": [{"video": str(c.path), "name": c.name, "fps": c.fps, "num_frames": c.split.num_frames,
@@ -305,7 +308,8 @@ def _cross_identity(model, clips: list[Clip], sources, opts: EvalOptions, detect
     for src in sources:
         for mode in opts.modes:
             avatar = model.personalize([src], fine_tune_steps=opts.ft_steps if mode == "ft" else 0,
-                                       backend=opts.backend, progress=False, seed=opts.seed)
+                                       backend=opts.backend, progress=False, seed=opts.seed,
+                                       content=opts.content)
             src_crop = avatar.source.crop_and_landmark_image(model.image_size)[0]
             for clip in clips:
                 drv = np.stack([clip.landmarks[i] for i in clip.test_indices])

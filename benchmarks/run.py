@@ -1,0 +1,284 @@
+"""All benchmarks in one JSON: animation, fine-tuning, landmarks, training, memory, FLOPs (issue 7).
+
+    python benchmarks/run.py [-o benchmarks/results] [--quick]      # or: talkinghead bench [-o DIR] [--quick]
+
+For CPU, and for CUDA when a GPU is present:
+- animation frames/s of an FF avatar driven by the ``talk`` preset: face crops only, and pasted back
+  into a 512 px and a 1920x1080 frame (the user path: ``Avatar.animate_landmarks``);
+- fine-tuning seconds for 1, 8 and 32 photos: a few steps are timed and the per-step time is
+  extrapolated to the paper's ~40 epochs at batch 2 (``ceil(40 * T / 2)`` steps), stated as such;
+- training steps/s (``benchmarks/train.py``, one process per config so its peak RSS is its own);
+- peak memory: the process's RSS high-water mark after each part, CUDA max allocated per part on GPU;
+- the generator's FLOPs per frame (``model_summary``) and the achieved FLOP/s in crop-only animation,
+  as a share of what a plain 3x3 convolution and a matmul reach in the same run.
+Landmark frames/s per backend (CPU) come from ``benchmarks/landmarks.py`` on the eval driving clips.
+
+``--quick`` uses the tiny config, a few frames/steps and no VGG content loss (for the tests). The default uses
+``pretrained/default`` where present, else ``cpu-256`` with random weights (said in the JSON).
+Writes ``<out>/bench-<device>.json`` where ``<device>`` is ``cuda`` on a GPU machine, else ``cpu``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+EPOCHS, FT_BATCH = 40, 2  # the reimplementations' fine-tuning length (PAPER.md)
+
+
+def _script(name: str):
+    """Import a sibling benchmark script as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", HERE / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def peak_rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cuda_reset(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _memory(device) -> dict:
+    import torch
+
+    out = {"peak_rss_mib": peak_rss_mib()}
+    if device.type == "cuda":
+        out["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
+def source_photo(size: int) -> np.ndarray:
+    """The public-domain astronaut photo (scikit-image), resized to ``size`` px."""
+    import cv2
+    from skimage import data
+
+    img = data.astronaut()
+    return img if size == 512 else cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def bench_animation(th, frames: int, batch: int) -> dict:
+    """Frames/s of crop-only animation and of paste-back into 512 px and 1080p frames."""
+    import cv2
+
+    from talkinghead.landmarks import crop_from_landmarks
+    from talkinghead.motion import preset_motion
+    from talkinghead.pipeline import Avatar, SourceFace
+
+    _cuda_reset(th.device)
+    avatar = th.personalize([source_photo(512)], progress=False)
+    src = avatar.source
+    # a 1080p frame: the photo upscaled 2x and centred on a 1920x1080 canvas
+    canvas = np.zeros((1080, 1920, 3), np.uint8)
+    ox, oy = (1920 - 1024) // 2, (1080 - 1024) // 2
+    canvas[oy:oy + 1024, ox:ox + 1024] = cv2.resize(src.image, (1024, 1024), interpolation=cv2.INTER_LINEAR)
+    lm_hd = (src.landmarks + 0.5) * 2 - 0.5 + np.array([ox, oy], np.float32)
+    src_hd = SourceFace(canvas, lm_hd, crop_from_landmarks(lm_hd, th.image_size), "astronaut-1080p")
+    avatar_hd = Avatar(avatar.generator, avatar.psi, avatar.e_hat, src_hd, th.name, th.config)
+    out = {"frames": frames, "batch": batch, "source": "skimage astronaut, FF avatar, talk preset"}
+    for key, av, crop_only, size in (("crop_only", avatar, True, th.image_size), ("paste_512", avatar, False, 512),
+                                     ("paste_1080p", avatar_hd, False, "1920x1080")):
+        lm = preset_motion(av.source.landmarks, "talk", seconds=(frames + batch) / 25, fps=25)
+        anim = av.animate_landmarks(lm[:batch], 25, crop_only=crop_only, batch_size=batch, progress=False)
+        list(anim)  # warm-up (allocation, cuDNN autotune)
+        anim = av.animate_landmarks(lm[batch:batch + frames], 25, crop_only=crop_only, batch_size=batch, progress=False)
+        _sync(th.device)
+        t0 = time.perf_counter()
+        n = sum(1 for _ in anim)
+        _sync(th.device)
+        dt = time.perf_counter() - t0
+        out[key] = {"frame": size, "fps": round(n / dt, 2), "ms_per_frame": round(1000 * dt / n, 2)}
+    out["memory"] = _memory(th.device)
+    return out
+
+
+def bench_finetune(th, photo_counts, steps: int, photo_size: int, content: str = "auto") -> dict:
+    """Fine-tuning time per photo count: setup (detection, embedding, losses) + steps, extrapolated."""
+    base = source_photo(photo_size)
+    rows = []
+    for n in photo_counts:
+        # distinct photos of one face: small shifts of the same picture
+        photos = [np.roll(base, (2 * (i % 5) - 4, 2 * (i // 5 % 5) - 4), axis=(0, 1)) for i in range(n)]
+        stamps: list[float] = []
+        _cuda_reset(th.device)
+        t0 = time.perf_counter()
+        avatar = th.personalize(photos, fine_tune_steps=steps, patience=0, progress=False, content=content,
+                                log=lambda terms: (_sync(th.device), stamps.append(time.perf_counter())))
+        total = time.perf_counter() - t0
+        diffs = np.diff(stamps)
+        per_step = float(np.median(diffs)) if len(diffs) else stamps[0] - t0
+        setup = stamps[0] - t0 - per_step  # detection, embedding, copying the model, loss backbones
+        paper_steps = math.ceil(EPOCHS * n / FT_BATCH)
+        rows.append({"photos": n, "timed_steps": len(stamps), "measured_seconds": round(total, 2),
+                     "setup_seconds": round(setup, 2), "seconds_per_step": round(per_step, 4),
+                     "paper_steps": paper_steps,
+                     "extrapolated_seconds": round(setup + per_step * paper_steps, 1),
+                     "content_backbones": avatar.info.get("content_backbones"), **_memory(th.device)})
+    return {"note": f"{steps} steps timed per photo count; extrapolated_seconds = setup + seconds_per_step x "
+                    f"ceil({EPOCHS} epochs x photos / batch {FT_BATCH}) (extrapolated, not measured)",
+            "photo_size": photo_size, "batch": FT_BATCH, "results": rows}
+
+
+def bench_training(config: str, device: str, steps: int, k: int, content: str = "auto") -> dict:
+    """``benchmarks/train.py``'s measurement in its own process (per-config peak RSS)."""
+    train = _script("train")
+    data = train.default_data()
+    cmd = [sys.executable, str(HERE / "train.py"), "--one", config, "--data", data, "--steps", str(steps),
+           "--k", str(k), "--device", device, "--content", content]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        return {"config": config, "device": device, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_landmarks(frames: int) -> dict:
+    """Frames/s per available landmark backend via ``benchmarks/landmarks.py`` (needs the eval clips)."""
+    lm = _script("landmarks")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "landmarks.json"
+        try:
+            lm.main(["-o", str(out), "--frames", str(frames)])
+        except SystemExit as exc:  # no eval clips here
+            return {"error": str(exc)}
+        return json.loads(out.read_text())
+
+
+def reference_flops(device, quick: bool) -> dict:
+    """FLOP/s of a plain 3x3 convolution and of a square matmul (best of 3), for comparison."""
+    import torch
+
+    n = 512 if quick else (4096 if device.type == "cuda" else 1024)
+    b, c, s = (2, 32, 32) if quick else ((32, 128, 64) if device.type == "cuda" else (8, 64, 64))
+    a = torch.randn(n, n, device=device)
+    x, w = torch.randn(b, c, s, s, device=device), torch.randn(c, c, 3, 3, device=device)
+    calls = {"matmul": (lambda: a @ a, 2 * n ** 3, f"{n}x{n} @ {n}x{n} fp32"),
+             "conv3x3": (lambda: torch.nn.functional.conv2d(x, w, padding=1), 2 * b * c * c * 9 * s * s,
+                         f"{b}x{c}x{s}x{s}, {c}->{c} channels fp32")}
+    out = {}
+    with torch.inference_mode():
+        for name, (fn, flops, shape) in calls.items():
+            fn()
+            best = float("inf")
+            for _ in range(3):
+                _sync(device)
+                t0 = time.perf_counter()
+                fn()
+                _sync(device)
+                best = min(best, time.perf_counter() - t0)
+            out[name] = {"shape": shape, "gflop_per_s": round(flops / best / 1e9, 2)}
+    return out
+
+
+def bench_device(th, device, quick: bool, training_config: str) -> dict:
+    from talkinghead.models.summary import model_summary
+
+    th.model.to(device)
+    th.device = device
+    frames, batch = (4, 4) if quick else (64, 8)
+    # --quick skips the VGG content loss (its load dominates tiny steps): timings then exclude it
+    content = "none" if quick else "auto"
+    anim = bench_animation(th, frames, batch)
+    ft = bench_finetune(th, (1, 8, 32), steps=2 if quick else 4, photo_size=256 if quick else 512, content=content)
+    train = bench_training(training_config, str(device), steps=1 if quick else 3, k=2 if quick else 8,
+                           content=content)
+    gflops = next(r["gflops"] for r in model_summary(th.config) if r["network"] == "generator")
+    ref = reference_flops(device, quick)
+    achieved = gflops * anim["crop_only"]["fps"]
+    flops = {"generator_gflop_per_frame": round(gflops, 3), "achieved_gflop_per_s": round(achieved, 2),
+             "reference": ref,
+             "share_of_conv3x3": round(achieved / ref["conv3x3"]["gflop_per_s"], 4),
+             "share_of_matmul": round(achieved / ref["matmul"]["gflop_per_s"], 4),
+             "note": "achieved = generator FLOPs per frame x crop-only frames/s (the rest of the frame time "
+                     "- landmark images, uint8 conversion - counts against it)"}
+    return {"device": str(device), "threads": __import__("torch").get_num_threads(), "animation": anim,
+            "finetune": ft, "training": train, "flops": flops, "memory": _memory(device)}
+
+
+def run_benchmarks(out_dir: str | os.PathLike | None = None, quick: bool = False, log=print) -> Path:
+    """Run everything and write ``bench-<device>.json``; returns its path."""
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from talkinghead.atomic import atomic_write_text
+    from talkinghead.config import get_config
+    from talkinghead.models import TalkingHeadModel
+    from talkinghead.pipeline import load
+
+    t_start = time.time()
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        if quick:
+            torch.manual_seed(0)
+            model_dir, weights = Path(tmp) / "tiny", "random (tiny config, --quick)"
+            TalkingHeadModel(get_config("tiny", num_videos=3)).save_pretrained(model_dir)
+            training_config = "tiny"
+        elif (REPO / "pretrained" / "default" / "config.json").is_file():
+            model_dir, weights, training_config = REPO / "pretrained" / "default", "pretrained/default", "cpu-256"
+        else:
+            torch.manual_seed(0)
+            model_dir, weights = Path(tmp) / "cpu-256", "random (cpu-256: pretrained/default is absent)"
+            TalkingHeadModel(get_config("cpu-256")).save_pretrained(model_dir)
+            training_config = "cpu-256"
+        th = load(model_dir, device="cpu")
+        th.name = "bench"
+        results = {}
+        for dev in devices:
+            log(f"benchmarking on {dev} ...")
+            results[str(dev)] = bench_device(th, dev, quick, training_config)
+    log("landmark backends (CPU) ...")
+    record = {
+        "benchmark": "talkinghead bench" + (" --quick" if quick else ""),
+        "quick": quick, "model": weights, "config": th.config.to_dict(), "image_size": th.image_size,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__,
+                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "devices": results,
+        "landmarks": bench_landmarks(3 if quick else 60),
+        "peak_rss_mib": peak_rss_mib(),
+        "seconds": None,
+    }
+    record["seconds"] = round(time.time() - t_start, 1)
+    out = Path(out_dir) if out_dir else HERE / "results"
+    path = out / f"bench-{'cuda' if torch.cuda.is_available() else 'cpu'}.json"
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-o", "--output", default=str(HERE / "results"), help="folder for bench-<device>.json")
+    ap.add_argument("--quick", action="store_true", help="tiny config, a few frames and steps (seconds)")
+    args = ap.parse_args(argv)
+    path = run_benchmarks(args.output, args.quick)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Evaluation: frame split, baselines (nearest frame, piecewise affine warp), motion-following metrics,
+the report's shape on the tiny config, and the eval CLI's exit status on a bad video."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from talkinghead import metrics as M
+from talkinghead.cli import main as cli_main
+from talkinghead.errors import InputError
+from talkinghead.evaluation import (EvalOptions, edge_points, evaluate, nearest_shot, piecewise_affine_warp,
+                                    split_frames, write_report)
+
+
+def _face_points(seed: int = 0, size: int = 64) -> np.ndarray:
+    """68 distinct points inside a ``size`` crop (not a face, but enough for geometry tests)."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.25 * size, 0.75 * size, (68, 2))
+
+
+# ------------------------------------------------------------------------------------------- split
+@pytest.mark.parametrize("n, shots, num_test", [(78, (1, 8, 32), 5), (40, (1, 2), 100), (10, (4,), 1)])
+def test_split_never_tests_on_few_shot_frames(n, shots, num_test):
+    s = split_frames(n, shots, num_test)
+    assert set(s.shots) == set(shots) and all(s.shots[t] == list(range(t)) for t in shots)
+    every_shot = set().union(*map(set, s.shots.values()))
+    assert not every_shot & set(s.test)
+    assert min(s.test) >= max(shots) and max(s.test) < n
+    assert len(s.test) == min(num_test, n - max(shots)) and s.test == sorted(set(s.test))
+    if num_test > 1 and len(s.test) == num_test:  # evenly spaced, from the first free frame to the last
+        assert s.test[0] == max(shots) and s.test[-1] == n - 1
+        assert np.ptp(np.diff(s.test)) <= 1
+
+
+def test_split_of_a_too_short_clip_names_it():
+    with pytest.raises(InputError, match="short.mp4 has 8 frames"):
+        split_frames(8, (1, 8), 4, "short.mp4")
+
+
+# --------------------------------------------------------------------------------------- baselines
+def test_nearest_shot_ignores_position_and_size():
+    a, b = _face_points(0), _face_points(1)
+    target = b * 1.7 + np.array([13.0, -5.0])  # b, moved and scaled
+    assert nearest_shot(np.stack([a, b]), target) == 1
+    assert nearest_shot(np.stack([a, b]), a + 3.0) == 0
+
+
+def _coordinate_image(size: int = 64) -> np.ndarray:
+    """R = 4 x, G = 4 y: a pixel's value says where it was taken from."""
+    ys, xs = np.mgrid[0:size, 0:size]
+    return np.stack([4 * xs, 4 * ys, np.full_like(xs, 128)], -1).astype(np.uint8)
+
+
+def test_warp_moves_source_landmarks_onto_target_landmarks():
+    img = _coordinate_image()
+    rng = np.random.default_rng(3)
+    # distinct integer target positions (sampled exactly there), two pixels apart at least
+    cells = rng.choice(16 * 16, 68, replace=False)
+    dst = np.stack([16 + 2 * (cells % 16), 16 + 2 * (cells // 16)], 1).astype(np.float64)
+    src = dst + rng.uniform(-0.9, 0.9, dst.shape)  # small motion: no folded triangles
+    out = piecewise_affine_warp(img, src, dst)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    xy = dst.astype(int)
+    got = out[xy[:, 1], xy[:, 0], :2].astype(np.float64) / 4  # where each target pixel was sampled
+    np.testing.assert_allclose(got, src, atol=0.3)
+    # the crop's border points stay put, and no motion is no change
+    for x, y in edge_points(64).astype(int):
+        assert np.array_equal(out[y, x], img[y, x])
+    assert np.array_equal(piecewise_affine_warp(img, dst, dst), img)
+
+
+def test_warp_checks_shapes():
+    with pytest.raises(ValueError, match="68, 2"):
+        piecewise_affine_warp(_coordinate_image(), np.zeros((5, 2)), np.zeros((5, 2)))
+
+
+# ------------------------------------------------------------------------- motion-following metrics
+def test_motion_following_is_perfect_for_the_same_motion_on_another_face():
+    from talkinghead.motion import preset_motion
+
+    rng = np.random.default_rng(0)
+    base = np.concatenate([_face_points(4, 200)])
+    driver = preset_motion(base, "talk", seconds=2.0, fps=25, seed=1)
+    output = driver * 0.5 + np.array([40.0, 7.0])  # same motion, another place and size
+    assert M.relative_motion_distance(output, driver).value < 1e-5
+    assert M.opening_correlation(output, driver, "mouth").value == pytest.approx(1.0, abs=1e-6)
+    # a still output does not follow the driver's mouth
+    still = np.repeat(output[:1], len(output), 0)
+    assert np.isnan(M.opening_correlation(still, driver, "mouth").value)
+    assert M.relative_motion_distance(still, driver).value > 0.01
+    noisy = output + rng.normal(0, 3, output.shape)
+    assert M.relative_motion_distance(noisy, driver).value > M.relative_motion_distance(output, driver).value
+
+
+# ---------------------------------------------------------------------------------- whole protocol
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    import torch
+
+    import talkinghead as th
+    from talkinghead.config import get_config
+    from talkinghead.models import TalkingHeadModel
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("model") / "tiny-eval"
+    TalkingHeadModel(get_config("tiny", num_videos=3)).save_pretrained(d)
+    return th.load(d)
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory, astronaut):
+    """A 6-frame 256 px clip of the astronaut moving a little (H.264)."""
+    import cv2
+
+    from talkinghead.io import write_video
+
+    img = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(6):
+        m = cv2.getRotationMatrix2D((128.0, 100.0), 2.0 * (i - 3), 1.0 + 0.01 * i)
+        frames.append(cv2.warpAffine(img, m, (256, 256), borderMode=cv2.BORDER_REFLECT101))
+    return write_video(tmp_path_factory.mktemp("clip") / "astronaut.mp4", frames, fps=25)
+
+
+@pytest.mark.slow
+def test_report_shape_on_the_tiny_config(tiny_model, short_clip, grace_hopper_path, tmp_path):
+    opts = EvalOptions(shots=(1, 2), modes=("ff", "ft"), frames=2, ft_steps=1, content="none", backend="dlib")
+    result = evaluate(tiny_model, [short_clip], opts, sources=[grace_hopper_path], log=None)
+    report = write_report(result, tmp_path)
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["protocol"] == "self-reenactment"
+    assert {"protocol_text", "model", "options", "backbones", "clips", "results", "cross_identity", "files"} <= set(data)
+    assert set(data["backbones"]) == {"ssim", "lpips", "csim", "akd", "fid"}
+    assert data["backbones"]["akd"] == "dlib"
+    clip = data["clips"][0]
+    assert clip["test_frames"] == [2, 5] and clip["shot_frames"] == {"1": [0], "2": [0, 1]}
+    rows = {(r["method"], r["shots"]) for r in data["results"]}
+    assert rows == {(m, t) for m in ("ff", "ft", "nearest-frame", "warp") for t in (1, 2)}
+    for r in data["results"]:
+        assert r["test_frames"] == 2 and len(r["per_clip"]) == 1
+        assert r["ssim"] is not None and -1 <= r["ssim"] <= 1 and r["lpips"] >= 0
+        assert 0 <= r["akd_no_face_share"] <= 1
+    # the baselines are real face crops: faces are found and they resemble the test frames
+    near = next(r for r in data["results"] if r["method"] == "nearest-frame" and r["shots"] == 2)
+    assert near["akd_no_face_share"] == 0 and near["ssim"] > 0.5 and near["csim"] > 0.8
+    assert len(data["cross_identity"]["rows"]) == 2  # one source x one clip x two modes
+    md = (tmp_path / "report.md").read_text()
+    assert "self-reenactment" in md and "| method | shots | SSIM ↑ | LPIPS ↓ | CSIM ↑ | AKD ↓ | FID ↓" in md
+    table = [line for line in md.splitlines() if line.startswith("| ours") or line.startswith("| nearest")
+             or line.startswith("| piecewise")]
+    assert len(table) == 8
+    if data["backbones"]["fid"].startswith("not available"):
+        assert all(r["fid"] is None for r in data["results"])
+    for rel in report["files"]["plots"] + report["files"]["samples"]:
+        assert (tmp_path / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(report["files"]["samples"]) == 8 + 2
+
+
+def test_eval_cli_exits_2_on_a_bad_video(tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    assert cli_main(["eval", "--videos", str(bad), "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.mp4" in err and len(err.strip().splitlines()) == 1
+    assert cli_main(["eval", "--videos", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r").exists()
