@@ -1,0 +1,43 @@
+"""``talkinghead bench``: the script is found, the reference FLOP/s are sane, --quick writes valid JSON."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from talkinghead.cli import main as cli_main
+
+
+def test_bench_script_is_found_and_reference_flops_are_positive():
+    import importlib.util
+
+    import torch
+
+    from talkinghead.cli.bench import bench_script
+
+    spec = importlib.util.spec_from_file_location("_bench_run_test", bench_script())
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ref = mod.reference_flops(torch.device("cpu"), quick=True)
+    assert set(ref) == {"matmul", "conv3x3"} and all(r["gflop_per_s"] > 0 for r in ref.values())
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_valid_json(tmp_path):
+    assert cli_main(["bench", "--quick", "-o", str(tmp_path)]) == 0
+    path = tmp_path / "bench-cpu.json"
+    if not path.exists():  # a GPU machine names the file after CUDA
+        path = tmp_path / "bench-cuda.json"
+    data = json.loads(path.read_text())
+    assert data["quick"] is True and data["image_size"] == 64 and "random" in data["model"]
+    cpu = data["devices"]["cpu"]
+    for key in ("crop_only", "paste_512", "paste_1080p"):
+        assert cpu["animation"][key]["fps"] > 0
+    ft = cpu["finetune"]
+    assert [r["photos"] for r in ft["results"]] == [1, 8, 32] and "extrapolated" in ft["note"]
+    assert all(r["extrapolated_seconds"] >= r["seconds_per_step"] > 0 for r in ft["results"])
+    assert cpu["training"].get("steps_per_s", 0) > 0, cpu["training"]
+    fl = cpu["flops"]
+    assert fl["generator_gflop_per_frame"] > 0 and 0 < fl["share_of_conv3x3"] and 0 < fl["share_of_matmul"]
+    assert cpu["memory"]["peak_rss_mib"] > 0 and data["peak_rss_mib"] >= cpu["memory"]["peak_rss_mib"]
+    assert "results" in data["landmarks"] or "error" in data["landmarks"]
