@@ -18,9 +18,28 @@ _LAZY = {
     "Animation": "pipeline",
     "write_video": "pipeline",
     "write_image": "pipeline",
-    # files in
+    # files in and out
     "read_image": "io",
     "VideoReader": "io",
+    "VideoWriter": "io",
+    "read_metadata": "io",
+    # faces
+    "detect_landmarks": "landmarks",
+    "track_video": "landmarks",
+    "get_detector": "landmarks",
+    "draw_landmarks": "landmarks",
+    "landmark_images": "landmarks",
+    "crop_from_landmarks": "landmarks",
+    "paste_back": "landmarks",
+    # training
+    "preprocess": "data",
+    "EpisodeDataset": "data",
+    "TrainOptions": "training",
+    "Trainer": "training",
+    "train": "training",
+    "export_pretrained": "training",
+    "LossWeights": "losses",
+    "GeneratorLoss": "losses",
     # models and configs
     "TalkingHeadModel": "models",
     "ModelConfig": "config",
