@@ -73,7 +73,11 @@ def markdown(report: dict[str, Any]) -> str:
     files = report.get("files", {})
     if files:
         lines += ["", "## Figures", ""] + [f"- [{Path(p).name}]({p})" for p in files.get("plots", [])]
-        lines.append(f"- {len(files.get('samples', []))} sample strips in `samples/` (real | generated | landmark image)")
+        n_cross = sum(1 for p in files.get("samples", []) if Path(p).name.startswith("cross_"))
+        lines.append(f"- {len(files.get('samples', [])) - n_cross} self-reenactment strips in `samples/` "
+                     "(real | generated | landmark image, one row per test frame)")
+        if n_cross:
+            lines.append(f"- {n_cross} cross-identity strips `samples/cross_*` (driving frame | generated | source crop)")
     lines += ["", f"Evaluated in {report.get('seconds', '?')} s."]
     return "\n".join(lines) + "\n"
 
