@@ -81,7 +81,7 @@ def test_motion_following_is_perfect_for_the_same_motion_on_another_face():
     from talkinghead.motion import preset_motion
 
     rng = np.random.default_rng(0)
-    base = np.concatenate([_face_points(4, 200)])
+    base = _face_points(4, 200)
     driver = preset_motion(base, "talk", seconds=2.0, fps=25, seed=1)
     output = driver * 0.5 + np.array([40.0, 7.0])  # same motion, another place and size
     assert M.relative_motion_distance(output, driver).value < 1e-5
