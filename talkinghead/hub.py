@@ -20,7 +20,9 @@ A name is a bare word such as ``paper-256-vox2``; anything with a path separator
 
 ``config.json`` holds ``format_version`` (:data:`FORMAT_VERSION`), ``class_name``, ``dtype`` (of the
 stored tensors) and ``config`` (:meth:`ModelConfig.to_dict`). Tensors stored in half precision are cast
-back to float32 on load.
+back to float32 on load. ``int8_prefixes`` lists sub-networks whose weight matrices are stored as int8
+with one float32 scale per output channel (``<key>.int8_scale``); loading dequantizes them. The shipped
+model stores its discriminator that way: D only initialises fine-tuning, and the size limit is tight.
 """
 from __future__ import annotations
 
@@ -211,11 +213,37 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, "Any"]:
 
 
 # ---- save / load --------------------------------------------------------------------------------------
-def save_pretrained(model, directory: str | os.PathLike, dtype=None) -> Path:
+INT8_SCALE = ".int8_scale"
+
+
+def _quantize_int8(t):
+    """Symmetric per-output-channel int8: ``(q int8, scale float32 (C_out,))`` with ``t ~= q * scale``."""
+    import torch
+
+    flat = t.float().reshape(t.shape[0], -1)
+    scale = flat.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+    q = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(t.shape)
+    return q, scale
+
+
+def _dequantize(tensors: dict) -> dict:
+    out = {}
+    for key, t in tensors.items():
+        if key.endswith(INT8_SCALE):
+            continue
+        scale = tensors.get(key + INT8_SCALE)
+        if scale is not None:
+            t = (t.float().reshape(t.shape[0], -1) * scale.float()[:, None]).reshape(t.shape)
+        out[key] = t
+    return out
+
+
+def save_pretrained(model, directory: str | os.PathLike, dtype=None, int8_prefixes: tuple[str, ...] = ()) -> Path:
     """Write ``model.safetensors`` then ``config.json`` into ``directory``, each atomically.
 
     ``dtype`` (e.g. ``torch.float16``) casts floating-point tensors for storage; loading casts them back
-    to float32. Returns the folder.
+    to float32. ``int8_prefixes`` (e.g. ``("discriminator.",)``) stores the conv/linear weights under
+    those prefixes as per-channel int8. Returns the folder.
     """
     import torch
     from safetensors.torch import save_file
@@ -226,7 +254,10 @@ def save_pretrained(model, directory: str | os.PathLike, dtype=None) -> Path:
     tensors = {}
     for key, t in model.state_dict().items():
         t = t.detach().to("cpu")
-        if dtype is not None and t.is_floating_point():
+        if t.is_floating_point() and t.dim() >= 2 and key.startswith(tuple(int8_prefixes)):
+            t, scale = _quantize_int8(t)
+            tensors[key + INT8_SCALE] = scale.contiguous()
+        elif dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         tensors[key] = t.contiguous().clone()
     stored = dtype if dtype is not None else torch.float32
@@ -236,6 +267,8 @@ def save_pretrained(model, directory: str | os.PathLike, dtype=None) -> Path:
         "dtype": str(stored).replace("torch.", ""),
         "config": model.config.to_dict(),
     }
+    if int8_prefixes:
+        meta["int8_prefixes"] = list(int8_prefixes)
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", "talkinghead_format_version": str(FORMAT_VERSION)})
@@ -302,7 +335,7 @@ def load_pretrained(name_or_dir: str | os.PathLike, map_location="cpu"):
                 _refuse_pickle(other)
         raise WeightsError(f"{weights} is missing: put the model's {WEIGHTS_NAME} next to its {CONFIG_NAME}.")
     cfg = _read_config(folder / CONFIG_NAME)
-    tensors = read_safetensors(weights)
+    tensors = _dequantize(read_safetensors(weights))
     model = TalkingHeadModel(cfg)
     expected = model.state_dict()
     _check_tensors(weights, tensors, expected)

@@ -77,6 +77,24 @@ def test_half_precision_storage_loads_as_float32(saved, tmp_path):
         assert torch.allclose(a, b, rtol=2e-2, atol=2e-2 * float(a.abs().max()))
 
 
+def test_int8_discriminator_storage(saved, tmp_path):
+    model, _ = saved
+    model.save_pretrained(tmp_path / "q", dtype=torch.float16, int8_prefixes=("discriminator.",))
+    model.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    size_q = (tmp_path / "q" / "model.safetensors").stat().st_size
+    assert size_q < (tmp_path / "half" / "model.safetensors").stat().st_size
+    assert json.loads((tmp_path / "q" / "config.json").read_text())["int8_prefixes"] == ["discriminator."]
+    q = TalkingHeadModel.from_pretrained(tmp_path / "q")
+    half = TalkingHeadModel.from_pretrained(tmp_path / "half")
+    e_q, fake_q, score_q, *feats_q = outputs(q)
+    e_h, fake_h, score_h, *_ = outputs(half)
+    assert torch.equal(e_q, e_h) and torch.equal(fake_q, fake_h)  # E and G untouched by int8
+    e, fake, score, *feats = outputs(model)
+    # per-channel int8 keeps D's features within about 1% of their range
+    for a, b in zip(feats, feats_q):
+        assert float((a - b).abs().max()) <= 0.02 * float(a.abs().max()) + 1e-6
+
+
 def test_lookup_order(saved, tmp_path, monkeypatch):
     _, folder = saved
     repo, home = tmp_path / "repo_pretrained", tmp_path / "home"

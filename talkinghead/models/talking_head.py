@@ -28,12 +28,13 @@ class TalkingHeadModel(nn.Module):
         self.generator = Generator(self.config)
         self.discriminator = ProjectionDiscriminator(self.config)
 
-    def save_pretrained(self, directory: str | os.PathLike, dtype=None) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, dtype=None, int8_prefixes: tuple[str, ...] = ()) -> None:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (``dtype``, e.g.
-        ``torch.float16``, casts floating-point tensors for storage)."""
+        ``torch.float16``, casts floating-point tensors for storage; ``int8_prefixes`` such as
+        ``("discriminator.",)`` stores those weight matrices as per-channel int8)."""
         from ..hub import save_pretrained
 
-        save_pretrained(self, directory, dtype=dtype)
+        save_pretrained(self, directory, dtype=dtype, int8_prefixes=int8_prefixes)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, map_location="cpu") -> "TalkingHeadModel":
