@@ -15,7 +15,7 @@ Three small modules written here (torchvision is not needed), each loading a kno
   reflect padding 2 and stride 2. The file also holds LPIPS linear heads (used by ``metrics.lpips``).
   It runs offline, so it is the default when the two files above are absent.
 
-Weights are found in this order: an explicit path, the package's ``pretrained/`` folder, torch hub's
+Weights are found in this order: an explicit path, the repository's ``pretrained/`` folder, torch hub's
 ``checkpoints/`` folder (``torch.hub.get_dir()``), then a download into that folder unless
 ``TALKINGHEAD_OFFLINE=1``. Nothing is loaded at import time.
 
@@ -195,7 +195,9 @@ def hub_checkpoints_dir() -> Path:
 
 
 def _package_pretrained_dir() -> Path:
-    return Path(__file__).resolve().parent / "pretrained"
+    from .hub import repo_pretrained_dir
+
+    return repo_pretrained_dir()
 
 
 def find_local_weights(filename: str, path: str | os.PathLike | None = None) -> Path | None:

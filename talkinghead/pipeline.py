@@ -225,7 +225,7 @@ class TalkingHead:
             history.append(g)
             # early stop on a smoothed loss so that GAN noise does not end it too soon
             smooth = float(np.mean(history[-10:]))
-            if smooth < best * 0.995:
+            if smooth < best - 0.005 * abs(best):
                 best, since = smooth, 0
             else:
                 since += 1
@@ -235,7 +235,9 @@ class TalkingHead:
             if patience and since >= patience:
                 break
         bar.close()
-        generator = copy.deepcopy(trainer.ema).eval().cpu()
+        # G' itself, not the EMA copy: with a decay of 0.999 a few hundred steps would leave the EMA
+        # mostly the meta-learned generator while psi' is fully trained.
+        generator = copy.deepcopy(task.model.generator).eval().cpu()
         info = {"photos": [s.name for s in sources], "fine_tune_steps": len(history), "asked_steps": steps,
                 "stopped_early": len(history) < steps, "final_g_loss": history[-1] if history else None,
                 "seconds": round(time.time() - t0, 2), "device": str(device),
@@ -366,8 +368,8 @@ class Avatar:
         tensors.update({
             "psi": self.psi.cpu().contiguous(),
             "e_hat": self.e_hat.cpu().contiguous(),
-            "source.image": torch.from_numpy(np.ascontiguousarray(self.source.image)),
-            "source.landmarks": torch.from_numpy(np.ascontiguousarray(self.source.landmarks)),
+            "source.image": torch.from_numpy(np.array(self.source.image, np.uint8)),
+            "source.landmarks": torch.from_numpy(np.array(self.source.landmarks, np.float32)),
         })
         with atomic_path(directory / AVATAR_WEIGHTS) as tmp:
             save_file(tensors, str(tmp))

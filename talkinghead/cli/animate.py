@@ -25,6 +25,8 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="output video")
     p.add_argument("--motion", default="relative", choices=["relative", "absolute"],
                    help="relative keeps the source's face shape; absolute uses the driver's landmarks as they are")
+    p.add_argument("--reference", default="best",
+                   help="driving frame that relative motion is measured from: best (most like the source), first, or an index")
     p.add_argument("--seconds", type=float, default=5.0, help="length with --motion-preset")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate with --motion-preset")
     p.add_argument("--max-frames", type=int, default=None, help="animate only the first N driving frames")
@@ -48,7 +50,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"personalised {model.name} on {len(args.source)} photo(s)"
               + (f" ({faces} faces in {avatar.source.name}, used #{args.face_index})" if faces > 1 else ""))
     if args.driving:
-        video = avatar.animate(args.driving, motion=args.motion, crop_only=args.crop_only, backend=args.backend,
+        ref = int(args.reference) if args.reference.lstrip("-").isdigit() else args.reference
+        if ref not in ("best", "first") and not isinstance(ref, int):
+            from ..errors import InputError
+
+            raise InputError(f"--reference must be best, first or a frame index, not {args.reference!r}.")
+        video = avatar.animate(args.driving, motion=args.motion, reference=ref, crop_only=args.crop_only, backend=args.backend,
                                max_frames=args.max_frames, batch_size=args.batch_size)
         filled = video.info.get("filled_frames", 0)
         if filled:
