@@ -470,7 +470,9 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        d = self.opts.ema_decay
+        # Ramp the decay up from 0 (as in BigGAN/StyleGAN): a fixed 0.999 would keep a short run's
+        # EMA (and the exported generator) mostly at its random initialisation.
+        d = min(self.opts.ema_decay, (1.0 + self.step) / (10.0 + self.step))
         for pe, p in zip(self.ema.parameters(), self.task.generator.parameters()):
             pe.lerp_(p.detach(), 1.0 - d)
         for be, b in zip(self.ema.buffers(), self.task.generator.buffers()):
