@@ -441,6 +441,7 @@ class Animation:
         self.audio_from = audio_from
         self.progress = progress
         self.info = dict(info or {})
+        self._src_mask: np.ndarray | None = None
 
     @property
     def model_name(self) -> str:
@@ -452,15 +453,31 @@ class Animation:
     def __iter__(self) -> Iterator[np.ndarray]:
         from tqdm import tqdm
 
-        from .landmarks import paste_back
+        from .landmarks import face_mask, paste_back
 
         src = self.avatar.source
+        size = self.avatar.image_size
         with tqdm(total=len(self), desc="animate", unit="frame", disable=not self.progress) as bar:
             for start in range(0, len(self), self.batch_size):
-                faces = self.avatar.render(self.crop_landmarks[start:start + self.batch_size])
-                for face in faces:
-                    yield paste_back(src.image, face, src.crop) if self.paste_back else face
+                lms = self.crop_landmarks[start:start + self.batch_size]
+                faces = self.avatar.render(lms)
+                for face, lm in zip(faces, lms):
+                    if self.paste_back:
+                        # the face region of this frame and of the source, so the source's own face
+                        # is covered where the driven face has moved away from it
+                        mask = np.maximum(face_mask(lm, size), self._source_mask)
+                        face = paste_back(src.image, face, src.crop, mask=mask)
+                    yield face
                 bar.update(len(faces))
+
+    @property
+    def _source_mask(self) -> np.ndarray:
+        if self._src_mask is None:
+            from .landmarks import face_mask, transform_landmarks
+
+            src = self.avatar.source
+            self._src_mask = face_mask(transform_landmarks(src.landmarks, src.crop), self.avatar.image_size)
+        return self._src_mask
 
 
 def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float | None = None,

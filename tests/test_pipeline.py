@@ -152,3 +152,14 @@ def test_cli_finetune_writes_an_avatar(model_dir, astronaut, tmp_path):
                      "--model", str(model_dir), "--device", "cpu"]) == 0
     av = pipeline.Avatar.load(tmp_path / "av")
     assert av.info["fine_tune_steps"] == 1
+
+
+def test_face_mask_covers_the_face_and_leaves_the_rest(astronaut):
+    from talkinghead.landmarks import crop_from_landmarks, detect_landmarks, face_mask, transform_landmarks
+
+    lm = detect_landmarks(astronaut, backend="dlib")
+    crop = crop_from_landmarks(lm, 128)
+    m = face_mask(transform_landmarks(lm, crop), 128)
+    nose = transform_landmarks(lm, crop)[30].round().astype(int)
+    assert m.shape == (128, 128) and m[nose[1], nose[0]] > 0.99
+    assert m[0, 0] == 0 and m[-1, -1] == 0 and m[-1, 0] == 0

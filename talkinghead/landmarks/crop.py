@@ -155,6 +155,30 @@ def feather_mask(size: int, feather: float = 0.1) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :]).astype(np.float32)
 
 
+def face_mask(landmarks: np.ndarray, size: int, forehead: float = 0.6, grow: float = 0.06,
+              blur: float = 0.04) -> np.ndarray:
+    """``float32`` ``(size, size)`` soft mask of the face region for landmarks ``(68, 2)`` in crop pixels.
+
+    The hull of the jaw line and the brows raised by ``forehead`` times the brow-to-nose-tip height
+    (landmarks stop at the brows), grown by ``grow * size`` and blurred by ``blur * size``: only the
+    face is pasted back, so the source's hair and background stay as they are.
+    """
+    import cv2
+
+    lm = np.asarray(landmarks, np.float64)
+    brows = lm[17:27].copy()
+    lift = forehead * max(float(lm[33, 1] - brows[:, 1].mean()), 1.0)
+    brows[:, 1] -= lift
+    hull = cv2.convexHull(np.concatenate([lm[0:17], brows]).astype(np.float32)).astype(np.int32)
+    m = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(m, hull, 255, lineType=cv2.LINE_AA)
+    k = max(1, int(round(grow * size)))
+    m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    sigma = max(blur * size, 0.5)
+    m = cv2.GaussianBlur(m.astype(np.float32) / 255.0, (0, 0), sigma)
+    return np.clip(m * feather_mask(size, 0.05), 0.0, 1.0).astype(np.float32)
+
+
 def paste_back(frame: np.ndarray, face: Any, crop: FaceCrop, feather: float = 0.1,
                mask: np.ndarray | None = None) -> np.ndarray:
     """Blend a generated crop back into ``frame`` (``uint8`` ``(H, W, 3)``); returns a new frame.
