@@ -1,0 +1,24 @@
+"""Recipe of the shipped model (pretrained/default): cpu-256 meta-learned on the 73 clips of
+../shared/data/train on a 2-core CPU. See pretrained/MODEL_CARD.md.
+
+    talkinghead preprocess ../shared/data/train -o cache/train --manifest ../shared/data/MANIFEST.csv
+    python scripts/train_default.py            # Ctrl-C / SIGTERM checkpoints; run again with --resume
+    python scripts/export_default.py           # -> pretrained/default (fp16, int8 discriminator)
+
+Deviations from the paper, for a CPU budget of about two hours: K = 4 shots per episode (paper 8),
+batch 2, lr 1e-4 for E and G (paper 5e-5), the ST-LPIPS VGG16 content term weighted 1.5 instead of 0.15
+(VGG19/VGGFace are not installable offline; a stronger reconstruction term converges faster).
+"""
+import sys
+
+import torch
+
+from talkinghead.training import TrainOptions, train
+
+# One thread: on a shared 2-core machine two intra-op threads stall on each other.
+torch.set_num_threads(1)
+
+opts = TrainOptions(config="cpu-256", data="cache/train", run_dir="runs/default-cpu256", steps=4000, batch=2, k=4,
+                    lr_g=1e-4, lr_d=2e-4, sample_every=100, checkpoint_every=50, log_every=10, workers=1,
+                    loss_weights={"content_stlpips": 1.5})
+train(opts, resume="--resume" in sys.argv)
