@@ -30,13 +30,11 @@ losses are averaged across ranks and only rank 0 writes.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import dataclasses
 import io as _io
 import json
-import math
 import os
 import random
 import signal
@@ -210,6 +208,16 @@ def _split_episode(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...
     return x[:, :-1], y[:, :-1], x[:, -1], y[:, -1], vi
 
 
+def _generator_loss(task: nn.Module, out: dict, loss_fn, **match) -> tuple[torch.Tensor, dict]:
+    """G's loss for either task: D scores the fake; D's features of the real frame are constants."""
+    D = task.model.discriminator
+    cond = task.d_condition(out, detach_table=True)
+    score_fake, feats_fake = D(out["fake"], out["y"], **cond)
+    with torch.no_grad():
+        _, feats_real = D(out["real"], out["y"], **cond)
+    return loss_fn(out["real"], out["fake"], score_fake, feats_real, feats_fake, **match)
+
+
 class MetaLearningTask(nn.Module):
     """E, G and D trained on K-shot episodes (``batch`` from :class:`talkinghead.data.EpisodeDataset`).
 
@@ -248,12 +256,8 @@ class MetaLearningTask(nn.Module):
 
     def g_loss(self, out: dict, loss_fn) -> tuple[torch.Tensor, dict]:
         D = self.model.discriminator
-        cond = self.d_condition(out, detach_table=True)
-        score_fake, feats_fake = D(out["fake"], out["y"], **cond)
-        with torch.no_grad():
-            _, feats_real = D(out["real"], out["y"], **cond)
         match = {} if self.feed_forward else {"e_hat": out["e_hat"], "w_i": D.W(out["vi"])}
-        return loss_fn(out["real"], out["fake"], score_fake, feats_real, feats_fake, **match)
+        return _generator_loss(self, out, loss_fn, **match)
 
 
 class FineTuneTask(nn.Module):
@@ -294,12 +298,7 @@ class FineTuneTask(nn.Module):
         return {"w": w.detach() if detach_table else w}
 
     def g_loss(self, out: dict, loss_fn) -> tuple[torch.Tensor, dict]:
-        D = self.model.discriminator
-        cond = self.d_condition(out, detach_table=True)
-        score_fake, feats_fake = D(out["fake"], out["y"], **cond)
-        with torch.no_grad():
-            _, feats_real = D(out["real"], out["y"], **cond)
-        return loss_fn(out["real"], out["fake"], score_fake, feats_real, feats_fake)
+        return _generator_loss(self, out, loss_fn)
 
 
 # --------------------------------------------------------------------------------------------

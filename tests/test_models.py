@@ -11,14 +11,6 @@ from talkinghead.models.layers import AdaIN, ResBlockDown, ResBlockUp, SelfAtten
 SLOW = {"paper-256"}  # cpu-256 takes ~2.5 s on one core
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """On the shared 2-core machines intra-op threads spin against each other (100x slower under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def tiny() -> TalkingHeadModel:

@@ -19,15 +19,6 @@ from test_data import build_tiny_cache
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Intra-op threads on a busy 2-core machine cost ~100x; one thread keeps these steps fast."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _free_port() -> int:
     import socket
 
