@@ -49,6 +49,10 @@ _LAZY = {
     # motion
     "transfer_motion": "motion",
     "preset_motion": "motion",
+    # evaluation
+    "evaluate": "evaluation",
+    "EvalOptions": "evaluation",
+    "write_report": "evaluation",
     # provenance
     "verify_file": "watermark",
     # errors
