@@ -9,6 +9,9 @@ STAMP := $(VENV)/.talkinghead-installed
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	# the optional mediapipe backend, tested too: 0.10.21 is the last release that ships its model, and
+	# its declared dependencies would downgrade numpy, so it goes in without them (see docs/cli.md)
+	$(PY) -m pip install -q -c constraints.txt --no-deps mediapipe==0.10.21 "protobuf<5" absl-py attrs flatbuffers
 	touch $(STAMP)
 
 install: $(STAMP)
