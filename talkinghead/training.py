@@ -653,8 +653,18 @@ def make_loader(dataset, opts: TrainOptions, dist: DistInfo, start: int, device:
     # A private generator: the loader must not draw from the global torch RNG (resume would shift it).
     g = torch.Generator().manual_seed(opts.seed)
     loader = DataLoader(dataset, batch_size=opts.batch, sampler=sampler, num_workers=opts.workers,
-                        generator=g, pin_memory=device.type == "cuda", persistent_workers=opts.workers > 0)
+                        generator=g, pin_memory=device.type == "cuda", persistent_workers=opts.workers > 0,
+                        worker_init_fn=_ignore_stop_signals if opts.workers > 0 else None)
     return iter(loader)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Ctrl-C reaches the whole process group: loader workers leave stopping to the trainer, which
+    finishes its step and checkpoints (a worker that died first would make that step fail)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_loss(opts: TrainOptions, device: torch.device):
