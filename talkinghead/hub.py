@@ -45,6 +45,7 @@ __all__ = [
     "load_pretrained",
     "resolve_pretrained",
     "cache_dir",
+    "available_pretrained",
     "repo_pretrained_dir",
     "read_safetensors",
 ]
@@ -63,6 +64,15 @@ _MODEL_CLASSES = ("TalkingHeadModel",)
 def repo_pretrained_dir() -> Path:
     """``<repo root>/pretrained``: the folder beside the ``talkinghead`` package."""
     return Path(__file__).resolve().parents[1] / "pretrained"
+
+
+def available_pretrained() -> list[str]:
+    """Names of the weight folders found in the repo's ``pretrained/`` and in the cache (no downloads)."""
+    names = set(PRETRAINED_URLS)
+    for root in (repo_pretrained_dir(), cache_dir()):
+        if root.is_dir():
+            names.update(d.name for d in root.iterdir() if (d / CONFIG_NAME).is_file())
+    return sorted(names)
 
 
 def cache_dir() -> Path:

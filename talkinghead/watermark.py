@@ -441,15 +441,15 @@ def provenance_payload(model_name: str) -> str:
 
 
 def model_from_payload(payload: str | None, candidates: Iterable[str] | None = None) -> str | None:
-    """The model name among ``candidates`` (default: the registered configs) whose tag is ``payload``."""
+    """The model name among ``candidates`` (default: the registered configs and the weight folders
+    found locally, e.g. ``default``) whose tag is ``payload``."""
     if payload is None:
         return None
     if candidates is None:
-        try:
-            from .config import list_configs
-            candidates = list_configs()
-        except ImportError:
-            candidates = ()
+        from .config import list_configs
+        from .hub import available_pretrained
+
+        candidates = [*list_configs(), *available_pretrained()]
     for name in candidates:
         if provenance_payload(name) == payload:
             return name
