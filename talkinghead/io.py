@@ -448,7 +448,9 @@ class VideoWriter:
             if self.audio_from is not None:
                 if has_audio(self.audio_from):
                     audio = str(self.audio_from)
-                    out_params += ["-shortest"]
+                    # Pad the audio with silence and stop at the video's end: -shortest alone would cut
+                    # the video (and drop frames) wherever the audio track is the shorter one.
+                    out_params += ["-af", "apad", "-shortest"]
                 else:
                     warnings.warn(f"{self.audio_from} has no audio track; writing {self.path} without sound")
             self._gen = imageio_ffmpeg.write_frames(

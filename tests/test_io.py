@@ -207,3 +207,22 @@ def test_reader_streams_real_clip(data_dir):
     first = next(it)  # frames come one by one
     assert first.shape == (512, 512, 3) and first.dtype == np.uint8
     assert 1 + sum(1 for _ in it) == 30
+
+
+def test_audio_shorter_than_the_video_drops_no_frame(tmp_path):
+    """The muxed audio is padded: every written frame is in the file, whatever the audio's length."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    from talkinghead.io import VideoReader, has_audio, write_video
+
+    short = tmp_path / "short_audio.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
+                    "color=c=gray:s=64x64:r=25:d=0.4", "-f", "lavfi", "-i", "sine=frequency=440:duration=0.4",
+                    "-shortest", "-c:v", "libx264", "-c:a", "aac", str(short)], check=True)
+    frames = [np.full((64, 64, 3), i * 8, np.uint8) for i in range(25)]  # 1 s of video, 0.4 s of audio
+    out = write_video(tmp_path / "out.mp4", frames, fps=25, audio_from=short)
+    with VideoReader(out) as r:
+        assert sum(1 for _ in r) == 25
+    assert has_audio(out)
