@@ -257,7 +257,11 @@ class MetaLearningTask(nn.Module):
     def g_loss(self, out: dict, loss_fn) -> tuple[torch.Tensor, dict]:
         D = self.model.discriminator
         match = {} if self.feed_forward else {"e_hat": out["e_hat"], "w_i": D.W(out["vi"])}
-        return _generator_loss(self, out, loss_fn, **match)
+        total, terms = _generator_loss(self, out, loss_fn, **match)
+        # Logged, not optimised: an embedder whose ReLU output has collapsed to 0 (all identities
+        # alike) shows up here as 0 long before the samples make it obvious.
+        terms["e_hat_norm"] = out["e_hat"].detach().norm(dim=1).mean()
+        return total, terms
 
 
 class FineTuneTask(nn.Module):
