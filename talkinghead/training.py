@@ -683,6 +683,32 @@ def build_loss(opts: TrainOptions, device: torch.device):
     return GeneratorLoss(LossWeights.from_dict(opts.loss_weights) if opts.loss_weights else LossWeights(), backbones)
 
 
+@torch.no_grad()
+def init_embedding_table(model: nn.Module, dataset, device: torch.device) -> None:
+    """Start D's table at the embedder's own output: ``W_i = e_hat_i`` (K frames of video i) and
+    ``w0 = -mean_i W_i``.
+
+    Why: the embedding-match term (weight 80) pulls e_hat towards W_i. With W drawn near 0 it drove the
+    embedder's ReLU outputs to exactly 0 within ten steps (a collapse no gradient can undo); with W
+    drawn at N(0, 1) D's scores started at +-15. Starting from e_hat makes the match term 0 at step 0,
+    and ``W_i + w0`` (what D projects on) is each video's deviation from the mean, so scores start small.
+    """
+    E, D = model.embedder, model.discriminator
+    was_training = E.training
+    E.eval()  # no spectral-norm power iteration: the weights' state stays as constructed
+    rows = []
+    for vi in range(len(dataset)):
+        ep = dataset[(vi, (0,))]
+        x, y = ep["frames"], ep["landmarks"]
+        if x.shape[0] > 1:  # K shots + target: embed the shots
+            x, y = x[:-1], y[:-1]
+        rows.append(E(x[None].to(device), y[None].to(device))[1][0])
+    table = torch.stack(rows)
+    D.W.weight.copy_(table)
+    D.w0.copy_(-table.mean(0))
+    E.train(was_training)
+
+
 def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     """Run meta-learning as described by ``opts`` (the ``talkinghead train`` command)."""
     from .config import get_config
@@ -699,6 +725,8 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
         dataset.size = cfg.image_size  # episodes are resized on the fly to the model's resolution
     model = TalkingHeadModel(cfg)
     task = MetaLearningTask(model, feed_forward=opts.feed_forward).to(device)
+    if state is None:
+        init_embedding_table(model, dataset, device)
     if dist.enabled:
         _broadcast_module(task)
     loss_fn = build_loss(opts, device)
