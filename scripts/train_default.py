@@ -3,6 +3,7 @@
 
     talkinghead preprocess ../shared/data/train -o cache/train --manifest ../shared/data/MANIFEST.csv
     python scripts/train_default.py            # Ctrl-C / SIGTERM checkpoints; run again with --resume
+    torchrun --nproc_per_node 2 scripts/train_default.py --run-dir=runs/x   # several processes
     python scripts/export_default.py           # -> pretrained/default (fp16, int8 discriminator)
 
 Deviations from the paper, for a CPU budget of about two hours: K = 4 shots per episode (paper 8),
@@ -18,7 +19,8 @@ from talkinghead.training import TrainOptions, train
 # One thread: on a shared 2-core machine two intra-op threads stall on each other.
 torch.set_num_threads(1)
 
-opts = TrainOptions(config="cpu-256", data="cache/train", run_dir="runs/default-cpu256", steps=4000, batch=2, k=4,
+run_dir = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--run-dir=")), "runs/default-cpu256")
+opts = TrainOptions(config="cpu-256", data="cache/train", run_dir=run_dir, steps=4000, batch=2, k=4,
                     lr_g=1e-4, lr_d=2e-4, sample_every=100, checkpoint_every=50, log_every=10, workers=1,
                     loss_weights={"content_stlpips": 1.5})
 train(opts, resume="--resume" in sys.argv)

@@ -29,7 +29,8 @@ class ProjectionDiscriminator(nn.Module):
         self.trunk = DownTrunk(cfg, 2 * cfg.image_channels, extra_blocks=cfg.discriminator_extra_blocks)
         self.W = nn.Embedding(cfg.num_videos, cfg.embed_dim)
         # Small init: V is a sum over space (norm ~10 at start), so N(0, 1) rows would give scores of
-        # +-15 and a runaway hinge loss; e_hat starts near 0.3 per entry and the match term pulls W there.
+        # +-15 and a runaway hinge loss. Meta-learning overwrites W and w0 from the embedder's output
+        # before the first step (training.init_embedding_table): near-0 rows there collapse e_hat.
         nn.init.normal_(self.W.weight, std=0.02)
         self.w0 = nn.Parameter(torch.zeros(cfg.embed_dim))
         self.b = nn.Parameter(torch.zeros(()))
