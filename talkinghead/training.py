@@ -560,7 +560,7 @@ class Trainer:
         """PNG grid, one row per item: driving landmark image | real | fake (EMA generator)."""
         if self.run_dir is None or not self.dist.is_main:
             return None
-        from .io import write_image
+        from .pipeline import write_image  # marked as synthetic like every generated image
 
         sub = {k: v[:rows] for k, v in batch.items()}
         # eval mode: spectral norm's power iteration must not advance here (rank 0 alone draws samples,
@@ -577,7 +577,7 @@ class Trainer:
         img = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         path = self.run_dir / "samples" / f"step-{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(path, img)
+        write_image(path, img, model_name=self.opts.config)
         return path
 
     def export(self, directory: str | os.PathLike, use_ema: bool = True) -> Path:
