@@ -72,7 +72,7 @@ def main(argv=None) -> int:
               + (f" in {info['seconds']} s on {info['device']}" if info["fine_tune_steps"] else " (feed-forward)")
               + (", stopped early" if info.get("stopped_early") else ""))
 
-        avatar = th.Avatar.load(args.output)                   # what `animate --avatar` does
+        avatar = th.Avatar.load(args.output, device=args.device)                 # what `animate --avatar` does
         preview = args.output / "preview.mp4"
         th.write_video(preview, avatar.animate_preset("talk", seconds=args.seconds))
     except th.TalkingHeadError as exc:

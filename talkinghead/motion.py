@@ -117,7 +117,8 @@ def transfer_motion(
     else:
         ref = int(reference)
         if not 0 <= ref < len(drv):
-            raise ValueError(f"reference frame {ref} is outside the driving clip (0..{len(drv) - 1})")
+            raise InputError(f"Reference frame {ref} is outside the driving clip (frames 0..{len(drv) - 1}): "
+                             "give an index in that range, or 'best' or 'first'.")
     drv_n = normalise(drv)
     # Expression change in the reference frame's orientation: undo each frame's in-plane rotation
     # relative to the reference, take the shape difference, then apply that rotation to the source.
@@ -150,9 +151,9 @@ def preset_motion(
         ``(round(seconds * fps), 68, 2)`` float32 landmarks in source-image pixels.
     """
     if preset not in ("talk", "idle"):
-        raise ValueError(f"preset must be 'talk' or 'idle', got {preset!r}")
+        raise InputError(f"Unknown motion preset {preset!r}: use 'talk' or 'idle'.")
     if seconds <= 0 or fps <= 0:
-        raise ValueError("seconds and fps must be positive")
+        raise InputError(f"Seconds ({seconds}) and fps ({fps}) must be positive: give e.g. 5 seconds at 25 fps.")
     src = _check_track(source, "source")[0].astype(np.float64)
     rng = np.random.default_rng(seed)
     n = max(1, int(round(seconds * fps)))

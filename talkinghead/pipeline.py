@@ -168,7 +168,8 @@ class TalkingHead:
             device: where fine-tuning runs (default: this model's device; ``"auto"`` picks CUDA).
 
         Returns:
-            An :class:`Avatar` holding the (fine-tuned) generator, psi and the first photo.
+            An :class:`Avatar` holding the (fine-tuned) generator, psi and the first photo. It lives
+            where it was made: on the fine-tuning device after FT, on this model's device after FF.
         """
         photos = _as_photo_list(photos)
         if len(photos) > RECOMMENDED_MAX_PHOTOS:
@@ -185,7 +186,8 @@ class TalkingHead:
         else:
             with torch.no_grad():
                 psi = generator.psi_from_embedding(e_hat[None])[0]
-        return Avatar(generator, psi, e_hat, sources[0], model_name=self.name, config=self.config, info=info)
+        avatar = Avatar(generator, psi, e_hat, sources[0], model_name=self.name, config=self.config, info=info)
+        return avatar.to(psi.device)
 
     def _fine_tune(self, sources, e_hat, steps, device, batch_size, patience, progress, seed, content, log):
         from tqdm import tqdm
@@ -237,16 +239,17 @@ class TalkingHead:
         bar.close()
         # G' itself, not the EMA copy: with a decay of 0.999 a few hundred steps would leave the EMA
         # mostly the meta-learned generator while psi' is fully trained.
-        generator = copy.deepcopy(task.model.generator).eval().cpu()
+        generator = copy.deepcopy(task.model.generator).eval()
         info = {"photos": [s.name for s in sources], "fine_tune_steps": len(history), "asked_steps": steps,
                 "stopped_early": len(history) < steps, "final_g_loss": history[-1] if history else None,
                 "seconds": round(time.time() - t0, 2), "device": str(device),
                 "content_backbones": list(loss_fn.backbones.names) if loss_fn.backbones is not None else []}
-        return generator, task.psi.detach().cpu(), info
+        return generator, task.psi.detach(), info
 
 
-def load(name_or_dir: str | os.PathLike = "default", device: str | torch.device = "cpu") -> TalkingHead:
-    """Load a pretrained model by name or folder (see :mod:`talkinghead.hub` for the lookup order)."""
+def load(name_or_dir: str | os.PathLike = "default", device: str | torch.device = "auto") -> TalkingHead:
+    """Load a pretrained model by name or folder (see :mod:`talkinghead.hub` for the lookup order)
+    onto ``device`` (``auto``: CUDA where available, else the CPU)."""
     from .models import TalkingHeadModel
 
     model = TalkingHeadModel.from_pretrained(name_or_dir)
@@ -381,8 +384,9 @@ class Avatar:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "Avatar":
-        """Rebuild an avatar written by :meth:`save`; bad or foreign files raise :class:`WeightsError`."""
+    def load(cls, directory: str | os.PathLike, device: str | torch.device = "auto") -> "Avatar":
+        """Rebuild an avatar written by :meth:`save` on ``device`` (``auto``: CUDA where available);
+        bad or foreign files raise :class:`WeightsError`."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 

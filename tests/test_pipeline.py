@@ -154,6 +154,43 @@ def test_cli_finetune_writes_an_avatar(model_dir, astronaut, tmp_path):
     assert av.info["fine_tune_steps"] == 1
 
 
+@pytest.mark.parametrize("extra", [["--avatar", "AV", "--fine-tune-steps", "3"],
+                                   ["--avatar", "AV", "--face-index", "1"],
+                                   ["--source", "SRC", "--seconds", "0"],
+                                   ["--source", "SRC", "--fps", "-1"]])
+def test_cli_animate_rejects_meaningless_options_in_one_line(extra, model_dir, ff_avatar, grace_hopper_path,
+                                                              tmp_path, capsys):
+    av = ff_avatar.save(tmp_path / "av")
+    extra = [str(av) if a == "AV" else str(grace_hopper_path) if a == "SRC" else a for a in extra]
+    out = tmp_path / "x.mp4"
+    code = cli_main(["animate", *extra, "--motion-preset", "talk", "--model", str(model_dir) if "--source" in extra
+                     else "default", "-o", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
+    assert extra[2] in err[0] or "positive" in err[0]
+    assert not out.exists()
+
+
+def test_photos_of_different_people_warn(model, astronaut, grace_hopper):
+    with pytest.warns(UserWarning, match="different person"):
+        model.personalize([astronaut, grace_hopper], progress=False)
+
+
+def test_photos_of_one_person_do_not_warn(model, astronaut):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.personalize([astronaut, np.ascontiguousarray(astronaut[:, ::-1])], progress=False)
+
+
+def test_more_photos_than_recommended_warn_and_are_all_used(model, astronaut, monkeypatch):
+    monkeypatch.setattr(pipeline, "RECOMMENDED_MAX_PHOTOS", 1)
+    with pytest.warns(UserWarning, match="2 photos given"):
+        avatar = model.personalize([astronaut, astronaut], progress=False)
+    assert len(avatar.info["photos"]) == 2
+
+
 def test_face_mask_covers_the_face_and_leaves_the_rest(astronaut):
     from talkinghead.landmarks import crop_from_landmarks, detect_landmarks, face_mask, transform_landmarks
 

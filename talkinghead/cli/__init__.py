@@ -33,6 +33,13 @@ COMMANDS = (
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows defaults in --help and keeps the description's line breaks."""
 
+    def _get_help_string(self, action):
+        # None means "decided later" (e.g. train's options fall back to a resumed run's); the help
+        # text names the real default, so "(default: None)" would only contradict it.
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__

@@ -40,6 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import Avatar, load
 
     if args.avatar:
+        ignored = [flag for flag, used in (("--fine-tune-steps", args.fine_tune_steps), ("--face-index", args.face_index),
+                                           ("--model", args.model != "default")) if used]
+        if ignored:
+            from ..errors import InputError
+
+            raise InputError(f"{', '.join(ignored)} cannot be used with --avatar, which is already personalised: "
+                             "drop them, or run `talkinghead finetune` again to make a new avatar.")
         avatar = Avatar.load(args.avatar, device=args.device)
         print(f"loaded {avatar}")
     else:

@@ -26,7 +26,7 @@ def register(subparsers, formatter_class) -> None:
                    help="longest run of frames without a face that is filled by interpolation")
     p.add_argument("--preview", metavar="OUT.mp4", default=None,
                    help="also write frames and their landmark images side by side (.mp4, or .png for a photo)")
-    p.add_argument("--device", default="cpu", help="torch device for the face-alignment backend")
+    p.add_argument("--device", default="auto", help="torch device for the face-alignment backend (auto: CUDA if present)")
     p.set_defaults(func=run)
 
 

@@ -23,7 +23,9 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--min-frames", type=int, default=9, help="clips with fewer face frames are skipped (K+1 = 9)")
     p.add_argument("--workers", type=int, default=max(1, min(4, (os.cpu_count() or 1))), help="processes")
     p.add_argument("--manifest", metavar="CSV", help="CSV with path,identity columns (paths relative to the CSV)")
-    p.add_argument("--detector", default="dlib", help="landmark backend (dlib works offline)")
+    p.add_argument("--backend", "--detector", dest="detector", default="dlib",
+                   choices=["dlib", "face-alignment", "mediapipe", "auto"],
+                   help="landmark backend (dlib works offline; --detector is an older name)")
     p.add_argument("--overwrite", action="store_true", help="redo clips already in the cache")
     p.set_defaults(func=run)
 

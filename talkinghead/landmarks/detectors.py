@@ -340,7 +340,8 @@ class MediaPipeDetector(LandmarkDetector):
 # ------------------------------------------------------------------------------------- factory
 def get_detector(backend: str = "auto", device: str = "cpu", **kwargs) -> LandmarkDetector:
     """A detector by name: ``auto`` (face-alignment where its weights are present, else dlib),
-    ``dlib``, ``face-alignment`` or ``mediapipe``. ``.name`` says which one was chosen."""
+    ``dlib``, ``face-alignment`` or ``mediapipe``. ``.name`` says which one was chosen. ``device``
+    (``cpu``, ``cuda``, ``auto``) matters for face-alignment only."""
     backend = backend.lower().replace("_", "-")
     if backend == "facealignment" or backend == "fa":
         backend = "face-alignment"
@@ -349,6 +350,10 @@ def get_detector(backend: str = "auto", device: str = "cpu", **kwargs) -> Landma
     if backend == "dlib":
         return DlibDetector(device, **kwargs)
     if backend == "face-alignment":
+        if device == "auto":  # only face-alignment runs on torch; the others ignore the device
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         return FaceAlignmentDetector(device, **kwargs)
     if backend == "mediapipe":
         return MediaPipeDetector(device, **kwargs)

@@ -1,0 +1,100 @@
+"""Motion transfer and presets on real landmarks (astronaut = source, Grace Hopper = driver)."""
+import numpy as np
+import pytest
+
+from talkinghead.errors import InputError
+from talkinghead.metrics import eye_opening, mouth_opening
+from talkinghead.motion import face_frame, most_similar_frame, normalise, preset_motion, transfer_motion
+
+
+@pytest.fixture(scope="module")
+def source(astronaut):
+    from talkinghead.landmarks import detect_landmarks
+
+    return detect_landmarks(astronaut, backend="dlib")
+
+
+@pytest.fixture(scope="module")
+def driving(grace_hopper):
+    """Three driving frames: as detected, mouth opened, then moved right and scaled up."""
+    from talkinghead.landmarks import detect_landmarks
+
+    base = detect_landmarks(grace_hopper, backend="dlib").astype(np.float64)
+    _, size = face_frame(base)
+    opened = base.copy()
+    opened[np.r_[56:59, 65:68], 1] += 0.2 * size  # lower lip down
+    c, s = face_frame(base)
+    moved = (base - c) * 1.2 + c + np.array([0.1 * size, 0.0])
+    return np.stack([base, opened, moved]).astype(np.float32)
+
+
+def test_relative_motion_starts_at_the_source_and_copies_the_mouth_change(source, driving):
+    out = transfer_motion(source, driving, mode="relative", reference="first")
+    assert out.shape == (3, 68, 2) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], source, atol=1e-3)
+    # the driver opened its mouth by some fraction of its face size: the source opens by the same fraction
+    want = mouth_opening(driving[1]) - mouth_opening(driving[0])
+    got = mouth_opening(out[1]) - mouth_opening(source)
+    assert want[0] > 0.1 and got[0] == pytest.approx(want[0], rel=0.1)
+
+
+def test_relative_motion_carries_head_motion_in_source_units(source, driving):
+    out = transfer_motion(source, driving, mode="relative", reference="first")
+    (c_src, s_src), (c_out, s_out) = face_frame(source), face_frame(out[2])
+    assert s_out / s_src == pytest.approx(1.2, rel=1e-3)
+    np.testing.assert_allclose((c_out - c_src) / s_src, [0.1, 0.0], atol=1e-3)
+
+
+def test_relative_keeps_the_source_face_shape_absolute_takes_the_drivers(source, driving):
+    rel = transfer_motion(source, driving, mode="relative", reference="first")
+    ab = transfer_motion(source, driving, mode="absolute")
+    jaw = np.arange(17)
+    np.testing.assert_allclose(normalise(rel[0])[jaw], normalise(source)[jaw], atol=1e-3)
+    np.testing.assert_allclose(normalise(ab[0]), normalise(driving[0]), atol=1e-3)
+    assert np.abs(normalise(source)[jaw] - normalise(driving[0])[jaw]).mean() > 0.05  # the shapes differ
+    # absolute still puts the face where the source's is, at the source's size
+    c, s = face_frame(ab[0])
+    np.testing.assert_allclose(c, face_frame(source)[0], atol=1e-3)
+    assert s == pytest.approx(face_frame(source)[1], rel=1e-4)
+
+
+def test_best_reference_is_the_driving_frame_shaped_like_the_source(source, driving):
+    c, s = face_frame(driving[0])
+    like_source = normalise(source) * s * 0.9 + c + 7.0  # the source's expression, elsewhere and smaller
+    track = np.concatenate([driving, like_source[None].astype(np.float32)])
+    assert most_similar_frame(source, track) == 3
+    out = transfer_motion(source, track, mode="relative", reference="best")
+    # measured from that frame, the source is reproduced there (up to its position and size)
+    np.testing.assert_allclose(normalise(out[3]), normalise(source), atol=1e-3)
+
+
+def test_bad_reference_and_missing_faces_are_clear_errors(source, driving):
+    with pytest.raises(InputError, match="outside the driving clip"):
+        transfer_motion(source, driving, reference=99)
+    with pytest.raises(InputError, match="source"):
+        transfer_motion(np.full((68, 2), np.nan), driving)
+    bad = driving.copy()
+    bad[1, 3] = np.nan
+    with pytest.raises(InputError, match="driving"):
+        transfer_motion(source, bad)
+
+
+def test_presets_talk_and_blink_deterministically(source):
+    talk = preset_motion(source, "talk", seconds=6, fps=25, seed=1)
+    idle = preset_motion(source, "idle", seconds=6, fps=25, seed=1)
+    assert talk.shape == idle.shape == (150, 68, 2)
+    np.testing.assert_array_equal(talk, preset_motion(source, "talk", seconds=6, fps=25, seed=1))
+    assert not np.array_equal(talk, preset_motion(source, "talk", seconds=6, fps=25, seed=2))
+    m_talk, m_idle = mouth_opening(talk), mouth_opening(idle)
+    assert m_talk.max() - m_talk.min() > 0.1 and m_idle.max() - m_idle.min() < 0.01
+    for track in (talk, idle):
+        eyes = eye_opening(track)
+        assert eyes.min() < 0.3 * np.median(eyes)  # at least one blink in 6 s
+        # the face keeps its size: presets move it, they do not zoom
+        assert np.ptp(face_frame(track)[1]) / face_frame(source)[1] < 0.05
+
+
+@pytest.mark.parametrize("kw", [{"seconds": 0}, {"fps": -1}, {"preset": "dance"}])
+def test_bad_preset_arguments_are_clear_errors(source, kw):
+    with pytest.raises(InputError):
+        preset_motion(source, **{"preset": "talk", **kw})
