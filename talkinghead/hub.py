@@ -10,8 +10,10 @@ Lookup order for ``load_pretrained(name_or_dir)``:
    files (its folder is used);
 2. ``<repo root>/pretrained/<name>``, found relative to this package (source checkouts and editable
    installs);
-3. ``$TALKINGHEAD_HOME/<name>`` (default ``~/.cache/talkinghead/<name>``);
-4. a download into that cache folder, only for names listed in :data:`PRETRAINED_URLS` and unless
+3. ``<sys.prefix>/share/talkinghead/pretrained/<name>``, where ``pip install .`` (not editable) puts
+   the shipped weights;
+4. ``$TALKINGHEAD_HOME/<name>`` (default ``~/.cache/talkinghead/<name>``);
+5. a download into that cache folder, only for names listed in :data:`PRETRAINED_URLS` and unless
    ``TALKINGHEAD_OFFLINE=1``. The table is empty for now, so an unknown name fails with a message
    saying where to put the files.
 
@@ -47,6 +49,7 @@ __all__ = [
     "cache_dir",
     "available_pretrained",
     "repo_pretrained_dir",
+    "installed_pretrained_dir",
     "read_safetensors",
 ]
 
@@ -66,10 +69,18 @@ def repo_pretrained_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "pretrained"
 
 
+def installed_pretrained_dir() -> Path:
+    """``<sys.prefix>/share/talkinghead/pretrained``: the shipped weights of a non-editable install
+    (``[options.data_files]`` in setup.cfg)."""
+    import sys
+
+    return Path(sys.prefix) / "share" / "talkinghead" / "pretrained"
+
+
 def available_pretrained() -> list[str]:
-    """Names of the weight folders found in the repo's ``pretrained/`` and in the cache (no downloads)."""
+    """Names of the weight folders found locally (see the lookup order; no downloads)."""
     names = set(PRETRAINED_URLS)
-    for root in (repo_pretrained_dir(), cache_dir()):
+    for root in (repo_pretrained_dir(), installed_pretrained_dir(), cache_dir()):
         if root.is_dir():
             names.update(d.name for d in root.iterdir() if (d / CONFIG_NAME).is_file())
     return sorted(names)
@@ -134,15 +145,15 @@ def resolve_pretrained(name_or_dir: str | os.PathLike) -> Path:
             path = path.parent
         return path
 
-    candidates = [repo_pretrained_dir() / s, cache_dir() / s]
+    candidates = [repo_pretrained_dir() / s, installed_pretrained_dir() / s, cache_dir() / s]
     for cand in candidates:
         if (cand / CONFIG_NAME).is_file():
             return cand
     if s in PRETRAINED_URLS:
         return _download(s, cache_dir() / s)
     raise WeightsError(
-        f"No weights named {s!r} in {candidates[0]} or {candidates[1]}: put {CONFIG_NAME} and {WEIGHTS_NAME} "
-        f"in {candidates[1]} (or $TALKINGHEAD_HOME/{s}), or pass the folder's path."
+        f"No weights named {s!r} in {', '.join(map(str, candidates))}: put {CONFIG_NAME} and {WEIGHTS_NAME} "
+        f"in {candidates[2]} (or set $TALKINGHEAD_HOME), or pass the folder's path."
     )
 
 

@@ -90,8 +90,9 @@ def test_int8_discriminator_storage(saved, tmp_path):
 
 def test_lookup_order(saved, tmp_path, monkeypatch):
     _, folder = saved
-    repo, home = tmp_path / "repo_pretrained", tmp_path / "home"
+    repo, home, prefix = tmp_path / "repo_pretrained", tmp_path / "home", tmp_path / "prefix"
     monkeypatch.setattr(hub, "repo_pretrained_dir", lambda: repo)
+    monkeypatch.setattr("sys.prefix", str(prefix))
     monkeypatch.setenv("TALKINGHEAD_HOME", str(home))
     with pytest.raises(WeightsError) as exc:
         hub.resolve_pretrained("tiny-test")
@@ -100,6 +101,10 @@ def test_lookup_order(saved, tmp_path, monkeypatch):
 
     shutil.copytree(folder, home / "tiny-test")
     assert hub.resolve_pretrained("tiny-test") == home / "tiny-test"
+    installed = prefix / "share" / "talkinghead" / "pretrained" / "tiny-test"
+    shutil.copytree(folder, installed)
+    assert hub.resolve_pretrained("tiny-test") == installed  # a pip-installed copy wins over the cache
+    assert "tiny-test" in hub.available_pretrained()
     shutil.copytree(folder, repo / "tiny-test")
     assert hub.resolve_pretrained("tiny-test") == repo / "tiny-test"  # the repo's pretrained/ wins
     assert hub.resolve_pretrained(folder) == folder  # an explicit path wins over everything
@@ -249,3 +254,18 @@ def test_tensors_that_do_not_match_the_config(saved, tmp_path):
     with pytest.raises(WeightsError) as exc:
         hub.load_pretrained(tmp_path / "m")
     assert "missing discriminator.w0" in str(exc.value) and "unexpected extra.weight" in str(exc.value)
+
+
+def test_setup_cfg_installs_every_shipped_weight_file():
+    """``pip install .`` copies pretrained/ through [options.data_files]: no file may be left out."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(hub.repo_pretrained_dir().parent / "setup.cfg")
+    listed = {}
+    for dest, files in cfg["options.data_files"].items():
+        listed[dest] = sorted(f.strip() for f in files.splitlines() if f.strip())
+    for folder in sorted(p for p in hub.repo_pretrained_dir().iterdir() if (p / hub.CONFIG_NAME).is_file()):
+        dest = f"share/talkinghead/pretrained/{folder.name}"
+        want = sorted(f"pretrained/{folder.name}/{f.name}" for f in folder.iterdir() if f.is_file())
+        assert listed.get(dest) == want
