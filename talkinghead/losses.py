@@ -6,6 +6,7 @@ Generator side (embedder + generator, or G' during fine-tuning)::
           + w_adv * (-mean r_hat)                                          adversarial
           + w_fm  * sum_l |D_l(x, y) - D_l(x_hat, y)|_1                    feature matching
           + w_mch * |e_hat - W_i|_1                                        embedding match (optional)
+          + w_pix * |x - x_hat|_1                                          pixel (not in the paper; 0)
 
 Discriminator side: hinge, ``mean(relu(1 + r_hat)) + mean(relu(1 - r))``.
 
@@ -18,6 +19,11 @@ adversarial 1, feature matching 10, embedding match 80. For the offline ST-LPIPS
 content weight is 0.15 (our choice, not the paper's): that trunk takes ImageNet-normalised input like
 VGG19, while VGGFace takes 0-255 input, whose features came out 73x larger on the same trunk for a face
 and its blurred copy; 1e-2 + 73 * 2e-3 ~= 0.157 keeps the content term at the paper's magnitude.
+
+``pixel`` (an L1 distance between the frames, in [-1, 1] units) is *not* one of the paper's terms and
+is 0 by default, which leaves it out. Short CPU runs may set it: it hands the generator each video's
+colours (skin, hair, clothes, background) directly, where the perceptual and adversarial terms only
+get there after many thousands of steps (see scripts/train_default.py and the model card).
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ class LossWeights:
     adversarial: float = 1.0
     feature_matching: float = 10.0
     embedding_match: float = 80.0
+    pixel: float = 0.0
 
     def content_weight(self, backbone: str) -> float:
         """Weight of the content term for a backbone name (``vgg19``, ``vggface``, ``st-lpips-vgg16``)."""
@@ -140,8 +147,9 @@ class GeneratorLoss(nn.Module):
                 (neither for fine-tuning and the feed-forward variant).
 
         Returns:
-            ``(total, terms)``: ``terms`` has ``content_<backbone>`` per backbone, ``adversarial``,
-            ``feature_matching``, ``embedding_match`` (when given) and ``total``, each weighted and detached.
+            ``(total, terms)``: ``terms`` has ``content_<backbone>`` per backbone, ``pixel`` (when its
+            weight is not 0), ``adversarial``, ``feature_matching``, ``embedding_match`` (when given) and
+            ``total``, each weighted and detached.
         """
         _check_image("real", real)
         _check_image("fake", fake)
@@ -154,6 +162,8 @@ class GeneratorLoss(nn.Module):
         if self.backbones is not None:
             for name, net, layer_weights in self.backbones:
                 terms[f"content_{name}"] = w.content_weight(name) * content_loss(net, real, fake, layer_weights)
+        if w.pixel:
+            terms["pixel"] = w.pixel * F.l1_loss(fake, real)
         terms["adversarial"] = w.adversarial * (-score_fake.mean())
         terms["feature_matching"] = w.feature_matching * feature_matching_loss(feats_real, feats_fake)
         if e_hat is not None:

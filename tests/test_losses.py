@@ -69,6 +69,16 @@ def test_weights_are_applied(backbones):
     assert base["embedding_match"].item() == pytest.approx(80.0)
 
 
+def test_pixel_term_is_off_by_default_and_an_l1_distance_when_weighted(backbones):
+    real, fake = _batch(3)
+    args = (real, fake, torch.zeros(2), _d_feats(real), _d_feats(fake))
+    _, paper = GeneratorLoss(LossWeights(), backbones)(*args)
+    assert "pixel" not in paper  # not one of the paper's terms
+    _, terms = GeneratorLoss(LossWeights(pixel=10.0), backbones)(*args)
+    assert terms["pixel"].item() == pytest.approx(10.0 * (real - fake).abs().mean().item(), rel=1e-5)
+    assert LossWeights.from_dict(LossWeights(pixel=2.0).to_dict()).pixel == 2.0
+
+
 def test_identical_images_give_zero_content_and_fm(backbones):
     real, _ = _batch(2)
     _, terms = GeneratorLoss(LossWeights(), backbones)(real, real.clone(), torch.zeros(2),
