@@ -130,6 +130,13 @@ def test_driving_clip_without_face_is_a_clear_error(ff_avatar, tmp_path):
         ff_avatar.animate(clip, progress=False)
 
 
+def test_unreadable_driving_clip_is_a_clear_error(ff_avatar, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)  # an mp4 header, then nothing
+    with pytest.raises(InputError, match="broken.mp4"):
+        ff_avatar.animate(bad, progress=False)
+
+
 def test_cli_animate_with_preset_and_bad_source(model_dir, grace_hopper_path, tmp_path, capsys):
     out = tmp_path / "cli.mp4"
     assert cli_main(["animate", "--source", str(grace_hopper_path), "--motion-preset", "idle", "--seconds", "0.4",
