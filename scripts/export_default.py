@@ -14,7 +14,7 @@ from talkinghead.models import TalkingHeadModel
 from talkinghead.training import export_pretrained
 
 p = argparse.ArgumentParser(description=__doc__)
-p.add_argument("--run", default="runs/default-cpu256")
+p.add_argument("--run", default="runs/default-cpu256-v2")
 p.add_argument("-o", "--output", default="pretrained/default")
 args = p.parse_args()
 
