@@ -175,7 +175,7 @@ class TalkingHead:
         if len(photos) > RECOMMENDED_MAX_PHOTOS:
             warnings.warn(f"{len(photos)} photos given; the model was designed for 1 to {RECOMMENDED_MAX_PHOTOS}. "
                           "All are used, which costs time and memory.", stacklevel=2)
-        sources = prepare_sources(photos, self.image_size, backend, face_index, device="cpu")
+        sources = prepare_sources(photos, self.image_size, backend, face_index, device=str(self.device))
         _check_same_person(sources)
         e_hat = self.embed(sources)
         generator = self.model.generator
