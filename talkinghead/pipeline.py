@@ -83,6 +83,23 @@ def _as_photo_list(photos) -> list:
     return photos
 
 
+def _fallback_faces(image: np.ndarray, name: str, tried: str, device: str) -> list:
+    """With ``backend="auto"``: a second try with MediaPipe, which also finds turned faces (a painting
+    in three-quarter view) where dlib's frontal detector finds none. [] if it is not installed."""
+    from .errors import TalkingHeadError
+    from .landmarks import get_detector
+
+    if tried == "mediapipe":
+        return []
+    try:
+        faces = get_detector("mediapipe", device).detect(image)
+    except (TalkingHeadError, ImportError):
+        return []
+    if faces:
+        warnings.warn(f"{tried} found no face in {name}; using the face MediaPipe found there.", stacklevel=3)
+    return faces
+
+
 def prepare_sources(photos, size: int, backend: str = "auto", face_index: int = 0,
                     device: str = "cpu", detector=None) -> list[SourceFace]:
     """Read, detect and crop each photo; raises :class:`NoFaceError` naming the photo without a face."""
@@ -97,6 +114,8 @@ def prepare_sources(photos, size: int, backend: str = "auto", face_index: int = 
         else:
             name, image = f"photo {i}", to_uint8_rgb(photo)
         faces = det.detect(image)
+        if not faces and backend == "auto" and detector is None:
+            faces = _fallback_faces(image, name, det.name, device)
         face = select_face(faces, face_index, name)
         out.append(SourceFace(image, face.landmarks.astype(np.float32),
                               crop_from_landmarks(face.landmarks, size), name, len(faces)))

@@ -207,3 +207,16 @@ def test_face_mask_covers_the_face_and_leaves_the_rest(astronaut):
     nose = transform_landmarks(lm, crop)[30].round().astype(int)
     assert m.shape == (128, 128) and m[nose[1], nose[0]] > 0.99
     assert m[0, 0] == 0 and m[-1, -1] == 0 and m[-1, 0] == 0
+
+
+@pytest.mark.data
+def test_auto_backend_falls_back_to_mediapipe_for_a_turned_painted_face(data_dir, monkeypatch):
+    """Vermeer's girl looks over her shoulder: dlib's frontal detector finds no face there."""
+    pytest.importorskip("mediapipe", reason="the optional mediapipe backend is not installed")
+    monkeypatch.setattr("talkinghead.landmarks.detectors.face_alignment_weights_present", lambda: False)
+    painting = data_dir / "eval" / "source" / "liveportrait__source__s10.jpg"
+    with pytest.raises(NoFaceError, match="s10.jpg"):
+        pipeline.prepare_sources([painting], 64, backend="dlib")
+    with pytest.warns(UserWarning, match="MediaPipe"):
+        (src,) = pipeline.prepare_sources([painting], 64, backend="auto")
+    assert src.landmarks.shape == (68, 2) and np.isfinite(src.landmarks).all()
