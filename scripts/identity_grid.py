@@ -31,20 +31,15 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from talkinghead.config import ModelConfig
     from talkinghead.data import EpisodeDataset
-    from talkinghead.models import TalkingHeadModel
     from talkinghead.metrics import lpips
     from talkinghead.pipeline import to_uint8, write_image
-    from talkinghead.training import load_checkpoint
+    from talkinghead.training import load_run_model
 
     torch.set_num_threads(1)
     run = Path(args.run)
     opts = json.loads((run / "training_options.json").read_text())
-    ckpt = load_checkpoint(run / "checkpoint.pt")
-    model = TalkingHeadModel(ModelConfig.from_dict(opts["model_config"]))
-    model.load_state_dict({k[len("model."):]: v for k, v in ckpt["task"].items() if k.startswith("model.")})
-    model.generator.load_state_dict(ckpt["ema"])
+    model, step = load_run_model(run)  # EMA generator, as exported
     model.eval()
 
     ds = EpisodeDataset(args.data, k=args.k, augment=False)
@@ -76,7 +71,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_image(out, grid, model_name=opts.get("config_name", "run"))
     stats = {
-        "step": int(ckpt["step"]),
+        "step": step,
         "videos": [ds.videos[i] for i in picks],
         "identities": [ds.identities[i] for i in picks],
         "e_hat_norm": [round(float(v), 3) for v in e_hat.norm(dim=1)],

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,6 @@ def repo_pretrained_dir() -> Path:
 def installed_pretrained_dir() -> Path:
     """``<sys.prefix>/share/talkinghead/pretrained``: the shipped weights of a non-editable install
     (``[options.data_files]`` in setup.cfg)."""
-    import sys
-
     return Path(sys.prefix) / "share" / "talkinghead" / "pretrained"
 
 

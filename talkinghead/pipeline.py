@@ -89,10 +89,12 @@ def _fallback_faces(image: np.ndarray, name: str, tried: str, device: str) -> li
     from .errors import TalkingHeadError
     from .landmarks import get_detector
 
-    if tried == "mediapipe":
-        return []
     try:
-        faces = get_detector("mediapipe", device).detect(image)
+        det = get_detector("mediapipe", device)
+        try:
+            faces = det.detect(image)
+        finally:
+            det.close()
     except (TalkingHeadError, ImportError):
         return []
     if faces:

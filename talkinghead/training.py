@@ -756,8 +756,8 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     return trainer
 
 
-def export_pretrained(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, use_ema: bool = True) -> Path:
-    """Export a run's latest checkpoint as a pretrained folder (E, G, D incl. W, w0, b)."""
+def load_run_model(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[nn.Module, int]:
+    """``(TalkingHeadModel, step)`` from a run's latest checkpoint; G holds the EMA weights by default."""
     from .config import ModelConfig
     from .models import TalkingHeadModel
 
@@ -768,6 +768,13 @@ def export_pretrained(run_dir: str | os.PathLike, out_dir: str | os.PathLike | N
     model.load_state_dict({k[len("model."):]: v for k, v in state["task"].items() if k.startswith("model.")})
     if use_ema:
         model.generator.load_state_dict(state["ema"])
+    return model, int(state["step"])
+
+
+def export_pretrained(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, use_ema: bool = True) -> Path:
+    """Export a run's latest checkpoint as a pretrained folder (E, G, D incl. W, w0, b)."""
+    run_dir = Path(run_dir)
+    model, _ = load_run_model(run_dir, use_ema)
     out = Path(out_dir) if out_dir is not None else run_dir / "model"
     model.save_pretrained(out)
     return out
