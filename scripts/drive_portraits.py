@@ -26,6 +26,7 @@ def main() -> None:
     p.add_argument("--check-every", type=int, default=3, help="check every N-th output frame")
     p.add_argument("--sheet-every", type=int, default=15, help="contact-sheet frame spacing")
     p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--fine-tune-steps", type=int, default=0, help="fine-tune on each portrait first (0: FF)")
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args()
 
@@ -42,7 +43,7 @@ def main() -> None:
     det = get_detector("dlib")
     rows = []
     for src in args.sources:
-        avatar = model.personalize([src], progress=False)
+        avatar = model.personalize([src], fine_tune_steps=args.fine_tune_steps, patience=0, progress=False)
         src_crop = avatar.source.crop_and_landmark_image(model.image_size)[0]
         for clip in args.driving:
             name = f"{Path(src).stem}__{Path(clip).stem}"
@@ -74,6 +75,7 @@ def main() -> None:
             eye = M.opening_correlation(lm_out, lm_drv, "eye", det.name)
             ident = M.csim(faces, np.repeat(src_crop[None], len(faces), 0))
             row = {"source": Path(src).name, "driving": Path(clip).name, "output": str(out),
+                   "fine_tune_steps": avatar.info.get("fine_tune_steps", 0),
                    "driving_frames": len(drv), "output_frames": n_out, "driving_fps": d_fps, "output_fps": o_fps,
                    "driving_audio": d_audio, "output_audio": o_audio,
                    "checked_frames": len(idx),

@@ -289,11 +289,27 @@ def save_pretrained(model, directory: str | os.PathLike, dtype=None, int8_prefix
     }
     if int8_prefixes:
         meta["int8_prefixes"] = list(int8_prefixes)
+    if getattr(model, "training_info", None):
+        meta["training"] = model.training_info
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", "talkinghead_format_version": str(FORMAT_VERSION)})
     atomic_write_text(directory / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return directory
+
+
+def _read_training_info(path: Path) -> dict:
+    """config.json's optional ``"training"`` object (loss weights and steps of the run)."""
+    from .losses import LossWeights
+
+    info = json.loads(path.read_text(encoding="utf-8")).get("training", {})
+    if not isinstance(info, dict):
+        raise WeightsError(f"{path} has a 'training' entry that is not an object: save the model again.")
+    try:
+        LossWeights.from_dict(info.get("loss_weights", {}))
+    except (ValueError, TypeError) as exc:
+        raise WeightsError(f"{path} holds invalid loss weights ({exc}): save the model again.") from None
+    return info
 
 
 def _read_config(path: Path):
@@ -362,4 +378,5 @@ def load_pretrained(name_or_dir: str | os.PathLike, map_location="cpu"):
     # half-precision storage comes back as the model's dtype (float32)
     tensors = {k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
     model.load_state_dict(tensors, strict=True)
+    model.training_info = _read_training_info(folder / CONFIG_NAME)
     return model.to(map_location).eval()

@@ -768,6 +768,9 @@ def load_run_model(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[nn
     model.load_state_dict({k[len("model."):]: v for k, v in state["task"].items() if k.startswith("model.")})
     if use_ema:
         model.generator.load_state_dict(state["ema"])
+    model.training_info = {"loss_weights": record.get("loss_weights", {}), "steps": int(state["step"]),
+                           "config_name": record.get("config_name"), "world_size": record.get("world_size"),
+                           "device": record.get("device"), "content_backbones": record.get("content_backbones")}
     return model, int(state["step"])
 
 

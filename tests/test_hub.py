@@ -269,3 +269,29 @@ def test_setup_cfg_installs_every_shipped_weight_file():
         dest = f"share/talkinghead/pretrained/{folder.name}"
         want = sorted(f"pretrained/{folder.name}/{f.name}" for f in folder.iterdir() if f.is_file())
         assert listed.get(dest) == want
+
+
+def test_training_info_travels_with_the_weights(tmp_path):
+    model = create_model("tiny")
+    assert model.training_info == {}
+    model.training_info = {"loss_weights": {"pixel": 10.0, "content_stlpips": 1.5}, "steps": 7}
+    model.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["training"]["steps"] == 7
+    assert TalkingHeadModel.from_pretrained(tmp_path / "m").training_info == model.training_info
+    # a folder written without it (older exports) loads with an empty record
+    create_model("tiny").save_pretrained(tmp_path / "plain")
+    assert "training" not in json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert TalkingHeadModel.from_pretrained(tmp_path / "plain").training_info == {}
+
+
+@pytest.mark.parametrize("training, words", [([1, 2], "not an object"),
+                                             ({"loss_weights": {"sharpness": 1}}, "invalid loss weights")])
+def test_bad_training_info_is_refused(saved, tmp_path, training, words):
+    import shutil
+
+    _, folder = saved
+    shutil.copytree(folder, tmp_path / "m")
+    cfg = tmp_path / "m" / "config.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "training": training}))
+    with pytest.raises(WeightsError, match=words):
+        hub.load_pretrained(tmp_path / "m")

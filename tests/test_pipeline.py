@@ -9,6 +9,7 @@ import talkinghead as th
 from talkinghead import pipeline
 from talkinghead.cli import main as cli_main
 from talkinghead.errors import InputError, NoFaceError, WeightsError
+from talkinghead.landmarks import transform_landmarks
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,33 @@ def test_fine_tuning_changes_psi_and_generator(model, astronaut):
     assert not torch.allclose(ff.psi, ft.psi)
     # the base model is left as it was: fine-tuning works on a copy
     assert torch.equal(model.model.generator.psi_from_embedding(ff.e_hat[None])[0], ff.psi)
+
+
+def test_fine_tuning_keeps_the_meta_training_loss_balance(model_dir, astronaut):
+    from talkinghead.models import TalkingHeadModel
+
+    net = TalkingHeadModel.from_pretrained(model_dir)
+    net.training_info = {"loss_weights": {"pixel": 10.0, "content_stlpips": 1.5}}
+    head = pipeline.TalkingHead(net, name="tiny-test")
+    steps, snapshots = [], []
+
+    def watch(step, terms, snapshot):
+        steps.append(step)
+        snapshots.append(snapshot())
+
+    ft = head.personalize([astronaut], fine_tune_steps=2, progress=False, content="stlpips", patience=0,
+                          callback=watch)
+    assert ft.info["loss_weights"]["pixel"] == 10.0 and ft.info["loss_weights"]["content_stlpips"] == 1.5
+    assert steps == [1, 2]
+    # a snapshot is the state after its step, independent of later training
+    torch.testing.assert_close(snapshots[-1].psi, ft.psi)
+    assert not torch.allclose(snapshots[0].psi, ft.psi)
+    lm = transform_landmarks(ft.source.landmarks[None], ft.source.crop)
+    assert np.array_equal(snapshots[-1].render(lm), ft.render(lm))
+    # an explicit override wins
+    paper = head.personalize([astronaut], fine_tune_steps=1, progress=False, content="stlpips", patience=0,
+                             loss_weights={})
+    assert paper.info["loss_weights"]["pixel"] == 0.0 and paper.info["loss_weights"]["content_stlpips"] == 0.15
 
 
 def test_avatar_save_load_round_trip(ff_avatar, tmp_path):
@@ -156,13 +184,15 @@ def test_cli_finetune_writes_an_avatar(model_dir, astronaut, tmp_path):
 
     photo = write_image(tmp_path / "a.png", astronaut)
     assert cli_main(["finetune", "--photos", str(photo), "-o", str(tmp_path / "av"), "--steps", "1",
-                     "--model", str(model_dir), "--device", "cpu"]) == 0
+                     "--model", str(model_dir), "--device", "cpu", "--lr", "1e-4"]) == 0
     av = pipeline.Avatar.load(tmp_path / "av")
-    assert av.info["fine_tune_steps"] == 1
+    assert av.info["fine_tune_steps"] == 1 and av.info["lr_g"] == 1e-4 and av.info["lr_d"] == 4e-4
 
 
 @pytest.mark.parametrize("extra", [["--avatar", "AV", "--fine-tune-steps", "3"],
                                    ["--avatar", "AV", "--face-index", "1"],
+                                   ["--avatar", "AV", "--lr", "1e-3"],
+                                   ["--source", "SRC", "--fine-tune-steps", "1", "--lr", "0"],
                                    ["--source", "SRC", "--seconds", "0"],
                                    ["--source", "SRC", "--fps", "-1"]])
 def test_cli_animate_rejects_meaningless_options_in_one_line(extra, model_dir, ff_avatar, grace_hopper_path,

@@ -23,6 +23,20 @@ def add_finetune_options(p, default_steps: int) -> None:
     p.add_argument("--fine-tune-steps", "--steps", dest="fine_tune_steps", type=int, default=default_steps,
                    help="fine-tuning steps on the photos (0 = feed-forward: embed only)")
     p.add_argument("--patience", type=int, default=50, help="stop fine-tuning when the loss stalls this many steps")
+    p.add_argument("--lr", type=float, default=None, metavar="LR",
+                   help="G' learning rate when fine-tuning; D' uses 4x (default: talkinghead.pipeline.FINE_TUNE_LR)")
+
+
+def finetune_kwargs(args) -> dict:
+    """personalize() keywords from the fine-tuning options; a learning rate <= 0 is a user error."""
+    from ..errors import InputError
+
+    kw = {"fine_tune_steps": args.fine_tune_steps, "patience": args.patience}
+    if args.lr is not None:
+        if not args.lr > 0:
+            raise InputError(f"--lr must be a positive learning rate such as 2e-4, not {args.lr:g}.")
+        kw["lr"] = args.lr
+    return kw
 
 
 def write(path, video, args) -> None:

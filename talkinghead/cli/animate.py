@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_finetune_options, add_model_options, add_output_options
+from ._common import add_finetune_options, add_model_options, add_output_options, finetune_kwargs
 
 
 def register(subparsers, formatter_class) -> None:
@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import Avatar, load
 
     if args.avatar:
-        ignored = [flag for flag, used in (("--fine-tune-steps", args.fine_tune_steps), ("--face-index", args.face_index),
+        ignored = [flag for flag, used in (("--fine-tune-steps", args.fine_tune_steps), ("--lr", args.lr is not None),
+                                           ("--face-index", args.face_index),
                                            ("--model", args.model != "default")) if used]
         if ignored:
             from ..errors import InputError
@@ -51,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"loaded {avatar}")
     else:
         model = load(args.model, device=args.device)
-        avatar = model.personalize(args.source, fine_tune_steps=args.fine_tune_steps, backend=args.backend,
-                                   face_index=args.face_index, patience=args.patience)
+        avatar = model.personalize(args.source, backend=args.backend, face_index=args.face_index,
+                                   **finetune_kwargs(args))
         faces = avatar.source.num_faces
         print(f"personalised {model.name} on {len(args.source)} photo(s)"
               + (f" ({faces} faces in {avatar.source.name}, used #{args.face_index})" if faces > 1 else ""))

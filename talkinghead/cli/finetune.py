@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_finetune_options, add_model_options
+from ._common import add_finetune_options, add_model_options, finetune_kwargs
 
 
 def register(subparsers, formatter_class) -> None:
@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import load
 
     model = load(args.model, device=args.device)
-    avatar = model.personalize(args.photos, fine_tune_steps=args.fine_tune_steps, backend=args.backend,
-                               face_index=args.face_index, batch_size=args.batch, patience=args.patience)
+    avatar = model.personalize(args.photos, backend=args.backend, face_index=args.face_index,
+                               batch_size=args.batch, **finetune_kwargs(args))
     avatar.save(args.output)
     info = avatar.info
     how = (f"{info.get('fine_tune_steps')} fine-tuning steps in {info.get('seconds')} s on {info.get('device')}"

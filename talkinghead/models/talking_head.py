@@ -27,6 +27,9 @@ class TalkingHeadModel(nn.Module):
         self.embedder = Embedder(self.config)
         self.generator = Generator(self.config)
         self.discriminator = ProjectionDiscriminator(self.config)
+        # how the weights were trained (loss weights, steps); saved in config.json's "training" and
+        # used by fine-tuning to keep the meta-training loss balance
+        self.training_info: dict = {}
 
     def save_pretrained(self, directory: str | os.PathLike, dtype=None, int8_prefixes: tuple[str, ...] = ()) -> None:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (``dtype``, e.g.

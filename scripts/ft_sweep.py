@@ -1,0 +1,74 @@
+"""How self-reenactment changes with fine-tuning steps: LPIPS and SSIM against the real frames.
+
+One held-out clip, the paper's protocol (first T frames are the shots, later frames the test), FT for
+``--steps`` steps and the test frames rendered every ``--every`` steps. Writes JSON (and prints a table)
+to choose the FT defaults with numbers rather than guesses.
+
+    python scripts/ft_sweep.py --video ../shared/data/eval/driving/d1.mp4 --steps 200 --every 25 \
+        --loss-weights '{"content_stlpips": 1.5, "pixel": 10}' -o runs/ft-sweep/d1.json
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import talkinghead as th
+import talkinghead.pipeline  # noqa: F401  (FINE_TUNE_LR for --help)
+from talkinghead import metrics as M
+from talkinghead.atomic import atomic_write_text
+from talkinghead.evaluation.baselines import nearest_shot
+from talkinghead.evaluation.protocol import _crop, load_clip
+from talkinghead.landmarks import get_detector
+
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("--video", required=True)
+p.add_argument("--model", default="default")
+p.add_argument("--shots", type=int, default=8)
+p.add_argument("--frames", type=int, default=8)
+p.add_argument("--steps", type=int, default=200)
+p.add_argument("--every", type=int, default=25)
+p.add_argument("--batch", type=int, default=2)
+p.add_argument("--lr", type=float, default=th.pipeline.FINE_TUNE_LR, help="G' learning rate (D' gets 4x)")
+p.add_argument("--loss-weights", default=None, help="JSON overrides of LossWeights (default: the model's)")
+p.add_argument("-o", "--output", required=True)
+args = p.parse_args()
+
+model = th.load(args.model, device="cpu")
+det = get_detector("dlib").load()
+clip = load_clip(args.video, [args.shots], args.frames, det)
+size = model.image_size
+reals, lms = zip(*(_crop(clip.frames[i], clip.landmarks[i], size) for i in clip.test_indices))
+reals, lms = np.stack(reals), np.stack(lms)
+shot_frames = [clip.frames[i] for i in clip.shot_indices(args.shots)]
+shots_c = [_crop(f, clip.landmarks[i], size) for f, i in zip(shot_frames, clip.shot_indices(args.shots))]
+near = np.stack([shots_c[nearest_shot(np.stack([l for _, l in shots_c]), lm)][0] for lm in lms])
+rows = []
+
+
+def score(step, avatar, extra=None):
+    gen = avatar.render(lms)
+    row = {"step": step, "lpips": M.lpips(gen, reals).value, "ssim": M.ssim(gen, reals).value, **(extra or {})}
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
+base = {"step": "nearest-frame", "lpips": M.lpips(near, reals).value, "ssim": M.ssim(near, reals).value}
+print(json.dumps(base), flush=True)
+score(0, model.personalize(shot_frames, progress=False, backend="dlib"))
+t0 = time.time()
+
+
+def cb(step, terms, snapshot):
+    if step % args.every == 0:
+        score(step, snapshot(), {"g_total": terms.get("g_total"), "seconds": round(time.time() - t0, 1)})
+
+
+weights = json.loads(args.loss_weights) if args.loss_weights else None
+model.personalize(shot_frames, fine_tune_steps=args.steps, patience=0, progress=False, backend="dlib",
+                  batch_size=args.batch, loss_weights=weights, lr=args.lr, callback=cb)
+out = Path(args.output)
+out.parent.mkdir(parents=True, exist_ok=True)
+atomic_write_text(out, json.dumps({"video": args.video, "shots": args.shots, "loss_weights": weights, "lr": args.lr,
+                                   "baseline": base, "rows": rows}, indent=1) + "\n")
