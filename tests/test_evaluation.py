@@ -10,6 +10,7 @@ import pytest
 from talkinghead import metrics as M
 from talkinghead.cli import main as cli_main
 from talkinghead.errors import InputError
+from talkinghead.pipeline import FINE_TUNE_LR
 from talkinghead.evaluation import (EvalOptions, edge_points, evaluate, nearest_shot, piecewise_affine_warp,
                                     split_frames, write_report)
 
@@ -148,6 +149,7 @@ def test_report_shape_on_the_tiny_config(tiny_model, short_clip, grace_hopper_pa
     assert len(data["cross_identity"]["rows"]) == 2  # one source x one clip x two modes
     md = (tmp_path / "report.md").read_text()
     assert "self-reenactment" in md and "| method | shots | SSIM ↑ | LPIPS ↓ | CSIM ↑ | AKD ↓ | FID ↓" in md
+    assert f"FT: 1 steps on the shots, all run (no early stop), lr {FINE_TUNE_LR:g}" in md
     table = [line for line in md.splitlines() if line.startswith("| ours") or line.startswith("| nearest")
              or line.startswith("| piecewise")]
     assert len(table) == 8

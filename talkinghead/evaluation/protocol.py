@@ -30,7 +30,8 @@ METHOD_LABELS = {"ff": "ours, FF", "ft": "ours, FT", "nearest-frame": "nearest f
 
 @dataclass
 class EvalOptions:
-    """What to evaluate. ``frames``: test frames per clip; ``ft_steps``: fine-tuning steps (FT mode);
+    """What to evaluate. ``frames``: test frames per clip; ``ft_steps``: fine-tuning steps (FT mode), all
+    of them run (no early stop) so that results do not depend on when a noisy loss stalled;
     ``content``: the fine-tuning content loss (see ``TalkingHead.personalize``)."""
 
     shots: tuple[int, ...] = (1, 8, 32)
@@ -195,6 +196,7 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
     """
     from .. import metrics as M
     from ..landmarks import draw_landmarks, get_detector
+    from ..pipeline import FINE_TUNE_LR
     from .baselines import nearest_shot, piecewise_affine_warp
 
     opts = options or EvalOptions()
@@ -223,7 +225,7 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
             for mode in opts.modes:
                 t0 = time.time()
                 avatar = model.personalize(shot_frames, fine_tune_steps=opts.ft_steps if mode == "ft" else 0,
-                                           backend=opts.backend, progress=False, seed=opts.seed,
+                                           backend=opts.backend, progress=False, seed=opts.seed, patience=0,
                                        content=opts.content)
                 outputs[mode] = _render(avatar, crop_lms, opts.batch_size)
                 log(f"{clip.name}: {mode.upper()} T={t}: personalised and rendered in {time.time() - t0:.1f} s")
@@ -271,7 +273,8 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
                           "with the real crops. Means are over all test frames of all clips."),
         "model": model.name, "config": model.config.to_dict(), "image_size": size,
         "options": {"shots": list(opts.shots), "modes": list(opts.modes), "frames": opts.frames,
-                    "ft_steps": opts.ft_steps, "content": opts.content, "backend": detector.name, "baselines": opts.baselines,
+                    "ft_steps": opts.ft_steps, "ft_early_stop": False, "ft_lr": FINE_TUNE_LR,
+                    "ft_loss_weights": model.loss_weights or "the paper's", "content": opts.content, "backend": detector.name, "baselines": opts.baselines,
                     "seed": opts.seed},
         "backbones": backbones,
         "clips": [{"video": str(c.path), "name": c.name, "fps": c.fps, "num_frames": c.split.num_frames,
@@ -307,7 +310,7 @@ def _cross_identity(model, clips: list[Clip], sources, opts: EvalOptions, detect
     rows = []
     for src in sources:
         for mode in opts.modes:
-            avatar = model.personalize([src], fine_tune_steps=opts.ft_steps if mode == "ft" else 0,
+            avatar = model.personalize([src], fine_tune_steps=opts.ft_steps if mode == "ft" else 0, patience=0,
                                        backend=opts.backend, progress=False, seed=opts.seed,
                                        content=opts.content)
             src_crop = avatar.source.crop_and_landmark_image(model.image_size)[0]

@@ -31,11 +31,26 @@ def strip(panels, height: int | None = None) -> np.ndarray:
     return np.concatenate(out, axis=1)
 
 
+def _ft_line(opts: dict[str, Any]) -> list[str]:
+    """How FT was run, when it was."""
+    if "ft" not in opts.get("modes", []):
+        return []
+    weights = opts.get("ft_loss_weights")
+    if isinstance(weights, dict):
+        weights = ", ".join(f"{k} {v:g}" for k, v in sorted(weights.items()) if v)
+    lr = opts.get("ft_lr")
+    return [f"FT: {opts.get('ft_steps')} steps on the shots"
+            + (", all run (no early stop)" if opts.get("ft_early_stop") is False else "")
+            + (f", lr {lr:g} for G' and {4 * lr:g} for D'" if lr else "")
+            + (f", loss weights: {weights}" if weights else "") + ".", ""]
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: protocol, backbones, the method x shots table, per-clip rows."""
     b = report["backbones"]
     lines = [f"# Evaluation of `{report['model']}` ({report['image_size']} px)", "",
              f"**Protocol: {report['protocol']}.** {report['protocol_text']}", "",
+             *_ft_line(report.get("options", {})),
              "Backbones: " + "; ".join(f"{k.upper()}: {v}" for k, v in b.items()) + ".",
              "AKD is the mean landmark distance over the inter-ocular distance of the real crop; frames where "
              "no face was found on either side are left out and their share is given. CSIM uses dlib's 128-d "
