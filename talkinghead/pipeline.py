@@ -207,6 +207,8 @@ class TalkingHead:
             An :class:`Avatar` holding the (fine-tuned) generator, psi and the first photo. It lives
             where it was made: on the fine-tuning device after FT, on this model's device after FF.
         """
+        if fine_tune_steps > 0 and not lr > 0:
+            raise InputError(f"The fine-tuning learning rate must be positive, such as {FINE_TUNE_LR:g}; got {lr}.")
         photos = _as_photo_list(photos)
         if len(photos) > RECOMMENDED_MAX_PHOTOS:
             warnings.warn(f"{len(photos)} photos given; the model was designed for 1 to {RECOMMENDED_MAX_PHOTOS}. "

@@ -28,15 +28,9 @@ def add_finetune_options(p, default_steps: int) -> None:
 
 
 def finetune_kwargs(args) -> dict:
-    """personalize() keywords from the fine-tuning options; a learning rate <= 0 is a user error."""
-    from ..errors import InputError
-
+    """personalize() keywords from the fine-tuning options (it checks them)."""
     kw = {"fine_tune_steps": args.fine_tune_steps, "patience": args.patience}
-    if args.lr is not None:
-        if not args.lr > 0:
-            raise InputError(f"--lr must be a positive learning rate such as 2e-4, not {args.lr:g}.")
-        kw["lr"] = args.lr
-    return kw
+    return kw if args.lr is None else {**kw, "lr": args.lr}
 
 
 def write(path, video, args) -> None:
