@@ -27,6 +27,7 @@ def main() -> None:
     p.add_argument("--sheet-every", type=int, default=15, help="contact-sheet frame spacing")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--fine-tune-steps", type=int, default=0, help="fine-tune on each portrait first (0: FF)")
+    p.add_argument("--psi-only", action="store_true", help="fine-tune psi' alone (G keeps its weights)")
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args()
 
@@ -43,7 +44,8 @@ def main() -> None:
     det = get_detector("dlib")
     rows = []
     for src in args.sources:
-        avatar = model.personalize([src], fine_tune_steps=args.fine_tune_steps, patience=0, progress=False)
+        avatar = model.personalize([src], fine_tune_steps=args.fine_tune_steps, patience=0, progress=False,
+                                   train_generator=not args.psi_only)
         src_crop = avatar.source.crop_and_landmark_image(model.image_size)[0]
         for clip in args.driving:
             name = f"{Path(src).stem}__{Path(clip).stem}"
@@ -76,6 +78,7 @@ def main() -> None:
             ident = M.csim(faces, np.repeat(src_crop[None], len(faces), 0))
             row = {"source": Path(src).name, "driving": Path(clip).name, "output": str(out),
                    "fine_tune_steps": avatar.info.get("fine_tune_steps", 0),
+                   "train_generator": avatar.info.get("train_generator"),
                    "driving_frames": len(drv), "output_frames": n_out, "driving_fps": d_fps, "output_fps": o_fps,
                    "driving_audio": d_audio, "output_audio": o_audio,
                    "checked_frames": len(idx),

@@ -184,7 +184,7 @@ class TalkingHead:
                     backend: str = "auto", face_index: int = 0, batch_size: int = 2,
                     patience: int = 50, progress: bool = True, seed: int = 0,
                     content: str = "auto", loss_weights: dict | None = None, lr: float = FINE_TUNE_LR,
-                    log=None, callback=None) -> "Avatar":
+                    train_generator: bool = True, log=None, callback=None) -> "Avatar":
         """Adapt the model to one person from 1 to 32 photos.
 
         Args:
@@ -197,6 +197,8 @@ class TalkingHead:
             lr: G' learning rate; D' uses 4x (meta-learning's 5e-5 : 2e-4 ratio). The default is 4x
                 meta-learning's, measured to reach the same self-reenactment LPIPS in half the steps
                 (``docs/fine-tuning.md``).
+            train_generator: ``True`` (the paper) trains G's weights with psi'; ``False`` trains psi'
+                alone, so G keeps the meta-learned weights.
             loss_weights: overrides of :class:`talkinghead.losses.LossWeights` fields for fine-tuning;
                 by default the weights the model was meta-trained with (``training.loss_weights`` in
                 its ``config.json``), else the paper's.
@@ -221,7 +223,7 @@ class TalkingHead:
         if fine_tune_steps > 0:
             generator, psi, info = self._fine_tune(sources, e_hat, fine_tune_steps, resolve_device(device or self.device),
                                                    batch_size, patience, progress, seed, content, loss_weights,
-                                                   lr, log, callback)
+                                                   lr, train_generator, log, callback)
         else:
             with torch.no_grad():
                 psi = generator.psi_from_embedding(e_hat[None])[0]
@@ -229,7 +231,7 @@ class TalkingHead:
         return avatar.to(psi.device)
 
     def _fine_tune(self, sources, e_hat, steps, device, batch_size, patience, progress, seed, content, loss_weights,
-                   lr, log, callback):
+                   lr, train_generator, log, callback):
         from tqdm import tqdm
 
         from .training import FineTuneTask, Trainer, TrainOptions, build_loss
@@ -241,7 +243,7 @@ class TalkingHead:
         frames = torch.stack([to_tensor(c) for c, _ in pairs])
         marks = torch.stack([to_tensor(l) for _, l in pairs])
         model = copy.deepcopy(self.model).to(device).train()
-        task = FineTuneTask(model, e_hat.to(device)).to(device)
+        task = FineTuneTask(model, e_hat.to(device), train_generator=train_generator).to(device)
         opts = TrainOptions(config=self.name, data="", run_dir="", steps=steps, batch=batch_size,
                             k=0, device=str(device), d_steps=1, content=content, progress=False,
                             lr_g=lr, lr_d=4 * lr,
@@ -295,7 +297,8 @@ class TalkingHead:
                 "final_reconstruction_loss": history[-1] if history else None,
                 "seconds": round(time.time() - t0, 2), "device": str(device),
                 "content_backbones": list(loss_fn.backbones.names) if loss_fn.backbones is not None else [],
-                "loss_weights": loss_fn.weights.to_dict(), "lr_g": lr, "lr_d": 4 * lr}
+                "loss_weights": loss_fn.weights.to_dict(), "lr_g": lr, "lr_d": 4 * lr,
+                "train_generator": train_generator}
         return generator, task.psi.detach(), info
 
 

@@ -272,9 +272,12 @@ class FineTuneTask(nn.Module):
     and D's weights. Batches are episodes whose last frame is the target (K may be 0).
     """
 
-    def __init__(self, model: nn.Module, e_hat: torch.Tensor):
+    def __init__(self, model: nn.Module, e_hat: torch.Tensor, train_generator: bool = True):
         super().__init__()
         self.model = model
+        self.train_generator = train_generator
+        if not train_generator:  # psi' alone: G keeps the meta-learned weights
+            model.generator.requires_grad_(False)
         e_hat = e_hat.detach().reshape(1, -1)
         with torch.no_grad():
             self.psi = nn.Parameter(model.generator.psi_from_embedding(e_hat).reshape(-1).clone())
@@ -286,7 +289,7 @@ class FineTuneTask(nn.Module):
         return self.model.generator
 
     def g_parameters(self) -> list[nn.Parameter]:
-        return list(self.model.generator.parameters()) + [self.psi]
+        return (list(self.model.generator.parameters()) if self.train_generator else []) + [self.psi]
 
     def d_parameters(self) -> list[nn.Parameter]:
         D = self.model.discriminator

@@ -58,6 +58,14 @@ def test_fine_tuning_changes_psi_and_generator(model, astronaut):
     assert not torch.allclose(ff.psi, ft.psi)
     # the base model is left as it was: fine-tuning works on a copy
     assert torch.equal(model.model.generator.psi_from_embedding(ff.e_hat[None])[0], ff.psi)
+    # psi' alone: G's weights stay the meta-learned ones
+    psi_only = model.personalize([astronaut], fine_tune_steps=2, progress=False, content="stlpips", patience=0,
+                                 train_generator=False)
+    assert psi_only.info["train_generator"] is False and not torch.allclose(ff.psi, psi_only.psi)
+    base = model.model.generator.state_dict()
+    assert all(torch.equal(v, base[k]) for k, v in psi_only.generator.state_dict().items()
+               if not k.endswith(("_u", "_v")))  # spectral norm's power-iteration vectors still update
+    assert any(not torch.equal(v, base[k]) for k, v in ft.generator.state_dict().items())
 
 
 def test_fine_tuning_keeps_the_meta_training_loss_balance(model_dir, astronaut):
