@@ -1,11 +1,11 @@
 """How self-reenactment changes with fine-tuning steps: LPIPS and SSIM against the real frames.
 
 One held-out clip, the paper's protocol (first T frames are the shots, later frames the test), FT for
-``--steps`` steps and the test frames rendered every ``--every`` steps. Writes JSON (and prints a table)
-to choose the FT defaults with numbers rather than guesses.
+``--steps`` steps and the test frames rendered every ``--every`` steps. Prints one JSON line per score
+and writes them all as JSON, to choose the FT defaults with numbers rather than guesses.
 
-    python scripts/ft_sweep.py --video ../shared/data/eval/driving/d1.mp4 --steps 200 --every 25 \
-        --loss-weights '{"content_stlpips": 1.5, "pixel": 10}' -o runs/ft-sweep/d1.json
+    python scripts/ft_sweep.py --video ../shared/data/eval/driving/liveportrait__driving__d0.mp4 \
+        --steps 200 --every 25 --loss-weights '{"content_stlpips": 1.5, "pixel": 10}' -o runs/ft-sweep/d0.json
 """
 import argparse
 import json
@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 import talkinghead as th
-import talkinghead.pipeline  # noqa: F401  (FINE_TUNE_LR for --help)
 from talkinghead import metrics as M
 from talkinghead.atomic import atomic_write_text
 from talkinghead.evaluation.baselines import nearest_shot
 from talkinghead.evaluation.protocol import _crop, load_clip
 from talkinghead.landmarks import get_detector
+from talkinghead.pipeline import FINE_TUNE_LR
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--video", required=True)
@@ -30,7 +30,7 @@ p.add_argument("--frames", type=int, default=8)
 p.add_argument("--steps", type=int, default=200)
 p.add_argument("--every", type=int, default=25)
 p.add_argument("--batch", type=int, default=2)
-p.add_argument("--lr", type=float, default=th.pipeline.FINE_TUNE_LR, help="G' learning rate (D' gets 4x)")
+p.add_argument("--lr", type=float, default=FINE_TUNE_LR, help="G' learning rate (D' gets 4x)")
 p.add_argument("--loss-weights", default=None, help="JSON overrides of LossWeights (default: the model's)")
 p.add_argument("-o", "--output", required=True)
 args = p.parse_args()

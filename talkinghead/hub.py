@@ -298,11 +298,11 @@ def save_pretrained(model, directory: str | os.PathLike, dtype=None, int8_prefix
     return directory
 
 
-def _read_training_info(path: Path) -> dict:
+def _training_info(path: Path, meta: dict) -> dict:
     """config.json's optional ``"training"`` object (loss weights and steps of the run)."""
     from .losses import LossWeights
 
-    info = json.loads(path.read_text(encoding="utf-8")).get("training", {})
+    info = meta.get("training", {})
     if not isinstance(info, dict):
         raise WeightsError(f"{path} has a 'training' entry that is not an object: save the model again.")
     try:
@@ -313,6 +313,7 @@ def _read_training_info(path: Path) -> dict:
 
 
 def _read_config(path: Path):
+    """``(ModelConfig, training record)`` from config.json, checked before any tensor is read."""
     from .config import ModelConfig
 
     if not path.is_file():
@@ -331,9 +332,10 @@ def _read_config(path: Path):
     if meta.get("class_name") not in _MODEL_CLASSES:
         raise WeightsError(f"{path} describes a {meta.get('class_name')!r}, not a TalkingHeadModel.")
     try:
-        return ModelConfig.from_dict(meta["config"])
+        cfg = ModelConfig.from_dict(meta["config"])
     except (ValueError, TypeError) as exc:
         raise WeightsError(f"{path} holds an invalid model config ({exc}): save the model again.") from None
+    return cfg, _training_info(path, meta)
 
 
 def _check_tensors(path: Path, tensors: dict, expected: dict) -> None:
@@ -370,7 +372,7 @@ def load_pretrained(name_or_dir: str | os.PathLike, map_location="cpu"):
             if other.suffix.lower() in _PICKLE_SUFFIXES:
                 _refuse_pickle(other)
         raise WeightsError(f"{weights} is missing: put the model's {WEIGHTS_NAME} next to its {CONFIG_NAME}.")
-    cfg = _read_config(folder / CONFIG_NAME)
+    cfg, training = _read_config(folder / CONFIG_NAME)
     tensors = _dequantize(read_safetensors(weights))
     model = TalkingHeadModel(cfg)
     expected = model.state_dict()
@@ -378,5 +380,5 @@ def load_pretrained(name_or_dir: str | os.PathLike, map_location="cpu"):
     # half-precision storage comes back as the model's dtype (float32)
     tensors = {k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
     model.load_state_dict(tensors, strict=True)
-    model.training_info = _read_training_info(folder / CONFIG_NAME)
+    model.training_info = training
     return model.to(map_location).eval()

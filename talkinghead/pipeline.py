@@ -297,7 +297,7 @@ class TalkingHead:
                 "final_reconstruction_loss": history[-1] if history else None,
                 "seconds": round(time.time() - t0, 2), "device": str(device),
                 "content_backbones": list(loss_fn.backbones.names) if loss_fn.backbones is not None else [],
-                "loss_weights": loss_fn.weights.to_dict(), "lr_g": lr, "lr_d": 4 * lr,
+                "loss_weights": loss_fn.weights.to_dict(), "lr_g": opts.lr_g, "lr_d": opts.lr_d,
                 "train_generator": train_generator}
         return generator, task.psi.detach(), info
 
