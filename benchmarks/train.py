@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def one(config: str, data: str, steps: int, k: int, device: str, threads: int, content: str) -> dict:
+def one(config: str, data: str, steps: int, k: int, device: str, threads: int, content: str, amp: str = "auto") -> dict:
     import torch
 
     from talkinghead.data import EpisodeDataset, EpisodeSampler
@@ -39,7 +39,7 @@ def one(config: str, data: str, steps: int, k: int, device: str, threads: int, c
     ds = EpisodeDataset(data, k=k)
     cfg = get_config(config, num_videos=len(ds))
     ds.size = cfg.image_size
-    opts = TrainOptions(config=config, batch=1, k=k, device=str(dev), content=content, progress=False)
+    opts = TrainOptions(config=config, batch=1, k=k, device=str(dev), content=content, amp=amp, progress=False)
     task = MetaLearningTask(TalkingHeadModel(cfg)).to(dev)
     loss = build_loss(opts, dev)
     trainer = Trainer(task, loss, opts, dev)
@@ -104,20 +104,22 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--content", default="auto")
+    ap.add_argument("--amp", nargs="+", default=["auto"], choices=["auto", "bf16", "off"],
+                    help="autocast modes to time, each config in each (bf16 on a CPU needs AVX512-BF16/AMX to pay)")
     ap.add_argument("-o", "--output", default=str(REPO / "benchmarks" / "results" / "train.json"))
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.data, args.steps, args.k, args.device, args.threads, args.content)))
+        print(json.dumps(one(args.one, args.data, args.steps, args.k, args.device, args.threads, args.content, args.amp[0])))
         return 0
     data = args.data or default_data()
     results = []
-    for cfg in args.configs:
+    for cfg, amp in ((c, a) for c in args.configs for a in args.amp):
         cmd = [sys.executable, __file__, "--one", cfg, "--data", data, "--steps", str(args.steps), "--k", str(args.k),
-               "--device", args.device, "--threads", str(args.threads), "--content", args.content]
+               "--device", args.device, "--threads", str(args.threads), "--content", args.content, "--amp", amp]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            results.append({"config": cfg, "error": proc.stderr.strip().splitlines()[-1:]})
+            results.append({"config": cfg, "amp": amp, "error": proc.stderr.strip().splitlines()[-1:]})
         else:
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)

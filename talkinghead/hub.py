@@ -335,7 +335,13 @@ def _read_config(path: Path):
         cfg = ModelConfig.from_dict(meta["config"])
     except (ValueError, TypeError) as exc:
         raise WeightsError(f"{path} holds an invalid model config ({exc}): save the model again.") from None
-    return cfg, _training_info(path, meta)
+    training = _training_info(path, meta)
+    videos = training.get("videos")
+    if videos is not None and (not isinstance(videos, list) or len(videos) != cfg.num_videos
+                               or not all(isinstance(v, str) for v in videos)):
+        raise WeightsError(f"{path} lists training videos that do not match its {cfg.num_videos} "
+                           "discriminator rows: save the model again.")
+    return cfg, training
 
 
 def _check_tensors(path: Path, tensors: dict, expected: dict) -> None:

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path, atomic_write_text
-from .errors import InputError
+from .errors import InputError, WeightsError
 
 __all__ = [
     "TrainOptions",
@@ -99,6 +99,7 @@ class TrainOptions:
     checkpoint_every: int = 1000
     export: bool = True
     progress: bool = True
+    init_from: str = ""  # a pretrained name or folder to start E, G, D from (fresh optimisers, step 0)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -585,10 +586,11 @@ class Trainer:
 
     def export(self, directory: str | os.PathLike, use_ema: bool = True) -> Path:
         """Write E, G (EMA weights by default) and D as a pretrained folder (``save_pretrained``)."""
-        model = self.task.model
+        model = copy.deepcopy(self.task.model)
         if use_ema:
-            model = copy.deepcopy(model)
             model.generator.load_state_dict(self.ema.state_dict())
+        if self.run_dir is not None:
+            model.training_info = training_record(_saved_record(Path(self.run_dir)), self.step)
         model.save_pretrained(directory)
         return Path(directory)
 
@@ -686,10 +688,45 @@ def build_loss(opts: TrainOptions, device: torch.device):
     return GeneratorLoss(LossWeights.from_dict(opts.loss_weights) if opts.loss_weights else LossWeights(), backbones)
 
 
+def init_from_pretrained(name_or_dir: str, dataset) -> nn.Module:
+    """A pretrained model re-shaped for ``dataset``: E, G, D's trunk, w0 and b as trained; D's table ``W``
+    resized to the dataset's videos, keeping the trained row of every video the model was trained on
+    (``model.video_rows``: new row -> trained row; the rest are set by :func:`init_embedding_table`).
+
+    Continuing meta-learning from the shipped weights (on more data, on a GPU) needs no checkpoint:
+    optimisers start afresh and the run counts its steps from 0 (the record keeps where it started).
+    """
+    from .hub import load_pretrained
+
+    try:
+        src = load_pretrained(name_or_dir)
+    except (InputError, WeightsError) as exc:
+        raise InputError(f"--init-from {name_or_dir}: {exc}") from None
+    cfg = src.config.replace(num_videos=len(dataset))
+    from .models import TalkingHeadModel
+
+    model = TalkingHeadModel(cfg)
+    state = {k: v for k, v in src.state_dict().items() if k != "discriminator.W.weight"}
+    model.load_state_dict(state, strict=False)
+    trained = list(src.training_info.get("videos") or [])
+    index = {v: i for i, v in enumerate(trained)}
+    model.video_rows = {i: index[v] for i, v in enumerate(dataset.videos) if v in index}
+    with torch.no_grad():
+        for new, old in model.video_rows.items():
+            model.discriminator.W.weight[new] = src.discriminator.W.weight[old]
+    info = src.training_info
+    model.training_info = {"config_name": info.get("config_name"),
+                           "init_from": {"model": str(name_or_dir), "steps": info.get("steps"),
+                                         "init_from": info.get("init_from")}}
+    return model
+
+
 @torch.no_grad()
-def init_embedding_table(model: nn.Module, dataset, device: torch.device) -> None:
+def init_embedding_table(model: nn.Module, dataset, device: torch.device, keep: dict | None = None) -> None:
     """Start D's table at the embedder's own output: ``W_i = e_hat_i`` (K frames of video i) and
-    ``w0 = -mean_i W_i``.
+    ``w0 = -mean_i W_i``. With ``keep`` (rows of a pretrained table, see :func:`init_from_pretrained`),
+    those rows and the trained ``w0`` stay, and each new video starts at ``W_i = e_hat_i`` as fine-tuning
+    starts ``w' = w0 + e_hat``.
 
     Why: the embedding-match term (weight 80) pulls e_hat towards W_i. With W drawn near 0 it drove the
     embedder's ReLU outputs to exactly 0 within ten steps (a collapse no gradient can undo); with W
@@ -707,14 +744,18 @@ def init_embedding_table(model: nn.Module, dataset, device: torch.device) -> Non
             x, y = x[:-1], y[:-1]
         rows.append(E(x[None].to(device), y[None].to(device))[1][0])
     table = torch.stack(rows)
-    D.W.weight.copy_(table)
-    D.w0.copy_(-table.mean(0))
+    if keep is None:
+        D.W.weight.copy_(table)
+        D.w0.copy_(-table.mean(0))
+    else:
+        new = [i for i in range(len(table)) if i not in keep]
+        D.W.weight[new] = table[new]
     E.train(was_training)
 
 
 def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     """Run meta-learning as described by ``opts`` (the ``talkinghead train`` command)."""
-    from .config import get_config
+    from .config import ModelConfig, get_config
     from .data import EpisodeDataset
     from .models import TalkingHeadModel
 
@@ -723,13 +764,20 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     state = load_checkpoint(run_dir / CHECKPOINT) if resume else None
     seed_everything(opts.seed)
     dataset = EpisodeDataset(opts.data, k=opts.k, augment=opts.augment)
-    cfg = get_config(opts.config, num_videos=len(dataset))
-    if dataset.size != cfg.image_size:
-        dataset.size = cfg.image_size  # episodes are resized on the fly to the model's resolution
-    model = TalkingHeadModel(cfg)
+    saved = _saved_record(run_dir) if state is not None else {}
+    init = init_from_pretrained(opts.init_from, dataset) if state is None and opts.init_from else None
+    if init is not None:  # the architecture is the pretrained model's
+        cfg = init.config
+        opts = dataclasses.replace(opts, config=init.training_info.get("config_name") or opts.config)
+    elif "model_config" in saved:  # a resumed run keeps the architecture it started with
+        cfg = ModelConfig.from_dict(saved["model_config"])
+    else:
+        cfg = get_config(opts.config, num_videos=len(dataset))
+    dataset.size = cfg.image_size  # episodes are resized on the fly to the model's resolution
+    model = init if init is not None else TalkingHeadModel(cfg)
     task = MetaLearningTask(model, feed_forward=opts.feed_forward).to(device)
     if state is None:
-        init_embedding_table(model, dataset, device)
+        init_embedding_table(model, dataset, device, keep=init.video_rows if init is not None else None)
     if dist.enabled:
         _broadcast_module(task)
     loss_fn = build_loss(opts, device)
@@ -749,6 +797,8 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
             "amp": "bf16" if trainer.amp else "off",
             "videos": dataset.videos,
             "identities": dataset.identities,
+            "init_from": (model.training_info.get("init_from") if init is not None
+                          else _saved_record(run_dir).get("init_from")),
             "torch": torch.__version__,
         }
         atomic_write_text(run_dir / OPTIONS, json.dumps(record, indent=1))
@@ -757,6 +807,12 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     if opts.export and dist.is_main and trainer.step > 0:
         trainer.export(run_dir / "model")
     return trainer
+
+
+def _saved_record(run_dir: Path) -> dict:
+    """The run's ``training_options.json`` as written before (``{}`` for a new run)."""
+    path = run_dir / OPTIONS
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def load_run_model(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[nn.Module, int]:
@@ -771,10 +827,15 @@ def load_run_model(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[nn
     model.load_state_dict({k[len("model."):]: v for k, v in state["task"].items() if k.startswith("model.")})
     if use_ema:
         model.generator.load_state_dict(state["ema"])
-    model.training_info = {"loss_weights": record.get("loss_weights", {}), "steps": int(state["step"]),
-                           "config_name": record.get("config_name"), "world_size": record.get("world_size"),
-                           "device": record.get("device"), "content_backbones": record.get("content_backbones")}
+    model.training_info = training_record(record, int(state["step"]))
     return model, int(state["step"])
+
+
+def training_record(record: dict, step: int) -> dict:
+    """What a pretrained folder keeps of its run (config.json ``"training"``): steps, loss weights,
+    backbones, world size, the videos behind D's rows and the model it started from."""
+    keys = ("loss_weights", "config_name", "world_size", "device", "content_backbones", "videos", "init_from")
+    return {"steps": int(step), **{k: record.get(k) for k in keys}, "loss_weights": record.get("loss_weights", {})}
 
 
 def export_pretrained(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, use_ema: bool = True) -> Path:

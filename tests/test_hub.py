@@ -218,6 +218,7 @@ def test_bad_config_json(saved, tmp_path, text, words):
     ({"config": {"embed_dim": 7}}, "invalid model config"),
     ({"training": [1, 2]}, "not an object"),
     ({"training": {"loss_weights": {"sharpness": 1}}}, "invalid loss weights"),
+    ({"training": {"videos": ["only-one"]}}, "do not match"),
 ])
 def test_config_json_that_cannot_be_used(saved, tmp_path, change, words):
     import shutil

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,6 +85,53 @@ def test_two_step_tiny_run_writes_everything(tiny_cache, tmp_path):
         assert torch.equal(p, ema[name]), name
     for name, p in model.discriminator.state_dict().items():
         assert torch.equal(p, state["task"][f"model.discriminator.{name}"]), name
+
+
+def test_init_from_a_trained_model_keeps_its_weights_and_its_videos_rows(tiny_cache, tmp_path, astronaut):
+    """--init-from: E, G, D start as exported (D's rows matched by video id, a new video's row at its
+    e_hat), the record says where the run started, and the run's own export is loadable."""
+    import shutil
+
+    from talkinghead.config import create_model
+    from talkinghead.errors import InputError
+    from talkinghead.models import TalkingHeadModel
+    from talkinghead.training import init_from_pretrained
+    from talkinghead.data import EpisodeDataset, write_entry
+    from test_data import astronaut_landmarks, moving_frames, square_crop
+
+    train(_opts(tiny_cache, tmp_path / "a", 2))
+    first = TalkingHeadModel.from_pretrained(tmp_path / "a" / "model")
+    assert first.training_info["steps"] == 2 and first.training_info["videos"] == ["astronaut0", "astronaut1", "astronaut2"]
+    # the new cache: astronaut2 (trained), astronaut1 (trained), astronaut9 (new)
+    cache = tmp_path / "cache2"
+    cache.mkdir()
+    shutil.copy(tiny_cache / "astronaut2.npz", cache / "astronaut2.npz")
+    shutil.copy(tiny_cache / "astronaut1.npz", cache / "astronaut1.npz")
+    lm = astronaut_landmarks(astronaut)
+    crops, lms = zip(*(square_crop(f, l, 64) for f, l in moving_frames(astronaut, lm, 10, seed=9)))
+    write_entry(cache / "astronaut9.npz", list(crops), np.stack(lms), meta={"video": "astronaut9", "identity": "collins"})
+    ds = EpisodeDataset(cache, k=2, augment=False)
+    assert ds.videos == ["astronaut1", "astronaut2", "astronaut9"]
+    model = init_from_pretrained(str(tmp_path / "a" / "model"), ds)
+    assert model.video_rows == {0: 1, 1: 2}
+    for name, p in first.generator.state_dict().items():
+        assert torch.equal(p, model.generator.state_dict()[name]), name
+
+    trainer = train(_opts(cache, tmp_path / "b", 1, init_from=str(tmp_path / "a" / "model"), sample_every=0))
+    record = json.loads((tmp_path / "b" / "training_options.json").read_text())
+    assert record["init_from"]["steps"] == 2 and record["init_from"]["model"].endswith("model")
+    second = TalkingHeadModel.from_pretrained(tmp_path / "b" / "model")
+    assert second.training_info["init_from"] == record["init_from"] and second.training_info["steps"] == 1
+    assert trainer.step == 1
+    # one step moved the weights a little, not from scratch: far nearer the start than a fresh model is
+    fresh = create_model("tiny", num_videos=3).generator.state_dict()
+    start, after = first.generator.state_dict(), second.generator.state_dict()
+    convs = [k for k, v in start.items() if v.ndim == 4]
+    moved = sum(float((after[k] - start[k]).norm()) for k in convs)
+    assert 0 < moved < 0.1 * sum(float((fresh[k] - start[k]).norm()) for k in convs)
+
+    with pytest.raises(InputError, match="--init-from"):
+        init_from_pretrained(str(tmp_path / "nothing-here"), ds)
 
 
 def test_resume_is_bit_exact(tiny_cache, tmp_path):
@@ -194,3 +242,16 @@ def test_embedding_table_starts_at_the_embedder_and_e_hat_survives(tiny_cache, t
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     norms = [float(r["g_e_hat_norm"]) for r in rows]
     assert len(norms) == 6 and min(norms) > 0.3 * norms[0] > 0  # without the init: 11.05 -> 0.50 in 6 steps
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--resume", "--init-from", "default"], "give one of them"),
+    (["--init-from", "default", "--config", "tiny"], "leave out --config"),
+    (["--config", "tiny"], "--data CACHE is required"),
+])
+def test_train_cli_refuses_contradictory_options_in_one_sentence(tmp_path, capsys, extra, message):
+    from talkinghead.cli import main
+
+    assert main(["train", "-o", str(tmp_path / "run"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -5,13 +5,16 @@ DESCRIPTION = """\
 Meta-learning on K-shot episodes of a cache built by `talkinghead preprocess`. RUN_DIR receives
 training_options.json, log.csv, samples/*.png, checkpoint.pt (every --checkpoint-every steps and on exit,
 Ctrl-C included) and, at the end, model/ (E, G with EMA weights, D with W, w0, b) for fine-tuning.
---resume continues exactly where the run stopped. Several processes: torchrun --nproc_per_node N -m talkinghead train ...
+--resume continues exactly where the run stopped. --init-from starts E, G and D from a pretrained model
+(the shipped one: default) instead of at random, with fresh optimisers; its architecture comes along.
+Several processes: torchrun --nproc_per_node N -m talkinghead train ...
 
 example: talkinghead train --config cpu-256 --data cache/train -o runs/cpu256 --steps 500
+         talkinghead train --init-from default --data cache/train -o runs/more --steps 2000
 """
 
 # Options that --resume takes from the saved run unless given again on the command line.
-_OVERRIDABLE = ("config", "data", "steps", "batch", "k", "device", "sample_every", "checkpoint_every",
+_OVERRIDABLE = ("config", "init_from", "data", "steps", "batch", "k", "device", "sample_every", "checkpoint_every",
                 "lr_g", "lr_d", "d_steps", "seed", "workers", "content", "log_every")
 
 
@@ -19,6 +22,8 @@ def register(subparsers, formatter_class) -> None:
     p = subparsers.add_parser("train", help="meta-learn E, G, D on a preprocessed cache (DDP aware)",
                               description=DESCRIPTION, formatter_class=formatter_class)
     p.add_argument("--config", default=None, help="model config name (paper-256, cpu-256, tiny); default cpu-256")
+    p.add_argument("--init-from", default=None, metavar="NAME|DIR",
+                   help="start from a pretrained model's E, G, D (its config) instead of random weights")
     p.add_argument("--data", default=None, metavar="CACHE", help="cache folder from `talkinghead preprocess`")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder")
     p.add_argument("--steps", type=int, default=None, help="total generator steps (default 1000)")
@@ -50,6 +55,10 @@ def run(args) -> int:
 
     given = {k: getattr(args, k) for k in _OVERRIDABLE if getattr(args, k) is not None}
     run_dir = Path(args.output)
+    if args.resume and args.init_from:
+        raise InputError("--init-from starts a new run and --resume continues one: give one of them.")
+    if args.init_from and args.config:
+        raise InputError("--init-from brings its own architecture: leave out --config.")
     if args.resume:
         saved = run_dir / OPTIONS
         if not saved.is_file():
