@@ -192,15 +192,21 @@ def test_cli_finetune_writes_an_avatar(model_dir, astronaut, tmp_path):
 
     photo = write_image(tmp_path / "a.png", astronaut)
     assert cli_main(["finetune", "--photos", str(photo), "-o", str(tmp_path / "av"), "--steps", "1",
-                     "--model", str(model_dir), "--device", "cpu", "--lr", "1e-4"]) == 0
+                     "--model", str(model_dir), "--device", "cpu", "--lr", "1e-4", "--loss-weight", "pixel=3",
+                     "--loss-weight", "adversarial=0.5"]) == 0
     av = pipeline.Avatar.load(tmp_path / "av")
     assert av.info["fine_tune_steps"] == 1 and av.info["lr_g"] == 1e-4 and av.info["lr_d"] == 4e-4
+    assert av.info["loss_weights"]["pixel"] == 3 and av.info["loss_weights"]["adversarial"] == 0.5
+    assert av.info["loss_weights"]["feature_matching"] == 10  # the rest as the model's
 
 
 @pytest.mark.parametrize("extra", [["--avatar", "AV", "--fine-tune-steps", "3"],
                                    ["--avatar", "AV", "--face-index", "1"],
                                    ["--avatar", "AV", "--lr", "1e-3"],
                                    ["--source", "SRC", "--fine-tune-steps", "1", "--lr", "0"],
+                                   ["--avatar", "AV", "--loss-weight", "pixel=1"],
+                                   ["--source", "SRC", "--loss-weight", "sharpness=2"],
+                                   ["--source", "SRC", "--loss-weight", "pixel"],
                                    ["--source", "SRC", "--seconds", "0"],
                                    ["--source", "SRC", "--fps", "-1"]])
 def test_cli_animate_rejects_meaningless_options_in_one_line(extra, model_dir, ff_avatar, grace_hopper_path,

@@ -248,6 +248,7 @@ def test_embedding_table_starts_at_the_embedder_and_e_hat_survives(tiny_cache, t
     (["--resume", "--init-from", "default"], "give one of them"),
     (["--init-from", "default", "--config", "tiny"], "leave out --config"),
     (["--config", "tiny"], "--data CACHE is required"),
+    (["--config", "tiny", "--data", "x", "--loss-weight", "sharpness=1"], "unknown loss weights"),
 ])
 def test_train_cli_refuses_contradictory_options_in_one_sentence(tmp_path, capsys, extra, message):
     from talkinghead.cli import main
@@ -255,3 +256,15 @@ def test_train_cli_refuses_contradictory_options_in_one_sentence(tmp_path, capsy
     assert main(["train", "-o", str(tmp_path / "run"), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_cli_runs_the_recipe_it_is_given(tiny_cache, tmp_path):
+    from talkinghead.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--config", "tiny", "--data", str(tiny_cache), "-o", str(run), "--steps", "1", "--k", "2",
+                 "--content", "stlpips", "--loss-weight", "pixel=10", "--loss-weight", "content_stlpips=1.5",
+                 "--no-progress", "--device", "cpu"]) == 0
+    record = json.loads((run / "training_options.json").read_text())
+    assert record["loss_weights"]["pixel"] == 10 and record["loss_weights"]["content_stlpips"] == 1.5
+    assert "g_pixel" in (run / "log.csv").read_text().splitlines()[0]

@@ -25,12 +25,47 @@ def add_finetune_options(p, default_steps: int) -> None:
     p.add_argument("--patience", type=int, default=50, help="stop fine-tuning when the loss stalls this many steps")
     p.add_argument("--lr", type=float, default=None, metavar="LR",
                    help="G' learning rate when fine-tuning; D' uses 4x (default: talkinghead.pipeline.FINE_TUNE_LR)")
+    add_loss_weight_option(p, "fine-tuning's loss weights (default: the ones the model was meta-trained with)")
 
 
-def finetune_kwargs(args) -> dict:
-    """personalize() keywords from the fine-tuning options (it checks them)."""
+def add_loss_weight_option(p, help_text: str) -> None:
+    p.add_argument("--loss-weight", action="append", default=None, metavar="NAME=VALUE",
+                   help=f"{help_text}; repeat for several, e.g. --loss-weight pixel=10 (names: "
+                        "content_vgg19, content_vggface, content_stlpips, adversarial, feature_matching, "
+                        "embedding_match, pixel)")
+
+
+def parse_loss_weights(items) -> dict | None:
+    """``["pixel=10", ...]`` -> ``{"pixel": 10.0}``, checked against LossWeights (InputError otherwise)."""
+    if not items:
+        return None
+    from ..errors import InputError
+    from ..losses import LossWeights
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value) if sep else None
+        except ValueError:
+            out[name.strip()] = None
+        if out[name.strip()] is None or out[name.strip()] < 0:
+            raise InputError(f"--loss-weight {item!r} is not NAME=VALUE with a number >= 0, e.g. pixel=10.")
+    try:
+        LossWeights.from_dict(out)
+    except ValueError as exc:
+        raise InputError(f"--loss-weight: {exc}.") from None
+    return out
+
+
+def finetune_kwargs(args, model) -> dict:
+    """personalize() keywords from the fine-tuning options (it checks them); --loss-weight changes
+    single terms of the model's own fine-tuning weights."""
     kw = {"fine_tune_steps": args.fine_tune_steps, "patience": args.patience}
-    return kw if args.lr is None else {**kw, "lr": args.lr}
+    if args.lr is not None:
+        kw["lr"] = args.lr
+    weights = parse_loss_weights(args.loss_weight)
+    return kw if weights is None else {**kw, "loss_weights": {**model.loss_weights, **weights}}
 
 
 def write(path, video, args) -> None:

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.avatar:
         ignored = [flag for flag, used in (("--fine-tune-steps", args.fine_tune_steps), ("--lr", args.lr is not None),
+                                           ("--loss-weight", bool(args.loss_weight)),
                                            ("--face-index", args.face_index),
                                            ("--model", args.model != "default")) if used]
         if ignored:
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = load(args.model, device=args.device)
         avatar = model.personalize(args.source, backend=args.backend, face_index=args.face_index,
-                                   **finetune_kwargs(args))
+                                   **finetune_kwargs(args, model))
         faces = avatar.source.num_faces
         print(f"personalised {model.name} on {len(args.source)} photo(s)"
               + (f" ({faces} faces in {avatar.source.name}, used #{args.face_index})" if faces > 1 else ""))

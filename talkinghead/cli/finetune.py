@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = load(args.model, device=args.device)
     avatar = model.personalize(args.photos, backend=args.backend, face_index=args.face_index,
-                               batch_size=args.batch, **finetune_kwargs(args))
+                               batch_size=args.batch, **finetune_kwargs(args, model))
     avatar.save(args.output)
     info = avatar.info
     how = (f"{info.get('fine_tune_steps')} fine-tuning steps in {info.get('seconds')} s on {info.get('device')}"

@@ -9,7 +9,8 @@ Ctrl-C included) and, at the end, model/ (E, G with EMA weights, D with W, w0, b
 (the shipped one: default) instead of at random, with fresh optimisers; its architecture comes along.
 Several processes: torchrun --nproc_per_node N -m talkinghead train ...
 
-example: talkinghead train --config cpu-256 --data cache/train -o runs/cpu256 --steps 500
+example: talkinghead train --config cpu-256 --data cache/train -o runs/cpu256 --steps 500 \
+             --lr-g 1e-4 --loss-weight content_stlpips=1.5 --loss-weight pixel=10   # the shipped recipe
          talkinghead train --init-from default --data cache/train -o runs/more --steps 2000
 """
 
@@ -41,6 +42,9 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--workers", type=int, default=None, help="data loader processes (default 0)")
     p.add_argument("--content", default=None, choices=["auto", "paper", "stlpips", "none"],
                    help="content-loss backbones (default auto: VGG19/VGGFace if present, else ST-LPIPS VGG16)")
+    from ._common import add_loss_weight_option
+
+    add_loss_weight_option(p, "override one of the paper's loss weights")
     p.add_argument("--feed-forward", action="store_true", help="no embedding-match term (the paper's FF variant)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -52,6 +56,7 @@ def run(args) -> int:
 
     from ..errors import InputError
     from ..training import OPTIONS, TrainOptions, train
+    from ._common import parse_loss_weights
 
     given = {k: getattr(args, k) for k in _OVERRIDABLE if getattr(args, k) is not None}
     run_dir = Path(args.output)
@@ -71,6 +76,9 @@ def run(args) -> int:
         if "data" not in given:
             raise InputError("--data CACHE is required: build a cache with `talkinghead preprocess VIDEOS -o CACHE`.")
         opts = TrainOptions.from_dict({**given, "run_dir": str(run_dir)})
+    weights = parse_loss_weights(args.loss_weight)
+    if weights is not None:  # on --resume too: the run's saved weights, with these replaced
+        opts.loss_weights = {**opts.loss_weights, **weights}
     if args.feed_forward:
         opts.feed_forward = True
     if args.no_progress:

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# There (the GPU machine, repo root, .gpu carried): train for at most SECONDS_LIMIT seconds, checkpoint, and put the
+# run's log, options, last sample grid and an export (E/G fp16, D int8, split in 15 MiB parts) in $OUT.
+# Run again to continue: the run folder stays on the machine while it is held. Usage:
+#   SECONDS_LIMIT=520 STEPS=40000 BATCH=8 bash scripts/gpu/chunk.sh
+set -uo pipefail
+export PYTHONPATH=$PWD/.gpu/site:$PWD PYTHONUNBUFFERED=1
+RUN=${RUN:-/tmp/gpu-run}
+OUT=${OUT:-/tmp/out}
+args=(--data .gpu/cache -o "$RUN" --steps "${STEPS:-40000}" --batch "${BATCH:-8}" --k "${K:-8}" --device "${DEVICE:-cuda}"
+      --lr-g "${LR_G:-1e-4}" --lr-d "${LR_D:-2e-4}" --checkpoint-every 500 --sample-every 1000 --log-every 50
+      --workers "${WORKERS:-8}" --content stlpips --no-progress
+      --loss-weight content_stlpips=1.5 --loss-weight pixel=10)   # the shipped model's recipe
+if [ -f "$RUN/checkpoint.pt" ]; then args+=(--resume); else args+=(--config "${CONFIG:-cpu-256}"); fi
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
+# SIGTERM makes the trainer checkpoint at the next step boundary and exit 0
+timeout -s TERM "${SECONDS_LIMIT:-520}" python3 -m talkinghead train "${args[@]}" 2>&1 | tail -n 20
+python3 - "$RUN" "$OUT" <<'PYEOF'
+import shutil, sys
+from pathlib import Path
+import torch
+from talkinghead.models import TalkingHeadModel
+from talkinghead.training import export_pretrained
+run, out = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+full = export_pretrained(run, run / "export-full")
+m = TalkingHeadModel.from_pretrained(full)
+m.save_pretrained(run / "export", dtype=torch.float16, int8_prefixes=("discriminator.",))
+data = (run / "export" / "model.safetensors").read_bytes()
+part = 15 * 2**20
+for i in range(0, len(data), part):
+    (out / f"model.part{i // part}").write_bytes(data[i:i + part])
+shutil.copy(run / "export" / "config.json", out / "config.json")
+for name in ("log.csv", "training_options.json"):
+    shutil.copy(run / name, out / name)
+samples = sorted((run / "samples").glob("*.png"))
+if samples:
+    shutil.copy(samples[-1], out / "last_sample.png")
+print("step", m.training_info["steps"], "exported", len(data) // 2**20, "MiB")
+PYEOF
