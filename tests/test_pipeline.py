@@ -166,6 +166,31 @@ def test_driving_clip_without_face_is_a_clear_error(ff_avatar, tmp_path):
         ff_avatar.animate(clip, progress=False)
 
 
+def test_cli_follows_the_driving_face_it_is_told_to(ff_avatar, astronaut, grace_hopper, tmp_path, capsys):
+    import cv2
+
+    from talkinghead.io import VideoReader, write_video
+
+    pair = np.concatenate([cv2.resize(astronaut, (384, 384)), cv2.resize(grace_hopper[:512], (384, 384))], axis=1)
+    clip = write_video(tmp_path / "two.mp4", [pair] * 4, fps=4)
+    av = ff_avatar.save(tmp_path / "av")
+    out = tmp_path / "x.mp4"
+    firsts = []
+    for index in ("0", "1"):
+        assert cli_main(["animate", "--avatar", str(av), "--driving", str(clip), "--driving-face-index", index,
+                         "--motion", "absolute", "-o", str(out), "--device", "cpu", "--crop-only"]) == 0
+        with VideoReader(out) as r:
+            firsts.append(next(iter(r)).astype(int))
+    # a still clip has no relative motion; absolute motion shows which face's landmarks were used
+    assert np.abs(firsts[0] - firsts[1]).mean() > 1
+    capsys.readouterr()
+    code = cli_main(["animate", "--avatar", str(av), "--driving", str(clip), "--driving-face-index", "2",
+                     "-o", str(tmp_path / "y.mp4"), "--device", "cpu"])
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("landmarks:")]
+    assert code == 2 and len(err) == 1 and "Face index 2" in err[0] and "two.mp4" in err[0], err
+    assert not (tmp_path / "y.mp4").exists()
+
+
 def test_unreadable_driving_clip_is_a_clear_error(ff_avatar, tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)  # an mp4 header, then nothing

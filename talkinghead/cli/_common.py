@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def add_model_options(p) -> None:
     p.add_argument("--model", default="default",
-                   help="model name (looked up in pretrained/, then $TALKINGHEAD_HOME) or a model folder")
+                   help="model name (looked up in pretrained/, the installed copy, then $TALKINGHEAD_HOME) or a model folder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
     p.add_argument("--backend", default="auto", choices=["auto", "dlib", "face-alignment", "mediapipe"],
                    help="landmark detector")
@@ -24,7 +24,7 @@ def add_finetune_options(p, default_steps: int) -> None:
                    help="fine-tuning steps on the photos (0 = feed-forward: embed only)")
     p.add_argument("--patience", type=int, default=50, help="stop fine-tuning when the loss stalls this many steps")
     p.add_argument("--lr", type=float, default=None, metavar="LR",
-                   help="G' learning rate when fine-tuning; D' uses 4x (default: talkinghead.pipeline.FINE_TUNE_LR)")
+                   help="G' learning rate when fine-tuning; D' uses 4x (default: 2e-4, talkinghead.pipeline.FINE_TUNE_LR)")
     add_loss_weight_option(p, "fine-tuning's loss weights (default: the ones the model was meta-trained with)")
 
 

@@ -30,6 +30,8 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--seconds", type=float, default=5.0, help="length with --motion-preset")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate with --motion-preset")
     p.add_argument("--max-frames", type=int, default=None, help="animate only the first N driving frames")
+    p.add_argument("--driving-face-index", type=int, default=0, metavar="N",
+                   help="which face of the driving clip to follow when it shows several (0 = largest)")
     add_model_options(p)
     add_finetune_options(p, default_steps=0)
     add_output_options(p)
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
             raise InputError(f"--reference must be best, first or a frame index, not {args.reference!r}.")
         video = avatar.animate(args.driving, motion=args.motion, reference=ref, crop_only=args.crop_only, backend=args.backend,
-                               max_frames=args.max_frames, batch_size=args.batch_size)
+                               face_index=args.driving_face_index, max_frames=args.max_frames,
+                               batch_size=args.batch_size)
         filled = video.info.get("filled_frames", 0)
         if filled:
             print(f"{filled} driving frame(s) without a detected face were interpolated")

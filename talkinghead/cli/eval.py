@@ -20,7 +20,7 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--shots", nargs="+", type=int, default=[1, 8, 32], metavar="T", help="few-shot set sizes")
     p.add_argument("--modes", nargs="+", default=["ff", "ft"], choices=["ff", "ft"],
                    help="feed-forward (embed only) and/or fine-tuned")
-    p.add_argument("--model", default="default", help="model name (pretrained/, then $TALKINGHEAD_HOME) or folder")
+    p.add_argument("--model", default="default", help="model name (pretrained/, the installed copy, then $TALKINGHEAD_HOME) or folder")
     p.add_argument("--frames", type=int, default=32, metavar="N", help="test frames per clip")
     p.add_argument("--ft-steps", type=int, default=40, metavar="N", help="fine-tuning steps in FT mode")
     p.add_argument("--backend", default="auto", choices=["auto", "dlib", "face-alignment", "mediapipe"],

@@ -15,7 +15,7 @@ gaps are an error), `faces_per_frame` (T,) and `backend`.
 def register(subparsers, formatter_class) -> None:
     p = subparsers.add_parser("landmarks", help="detect 68 face landmarks in a video or photo",
                               description=DESCRIPTION, formatter_class=formatter_class)
-    p.add_argument("input", metavar="INPUT", help="video (mp4, mov, avi, webm, mpg) or image")
+    p.add_argument("input", metavar="INPUT", help="video (mp4, mov, avi, mkv, webm, mpg, mpeg, m4v) or image")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write the landmarks")
     p.add_argument("--backend", default="auto", choices=("auto", "dlib", "face-alignment", "mediapipe"),
                    help="detector; auto = face-alignment if its weights are present, else dlib")
