@@ -107,8 +107,10 @@ def prepare_sources(photos, size: int, backend: str = "auto", face_index: int = 
                     device: str = "cpu", detector=None) -> list[SourceFace]:
     """Read, detect and crop each photo; raises :class:`NoFaceError` naming the photo without a face."""
     from .io import read_image, to_uint8_rgb
-    from .landmarks import crop_from_landmarks, get_detector, select_face
+    from .landmarks import LandmarkDetector, crop_from_landmarks, get_detector, select_face
 
+    if detector is None and isinstance(backend, LandmarkDetector):
+        detector, backend = backend, backend.name
     det = detector or get_detector(backend, device)
     out = []
     for i, photo in enumerate(_as_photo_list(photos)):
@@ -131,7 +133,11 @@ def _check_same_person(sources: Sequence[SourceFace]) -> None:
         return
     from .metrics import face_descriptor
 
-    desc = [face_descriptor(s.crop_and_landmark_image(256)[0]) for s in sources]
+    try:
+        desc = [face_descriptor(s.crop_and_landmark_image(256)[0]) for s in sources]
+    except ImportError:  # dlib is a dependency; a stripped-down install (a GPU box) may lack it
+        warnings.warn("dlib is not importable, so the photos were not checked for being one person.", stacklevel=3)
+        return
     ref = next((d for d in desc if d is not None), None)
     if ref is None:
         return
@@ -189,6 +195,8 @@ class TalkingHead:
 
         Args:
             photos: image paths or uint8 RGB arrays (one or a list). More than 32 are allowed.
+            backend: landmark detector name (``auto``, ``dlib``, ``face-alignment``, ``mediapipe``) or a
+                :class:`talkinghead.landmarks.LandmarkDetector` instance of your own.
             fine_tune_steps: 0 is the feed-forward mode (embed only). Otherwise G' (with trainable
                 AdaIN parameters psi' from ``P e_hat``) and D' (with ``w' = w0 + e_hat``) are trained on
                 the photos with the content and adversarial losses, stopping early when the loss has

@@ -247,6 +247,27 @@ def test_cli_animate_rejects_meaningless_options_in_one_line(extra, model_dir, f
     assert not out.exists()
 
 
+def test_personalize_takes_a_detector_of_ones_own(model, astronaut):
+    """A LandmarkDetector instance as ``backend``: used for every photo, no other detector loaded."""
+    from talkinghead.landmarks import Face, LandmarkDetector, detect_landmarks
+
+    known = detect_landmarks(astronaut, "dlib")
+
+    class Fixed(LandmarkDetector):
+        name = "fixed"
+        calls = 0
+
+        def _load(self):
+            pass
+
+        def _detect(self, image):
+            Fixed.calls += 1
+            return [Face(known, (0.0, 0.0, 10.0, 10.0))]
+
+    avatar = model.personalize(astronaut, backend=Fixed(), progress=False)
+    assert Fixed.calls == 1 and np.allclose(avatar.source.landmarks, known)
+
+
 def test_photos_of_different_people_warn(model, astronaut, grace_hopper):
     with pytest.warns(UserWarning, match="different person"):
         model.personalize([astronaut, grace_hopper], progress=False)

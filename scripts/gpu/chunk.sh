@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # There (the GPU machine, repo root, .gpu carried): train for at most SECONDS_LIMIT seconds, checkpoint, and put the
-# run's log, options, last sample grid and an export (E/G fp16, D int8, split in 15 MiB parts) in $OUT.
+# run's log, options and last sample grid (run-info.tar) and an export (E/G fp16, D int8, split in 15 MiB
+# parts, with config.json) in $OUT: 6 files, so a benchmark JSON still fits the 8 that come back.
 # Run again to continue: the run folder stays on the machine while it is held. Usage:
 #   SECONDS_LIMIT=520 STEPS=40000 BATCH=8 bash scripts/gpu/chunk.sh
 set -uo pipefail
@@ -16,7 +17,7 @@ nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || tr
 # SIGTERM makes the trainer checkpoint at the next step boundary and exit 0
 timeout -s TERM "${SECONDS_LIMIT:-520}" python3 -m talkinghead train "${args[@]}" 2>&1 | tail -n 20
 python3 - "$RUN" "$OUT" <<'PYEOF'
-import shutil, sys
+import shutil, sys, tarfile
 from pathlib import Path
 import torch
 from talkinghead.models import TalkingHeadModel
@@ -31,10 +32,12 @@ part = 15 * 2**20
 for i in range(0, len(data), part):
     (out / f"model.part{i // part}").write_bytes(data[i:i + part])
 shutil.copy(run / "export" / "config.json", out / "config.json")
-for name in ("log.csv", "training_options.json"):
-    shutil.copy(run / name, out / name)
-samples = sorted((run / "samples").glob("*.png"))
-if samples:
-    shutil.copy(samples[-1], out / "last_sample.png")
+# at most 8 files come back per call: the small ones travel as one tar
+with tarfile.open(out / "run-info.tar", "w") as tar:
+    for name in ("log.csv", "training_options.json"):
+        tar.add(run / name, arcname=name)
+    samples = sorted((run / "samples").glob("*.png"))
+    if samples:
+        tar.add(samples[-1], arcname="last_sample.png")
 print("step", m.training_info["steps"], "exported", len(data) // 2**20, "MiB")
 PYEOF
