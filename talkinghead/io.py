@@ -431,6 +431,7 @@ class VideoWriter:
         self._tmp: Path | None = None
         self._gen = None
         self._cv = None
+        self._muxed_audio: str | None = None
 
     def _start(self, w: int, h: int) -> None:
         self.size = (w, h)
@@ -447,7 +448,7 @@ class VideoWriter:
             audio = None
             if self.audio_from is not None:
                 if has_audio(self.audio_from):
-                    audio = str(self.audio_from)
+                    audio = self._muxed_audio = str(self.audio_from)
                     # Pad the audio with silence and stop at the video's end: -shortest alone would cut
                     # the video (and drop frames) wherever the audio track is the shorter one.
                     out_params += ["-af", "apad", "-shortest"]
@@ -494,6 +495,8 @@ class VideoWriter:
             if self._gen is not None:
                 gen, self._gen = self._gen, None
                 gen.close()  # waits for ffmpeg to finish
+                if self._muxed_audio and error is None:
+                    self._trim_to_frames()
             if self._cv is not None:
                 self._cv.release()
                 self._cv = None
@@ -504,6 +507,30 @@ class VideoWriter:
             ctx.__exit__(None, None, None)
         else:
             ctx.__exit__(type(error), error, error.__traceback__)
+
+    def _trim_to_frames(self) -> None:
+        """Cut the file to its frames' duration (a stream copy, no re-encoding).
+
+        With the padded audio, ``-shortest`` stops only roughly where the video ends: the frames come
+        through a pipe, and when they come slowly ffmpeg has already muxed up to 0.4 s more audio
+        (seen in tests on a busy machine), so players held the last frame that long.
+        """
+        import imageio_ffmpeg
+
+        seconds = self.num_frames / float(Fraction(self.fps).limit_denominator(1001))
+        trimmed = self._tmp.with_name(self._tmp.stem + ".trim" + self._tmp.suffix)
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(self._tmp), "-map", "0",
+               "-c", "copy", "-map_metadata", "0", "-t", f"{seconds:.6f}"]
+        if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
+            cmd += ["-movflags", "+faststart+use_metadata_tags"]
+        try:
+            subprocess.run(cmd + [str(trimmed)], check=True, capture_output=True)
+            os.replace(trimmed, self._tmp)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            warnings.warn(f"Could not cut the audio of {self.path} to the video's length ({exc}); "
+                          "it may run past the last frame.")
+        finally:
+            trimmed.unlink(missing_ok=True)
 
     def __enter__(self) -> "VideoWriter":
         return self

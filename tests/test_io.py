@@ -145,7 +145,11 @@ def test_video_audio_muxed(tmp_path):
     p = io.write_video(tmp_path / "a.mp4", _frames(10), fps=10, audio_from=wav)
     r = io.VideoReader(p)
     assert r.has_audio and len(list(r)) == 10
-    assert r.duration == pytest.approx(1.0, abs=0.15)  # audio cut to the video (-shortest)
+    assert r.duration == pytest.approx(1.0, abs=0.05)  # audio cut to the video's 10 frames
+    # the cut (a stream copy) keeps the metadata and leaves no temporary file behind
+    io.write_video(tmp_path / "m.mp4", _frames(10), fps=10, audio_from=wav, metadata={"provenance": "kept"})
+    assert io.read_metadata(tmp_path / "m.mp4") == {"provenance": "kept"}
+    assert not [x.name for x in tmp_path.iterdir() if x.name.startswith(".")]
     # a source without audio: written silently without sound, with a warning
     silent = io.write_video(tmp_path / "s.mp4", _frames(3), fps=10)
     with pytest.warns(UserWarning, match="no audio"):
