@@ -797,8 +797,7 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
             "amp": "bf16" if trainer.amp else "off",
             "videos": dataset.videos,
             "identities": dataset.identities,
-            "init_from": (model.training_info.get("init_from") if init is not None
-                          else _saved_record(run_dir).get("init_from")),
+            "init_from": model.training_info.get("init_from") if init is not None else saved.get("init_from"),
             "torch": torch.__version__,
         }
         atomic_write_text(run_dir / OPTIONS, json.dumps(record, indent=1))
