@@ -160,6 +160,32 @@ def test_report_shape_on_the_tiny_config(tiny_model, short_clip, grace_hopper_pa
     assert len(report["files"]["samples"]) == 8 + 2
 
 
+def test_an_interrupted_evaluation_resumes_from_the_frames_it_kept(tiny_model, short_clip, tmp_path, monkeypatch):
+    """Frames are kept per (clip, T, mode) as they are made; a rerun reuses them only when the model,
+    options and clip are the same, and gives the same numbers."""
+    from talkinghead.pipeline import TalkingHead
+
+    opts = EvalOptions(shots=(1,), modes=("ff", "ft"), frames=2, ft_steps=1, content="none", backend="dlib",
+                       baselines=False)
+    work = tmp_path / ".partial"
+    real = TalkingHead.personalize
+    calls = []
+    monkeypatch.setattr(TalkingHead, "personalize", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+
+    def run(o):
+        calls.clear()
+        rows = evaluate(tiny_model, [short_clip], o, log=None, work_dir=work).report["results"]
+        return {(r["method"], r["shots"]): (r["ssim"], r["lpips"]) for r in rows}, len(calls)
+
+    first, n1 = run(opts)
+    assert n1 == 2 and sorted(p.name for p in work.iterdir()) == ["astronaut_ff_T1.npz", "astronaut_ft_T1.npz"]
+    (work / "astronaut_ft_T1.npz").unlink()  # as if stopped during fine-tuning
+    again, n2 = run(opts)
+    assert n2 == 1 and again == first
+    _, n3 = run(EvalOptions(**{**opts.__dict__, "seed": 1}))  # another seed: FT again, FF reused
+    assert n3 == 1
+
+
 def test_eval_cli_exits_2_on_a_bad_video(tmp_path, capsys):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all" * 100)

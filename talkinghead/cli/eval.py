@@ -10,7 +10,8 @@ def register(subparsers, formatter_class) -> None:
         description="The paper's protocol: the first T frames of each clip are the few shots (T in --shots),\n"
                     "--frames evenly spaced later frames are generated from their own landmarks (each in its\n"
                     "own crop) and compared with the real crops. Baselines: the nearest few-shot frame and a\n"
-                    "piecewise affine warp of it. Writes report.json, report.md, plots and sample strips.\n\n"
+                    "piecewise affine warp of it. Writes report.json, report.md, plots and sample strips.\n"
+                    "Interrupted (Ctrl-C), it resumes: the same command reuses what REPORT_DIR/.partial kept.\n\n"
                     "  talkinghead eval --videos held_out/*.mp4 --shots 1 8 32 --modes ff ft -o report/\n"
                     "  talkinghead eval --videos clip.mp4 --sources mona_lisa.jpg -o report/   # + cross-identity",
         formatter_class=formatter_class)
@@ -33,6 +34,9 @@ def register(subparsers, formatter_class) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
     from ..evaluation import EvalOptions, evaluate, write_report
     from ..io import VideoReader, read_image
     from ..pipeline import load
@@ -45,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
     for s in args.sources:
         read_image(s)
     model = load(args.model, device=args.device)
-    result = evaluate(model, args.videos, opts, sources=args.sources)
+    work = Path(args.output) / ".partial"
+    result = evaluate(model, args.videos, opts, sources=args.sources, work_dir=work)
     report = write_report(result, args.output)
+    shutil.rmtree(work, ignore_errors=True)  # the report holds the results now
     for r in report["results"]:
         vals = "  ".join(f"{k} {'n/a' if r[k] is None else format(r[k], '.3f')}" for k in ("ssim", "lpips", "csim", "akd"))
         print(f"{r['label']:>24s} T={r['shots']:<3d} {vals}")

@@ -9,9 +9,15 @@ the real crop. The baselines get the same few-shot crops and test landmarks.
 Cross-identity (puppeteering): a portrait is personalised and driven by the test frames' landmarks
 (relative motion transfer); identity kept = CSIM to the portrait, motion followed = landmarks detected
 on the output against the driver's.
+
+Resuming: with ``work_dir``, the frames each (clip, T, mode) generated are kept there as soon as they
+exist, under a fingerprint of the model's weights, the options and the clip; a rerun with the same
+fingerprint reuses them instead of personalising again (fine-tuning is most of an evaluation's time).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -187,10 +193,54 @@ class EvalResult:
     fid_sets: dict[str, tuple[list, list]] = field(default_factory=dict)
 
 
+def _model_fingerprint(model) -> str:
+    """SHA-1 of the weights (names and bytes) and of the fine-tuning settings the model brings."""
+    from ..pipeline import FINE_TUNE_LR
+
+    h = hashlib.sha1()
+    for name, t in model.model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps([model.loss_weights, FINE_TUNE_LR], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _unit_fingerprint(model_fp: str, opts: "EvalOptions", clip: "Clip", t: int, mode: str) -> str:
+    st = clip.path.stat()
+    ft = [opts.ft_steps, opts.seed, opts.content] if mode == "ft" else []  # FF depends on none of them
+    key = [model_fp, mode, t, ft, opts.backend,
+           str(clip.path.resolve()), st.st_size, st.st_mtime_ns, clip.shot_indices(t), clip.test_indices]
+    return hashlib.sha1(json.dumps(key).encode()).hexdigest()
+
+
+def _cached_frames(work_dir: Path | None, name: str, fingerprint: str) -> np.ndarray | None:
+    path = work_dir / f"{name}.npz" if work_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["frames"] if str(z["fingerprint"]) == fingerprint else None
+    except (OSError, KeyError, ValueError):  # a damaged file: compute again
+        return None
+
+
+def _keep_frames(work_dir: Path | None, name: str, fingerprint: str, frames: np.ndarray) -> None:
+    from ..atomic import atomic_path
+
+    if work_dir is None:
+        return
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(work_dir / f"{name}.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, frames=frames, fingerprint=np.array(fingerprint))
+
+
 def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | None = None,
-             sources: Sequence[str | os.PathLike] = (), log: Callable[[str], None] | None = print) -> EvalResult:
+             sources: Sequence[str | os.PathLike] = (), log: Callable[[str], None] | None = print,
+             work_dir: str | os.PathLike | None = None) -> EvalResult:
     """Run the protocol with a loaded :class:`talkinghead.pipeline.TalkingHead` on held-out ``videos``.
 
+    ``work_dir``: where generated frames are kept as they are made, so that an interrupted evaluation
+    resumes where it stopped (``talkinghead eval`` uses ``REPORT_DIR/.partial``).
     Returns an :class:`EvalResult`; :func:`talkinghead.evaluation.write_report` writes it out.
     Raises :class:`InputError` / :class:`NoFaceError` naming a clip that cannot be used.
     """
@@ -208,6 +258,8 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
     for v in videos:
         clips.append(load_clip(v, opts.shots, opts.frames, detector))
         log(f"{clips[-1].name}: {clips[-1].split.num_frames} frames, {len(clips[-1].test_indices)} test frames")
+    work = Path(work_dir) if work_dir is not None else None
+    model_fp = _model_fingerprint(model) if work is not None else ""
     methods = list(opts.modes) + (list(BASELINES) if opts.baselines else [])
     result = EvalResult(report={})
     rows: dict[tuple[str, int], list[dict]] = {(m, t): [] for m in methods for t in opts.shots}
@@ -223,11 +275,19 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
             shot_frames = [clip.frames[i] for i in shot_idx]
             outputs: dict[str, np.ndarray] = {}
             for mode in opts.modes:
+                unit = f"{Path(clip.name).stem}_{mode}_T{t}"
+                fp = _unit_fingerprint(model_fp, opts, clip, t, mode) if work is not None else ""
+                kept = _cached_frames(work, unit, fp)
+                if kept is not None:
+                    outputs[mode] = kept
+                    log(f"{clip.name}: {mode.upper()} T={t}: frames from the interrupted run ({work})")
+                    continue
                 t0 = time.time()
                 avatar = model.personalize(shot_frames, fine_tune_steps=opts.ft_steps if mode == "ft" else 0,
                                            backend=opts.backend, progress=False, seed=opts.seed, patience=0,
-                                       content=opts.content)
+                                           content=opts.content)
                 outputs[mode] = _render(avatar, crop_lms, opts.batch_size)
+                _keep_frames(work, unit, fp, outputs[mode])
                 log(f"{clip.name}: {mode.upper()} T={t}: personalised and rendered in {time.time() - t0:.1f} s")
             if opts.baselines:
                 shots_c = [_crop(clip.frames[i], clip.landmarks[i], size) for i in shot_idx]
