@@ -32,6 +32,7 @@ p.add_argument("--every", type=int, default=25)
 p.add_argument("--batch", type=int, default=2)
 p.add_argument("--lr", type=float, default=FINE_TUNE_LR, help="G' learning rate (D' gets 4x)")
 p.add_argument("--loss-weights", default=None, help="JSON overrides of LossWeights (default: the model's)")
+p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="bf16 autocast (personalize's amp)")
 p.add_argument("-o", "--output", required=True)
 args = p.parse_args()
 
@@ -67,8 +68,8 @@ def cb(step, terms, snapshot):
 
 weights = json.loads(args.loss_weights) if args.loss_weights else None
 model.personalize(shot_frames, fine_tune_steps=args.steps, patience=0, progress=False, backend="dlib",
-                  batch_size=args.batch, loss_weights=weights, lr=args.lr, callback=cb)
+                  batch_size=args.batch, loss_weights=weights, lr=args.lr, amp=args.amp, callback=cb)
 out = Path(args.output)
 out.parent.mkdir(parents=True, exist_ok=True)
-atomic_write_text(out, json.dumps({"video": args.video, "shots": args.shots, "loss_weights": weights, "lr": args.lr,
+atomic_write_text(out, json.dumps({"video": args.video, "shots": args.shots, "loss_weights": weights, "lr": args.lr, "amp": args.amp,
                                    "baseline": base, "rows": rows}, indent=1) + "\n")

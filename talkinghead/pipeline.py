@@ -190,7 +190,7 @@ class TalkingHead:
                     backend: str = "auto", face_index: int = 0, batch_size: int = 2,
                     patience: int = 50, progress: bool = True, seed: int = 0,
                     content: str = "auto", loss_weights: dict | None = None, lr: float = FINE_TUNE_LR,
-                    train_generator: bool = True, log=None, callback=None) -> "Avatar":
+                    train_generator: bool = True, amp: str = "auto", log=None, callback=None) -> "Avatar":
         """Adapt the model to one person from 1 to 32 photos.
 
         Args:
@@ -207,6 +207,8 @@ class TalkingHead:
                 (``docs/fine-tuning.md``).
             train_generator: ``True`` (the paper) trains G's weights with psi'; ``False`` trains psi'
                 alone, so G keeps the meta-learned weights.
+            amp: bf16 autocast while fine-tuning: ``auto`` (on CUDA only), ``bf16`` (also on a CPU: pays
+                on CPUs with AMX or AVX512-BF16, see ``docs/fine-tuning.md``) or ``off``.
             loss_weights: overrides of :class:`talkinghead.losses.LossWeights` fields for fine-tuning;
                 by default the weights the model was meta-trained with (``training.loss_weights`` in
                 its ``config.json``), else the paper's.
@@ -217,6 +219,8 @@ class TalkingHead:
             An :class:`Avatar` holding the (fine-tuned) generator, psi and the first photo. It lives
             where it was made: on the fine-tuning device after FT, on this model's device after FF.
         """
+        if amp not in ("auto", "bf16", "off"):
+            raise InputError(f"amp must be auto, bf16 or off, not {amp!r}.")
         if fine_tune_steps > 0 and not lr > 0:
             raise InputError(f"The fine-tuning learning rate must be positive, such as {FINE_TUNE_LR:g}; got {lr}.")
         photos = _as_photo_list(photos)
@@ -231,7 +235,7 @@ class TalkingHead:
         if fine_tune_steps > 0:
             generator, psi, info = self._fine_tune(sources, e_hat, fine_tune_steps, resolve_device(device or self.device),
                                                    batch_size, patience, progress, seed, content, loss_weights,
-                                                   lr, train_generator, log, callback)
+                                                   lr, train_generator, amp, log, callback)
         else:
             with torch.no_grad():
                 psi = generator.psi_from_embedding(e_hat[None])[0]
@@ -239,7 +243,7 @@ class TalkingHead:
         return avatar.to(psi.device)
 
     def _fine_tune(self, sources, e_hat, steps, device, batch_size, patience, progress, seed, content, loss_weights,
-                   lr, train_generator, log, callback):
+                   lr, train_generator, amp, log, callback):
         from tqdm import tqdm
 
         from .training import FineTuneTask, Trainer, TrainOptions, build_loss
@@ -254,7 +258,7 @@ class TalkingHead:
         task = FineTuneTask(model, e_hat.to(device), train_generator=train_generator).to(device)
         opts = TrainOptions(config=self.name, data="", run_dir="", steps=steps, batch=batch_size,
                             k=0, device=str(device), d_steps=1, content=content, progress=False,
-                            lr_g=lr, lr_d=4 * lr,
+                            lr_g=lr, lr_d=4 * lr, amp=amp,
                             loss_weights=dict(self.loss_weights if loss_weights is None else loss_weights))
         loss_fn = build_loss(opts, device)
         trainer = Trainer(task, loss_fn, opts, device, run_dir=None)
@@ -306,7 +310,7 @@ class TalkingHead:
                 "seconds": round(time.time() - t0, 2), "device": str(device),
                 "content_backbones": list(loss_fn.backbones.names) if loss_fn.backbones is not None else [],
                 "loss_weights": loss_fn.weights.to_dict(), "lr_g": opts.lr_g, "lr_d": opts.lr_d,
-                "train_generator": train_generator}
+                "train_generator": train_generator, "amp": "bf16" if trainer.amp else "off"}
         return generator, task.psi.detach(), info
 
 

@@ -218,11 +218,12 @@ def test_cli_finetune_writes_an_avatar(model_dir, astronaut, tmp_path):
     photo = write_image(tmp_path / "a.png", astronaut)
     assert cli_main(["finetune", "--photos", str(photo), "-o", str(tmp_path / "av"), "--steps", "1",
                      "--model", str(model_dir), "--device", "cpu", "--lr", "1e-4", "--loss-weight", "pixel=3",
-                     "--loss-weight", "adversarial=0.5"]) == 0
+                     "--loss-weight", "adversarial=0.5", "--amp", "bf16"]) == 0
     av = pipeline.Avatar.load(tmp_path / "av")
     assert av.info["fine_tune_steps"] == 1 and av.info["lr_g"] == 1e-4 and av.info["lr_d"] == 4e-4
     assert av.info["loss_weights"]["pixel"] == 3 and av.info["loss_weights"]["adversarial"] == 0.5
     assert av.info["loss_weights"]["feature_matching"] == 10  # the rest as the model's
+    assert av.info["amp"] == "bf16"  # autocast on the CPU, as asked
 
 
 @pytest.mark.parametrize("extra", [["--avatar", "AV", "--fine-tune-steps", "3"],
@@ -230,6 +231,7 @@ def test_cli_finetune_writes_an_avatar(model_dir, astronaut, tmp_path):
                                    ["--avatar", "AV", "--lr", "1e-3"],
                                    ["--source", "SRC", "--fine-tune-steps", "1", "--lr", "0"],
                                    ["--avatar", "AV", "--loss-weight", "pixel=1"],
+                                   ["--avatar", "AV", "--amp", "bf16"],
                                    ["--source", "SRC", "--loss-weight", "sharpness=2"],
                                    ["--source", "SRC", "--loss-weight", "pixel"],
                                    ["--source", "SRC", "--seconds", "0"],
@@ -245,6 +247,12 @@ def test_cli_animate_rejects_meaningless_options_in_one_line(extra, model_dir, f
     assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
     assert extra[2] in err[0] or "positive" in err[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kw, words", [({"amp": "fp8"}, "amp must be"), ({"lr": 0.0}, "learning rate must be positive")])
+def test_personalize_refuses_meaningless_settings(model, astronaut, kw, words):
+    with pytest.raises(InputError, match=words):
+        model.personalize(astronaut, fine_tune_steps=1, progress=False, **kw)
 
 
 def test_personalize_takes_a_detector_of_ones_own(model, astronaut):

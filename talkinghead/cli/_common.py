@@ -26,6 +26,9 @@ def add_finetune_options(p, default_steps: int) -> None:
     p.add_argument("--lr", type=float, default=None, metavar="LR",
                    help="G' learning rate when fine-tuning; D' uses 4x (default: 2e-4, talkinghead.pipeline.FINE_TUNE_LR)")
     add_loss_weight_option(p, "fine-tuning's loss weights (default: the ones the model was meta-trained with)")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
+                   help="bf16 autocast while fine-tuning: auto = on CUDA only; bf16 also on CPUs with AMX "
+                        "(about 1.5x faster there)")
 
 
 def add_loss_weight_option(p, help_text: str) -> None:
@@ -61,7 +64,7 @@ def parse_loss_weights(items) -> dict | None:
 def finetune_kwargs(args, model) -> dict:
     """personalize() keywords from the fine-tuning options (it checks them); --loss-weight changes
     single terms of the model's own fine-tuning weights."""
-    kw = {"fine_tune_steps": args.fine_tune_steps, "patience": args.patience}
+    kw = {"fine_tune_steps": args.fine_tune_steps, "patience": args.patience, "amp": args.amp}
     if args.lr is not None:
         kw["lr"] = args.lr
     weights = parse_loss_weights(args.loss_weight)

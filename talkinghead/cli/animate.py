@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.avatar:
         ignored = [flag for flag, used in (("--fine-tune-steps", args.fine_tune_steps), ("--lr", args.lr is not None),
                                            ("--loss-weight", bool(args.loss_weight)),
+                                           ("--amp", args.amp != "auto"),
                                            ("--face-index", args.face_index),
                                            ("--model", args.model != "default")) if used]
         if ignored:
