@@ -26,7 +26,7 @@ def flag(name: str, default: str) -> str:
 
 
 # --amp=bf16: autocast on CPUs with AMX/AVX512-BF16 (1.45x faster per step here, benchmarks/train.py);
-# the shipped run used it from step 1065 on.
+# the run continued with it from step 1065 (steps 1002-1748 are not shipped: see the model card).
 opts = TrainOptions(config="cpu-256", data="cache/train", run_dir=flag("run-dir", "runs/default-cpu256-v2"),
                     steps=int(flag("steps", "4000")), batch=2, k=4, lr_g=1e-4, lr_d=2e-4, amp=flag("amp", "auto"),
                     sample_every=100, checkpoint_every=50, log_every=10, workers=1,
