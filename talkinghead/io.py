@@ -440,9 +440,8 @@ class VideoWriter:
         if self.backend == "ffmpeg":
             import imageio_ffmpeg
 
-            out_params = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-crf", str(self.crf), "-preset", "medium"]
-            if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
-                out_params += ["-movflags", "+faststart+use_metadata_tags"]
+            out_params = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-crf", str(self.crf), "-preset", "medium",
+                          *self._container_params()]
             for k, v in self.metadata.items():
                 out_params += ["-metadata", f"{k}={v}"]  # one argv item each: no quoting needed
             audio = None
@@ -455,7 +454,7 @@ class VideoWriter:
                 else:
                     warnings.warn(f"{self.audio_from} has no audio track; writing {self.path} without sound")
             self._gen = imageio_ffmpeg.write_frames(
-                str(self._tmp), (w, h), fps=Fraction(self.fps).limit_denominator(1001), codec="libx264",
+                str(self._tmp), (w, h), fps=self._rate(), codec="libx264",
                 pix_fmt_in="rgb24", pix_fmt_out="yuv420p", quality=None, macro_block_size=1,
                 ffmpeg_log_level="error", output_params=out_params, audio_path=audio,
                 audio_codec="aac" if audio else None)
@@ -508,6 +507,13 @@ class VideoWriter:
         else:
             ctx.__exit__(type(error), error, error.__traceback__)
 
+    def _rate(self) -> Fraction:
+        return Fraction(self.fps).limit_denominator(1001)
+
+    def _container_params(self) -> list[str]:
+        """MP4/MOV: index up front (streams in browsers) and keep our free-form metadata tags."""
+        return ["-movflags", "+faststart+use_metadata_tags"] if self.path.suffix.lower() in (".mp4", ".mov", ".m4v") else []
+
     def _trim_to_frames(self) -> None:
         """Cut the file to its frames' duration (a stream copy, no re-encoding).
 
@@ -517,12 +523,10 @@ class VideoWriter:
         """
         import imageio_ffmpeg
 
-        seconds = self.num_frames / float(Fraction(self.fps).limit_denominator(1001))
+        seconds = self.num_frames / float(self._rate())
         trimmed = self._tmp.with_name(self._tmp.stem + ".trim" + self._tmp.suffix)
         cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(self._tmp), "-map", "0",
-               "-c", "copy", "-map_metadata", "0", "-t", f"{seconds:.6f}"]
-        if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
-            cmd += ["-movflags", "+faststart+use_metadata_tags"]
+               "-c", "copy", "-map_metadata", "0", "-t", f"{seconds:.6f}", *self._container_params()]
         try:
             subprocess.run(cmd + [str(trimmed)], check=True, capture_output=True)
             os.replace(trimmed, self._tmp)

@@ -697,15 +697,13 @@ def init_from_pretrained(name_or_dir: str, dataset) -> nn.Module:
     optimisers start afresh and the run counts its steps from 0 (the record keeps where it started).
     """
     from .hub import load_pretrained
+    from .models import TalkingHeadModel
 
     try:
         src = load_pretrained(name_or_dir)
     except (InputError, WeightsError) as exc:
         raise InputError(f"--init-from {name_or_dir}: {exc}") from None
-    cfg = src.config.replace(num_videos=len(dataset))
-    from .models import TalkingHeadModel
-
-    model = TalkingHeadModel(cfg)
+    model = TalkingHeadModel(src.config.replace(num_videos=len(dataset)))
     state = {k: v for k, v in src.state_dict().items() if k != "discriminator.W.weight"}
     model.load_state_dict(state, strict=False)
     trained = list(src.training_info.get("videos") or [])
@@ -736,20 +734,18 @@ def init_embedding_table(model: nn.Module, dataset, device: torch.device, keep: 
     E, D = model.embedder, model.discriminator
     was_training = E.training
     E.eval()  # no spectral-norm power iteration: the weights' state stays as constructed
+    todo = [vi for vi in range(len(dataset)) if keep is None or vi not in keep]
     rows = []
-    for vi in range(len(dataset)):
+    for vi in todo:
         ep = dataset[(vi, (0,))]
         x, y = ep["frames"], ep["landmarks"]
         if x.shape[0] > 1:  # K shots + target: embed the shots
             x, y = x[:-1], y[:-1]
         rows.append(E(x[None].to(device), y[None].to(device))[1][0])
-    table = torch.stack(rows)
+    if rows:
+        D.W.weight[todo] = torch.stack(rows)
     if keep is None:
-        D.W.weight.copy_(table)
-        D.w0.copy_(-table.mean(0))
-    else:
-        new = [i for i in range(len(table)) if i not in keep]
-        D.W.weight[new] = table[new]
+        D.w0.copy_(-D.W.weight.mean(0))
     E.train(was_training)
 
 

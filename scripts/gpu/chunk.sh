@@ -16,28 +16,12 @@ if [ -f "$RUN/checkpoint.pt" ]; then args+=(--resume); else args+=(--config "${C
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
 # SIGTERM makes the trainer checkpoint at the next step boundary and exit 0
 timeout -s TERM "${SECONDS_LIMIT:-520}" python3 -m talkinghead train "${args[@]}" 2>&1 | tail -n 20
-python3 - "$RUN" "$OUT" <<'PYEOF'
-import shutil, sys, tarfile
-from pathlib import Path
-import torch
-from talkinghead.models import TalkingHeadModel
-from talkinghead.training import export_pretrained
-run, out = Path(sys.argv[1]), Path(sys.argv[2])
-out.mkdir(parents=True, exist_ok=True)
-full = export_pretrained(run, run / "export-full")
-m = TalkingHeadModel.from_pretrained(full)
-m.save_pretrained(run / "export", dtype=torch.float16, int8_prefixes=("discriminator.",))
-data = (run / "export" / "model.safetensors").read_bytes()
-part = 15 * 2**20
-for i in range(0, len(data), part):
-    (out / f"model.part{i // part}").write_bytes(data[i:i + part])
-shutil.copy(run / "export" / "config.json", out / "config.json")
+# the shipped format (E/G fp16, D int8), as scripts/export_default.py writes pretrained/default
+python3 scripts/export_default.py --run "$RUN" -o "$RUN/export"
+mkdir -p "$OUT"
+split -b 15M -d -a 1 "$RUN/export/model.safetensors" "$OUT/model.part"
+cp "$RUN/export/config.json" "$OUT/config.json"
 # at most 8 files come back per call: the small ones travel as one tar
-with tarfile.open(out / "run-info.tar", "w") as tar:
-    for name in ("log.csv", "training_options.json"):
-        tar.add(run / name, arcname=name)
-    samples = sorted((run / "samples").glob("*.png"))
-    if samples:
-        tar.add(samples[-1], arcname="last_sample.png")
-print("step", m.training_info["steps"], "exported", len(data) // 2**20, "MiB")
-PYEOF
+last=$(ls "$RUN"/samples/*.png 2>/dev/null | tail -n 1)
+tar -cf "$OUT/run-info.tar" -C "$RUN" log.csv training_options.json ${last:+-C "$(dirname "$last")" "$(basename "$last")"}
+ls -l "$OUT"

@@ -47,12 +47,12 @@ def parse_loss_weights(items) -> dict | None:
 
     out = {}
     for item in items:
-        name, sep, value = item.partition("=")
+        name, _, value = item.partition("=")
         try:
-            out[name.strip()] = float(value) if sep else None
+            out[name.strip()] = weight = float(value)
         except ValueError:
-            out[name.strip()] = None
-        if out[name.strip()] is None or out[name.strip()] < 0:
+            weight = -1.0
+        if not weight >= 0:
             raise InputError(f"--loss-weight {item!r} is not NAME=VALUE with a number >= 0, e.g. pixel=10.")
     try:
         LossWeights.from_dict(out)

@@ -1,6 +1,8 @@
 """``talkinghead train``: meta-learning of E, G and D on a preprocessing cache."""
 from __future__ import annotations
 
+from ._common import add_loss_weight_option, parse_loss_weights
+
 DESCRIPTION = """\
 Meta-learning on K-shot episodes of a cache built by `talkinghead preprocess`. RUN_DIR receives
 training_options.json, log.csv, samples/*.png, checkpoint.pt (every --checkpoint-every steps and on exit,
@@ -42,8 +44,6 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--workers", type=int, default=None, help="data loader processes (default 0)")
     p.add_argument("--content", default=None, choices=["auto", "paper", "stlpips", "none"],
                    help="content-loss backbones (default auto: VGG19/VGGFace if present, else ST-LPIPS VGG16)")
-    from ._common import add_loss_weight_option
-
     add_loss_weight_option(p, "override one of the paper's loss weights")
     p.add_argument("--feed-forward", action="store_true", help="no embedding-match term (the paper's FF variant)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -56,7 +56,6 @@ def run(args) -> int:
 
     from ..errors import InputError
     from ..training import OPTIONS, TrainOptions, train
-    from ._common import parse_loss_weights
 
     given = {k: getattr(args, k) for k in _OVERRIDABLE if getattr(args, k) is not None}
     run_dir = Path(args.output)
