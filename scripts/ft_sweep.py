@@ -8,6 +8,7 @@ and writes them all as JSON, to choose the FT defaults with numbers rather than 
         --steps 200 --every 25 --loss-weights '{"content_stlpips": 1.5, "pixel": 10}' -o runs/ft-sweep/d0.json
 """
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ p.add_argument("--batch", type=int, default=2)
 p.add_argument("--lr", type=float, default=FINE_TUNE_LR, help="G' learning rate (D' gets 4x)")
 p.add_argument("--loss-weights", default=None, help="JSON overrides of LossWeights (default: the model's)")
 p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="bf16 autocast (personalize's amp)")
+p.add_argument("--ema", type=float, nargs="*", default=[],
+               help="also score exponential moving averages of G' and psi' with these decays")
 p.add_argument("-o", "--output", required=True)
 args = p.parse_args()
 
@@ -61,9 +64,35 @@ score(0, model.personalize(shot_frames, progress=False, backend="dlib"))
 t0 = time.time()
 
 
+emas: dict[float, object] = {}
+
+
+def update_emas(step, current):
+    """EMA of G' and psi' per decay, warmed up like the trainer's: min(decay, (1 + t) / (10 + t))."""
+    import torch
+    for decay in args.ema:
+        if decay not in emas:
+            emas[decay] = current if len(args.ema) == 1 else copy.deepcopy(current)
+            continue
+        d = min(decay, (1.0 + step) / (10.0 + step))
+        e = emas[decay]
+        with torch.no_grad():
+            for pe, pc in zip(e.generator.parameters(), current.generator.parameters()):
+                pe.lerp_(pc, 1 - d)
+            for be, bc in zip(e.generator.buffers(), current.generator.buffers()):
+                be.copy_(bc)
+            e.psi.lerp_(current.psi, 1 - d)
+
+
 def cb(step, terms, snapshot):
+    current = snapshot() if (args.ema or step % args.every == 0) else None
     if step % args.every == 0:
-        score(step, snapshot(), {"g_total": terms.get("g_total"), "seconds": round(time.time() - t0, 1)})
+        score(step, current, {"g_total": terms.get("g_total"), "seconds": round(time.time() - t0, 1)})
+    if args.ema:
+        update_emas(step, snapshot() if step % args.every == 0 else current)
+        if step % args.every == 0:
+            for decay, e in emas.items():
+                score(step, e, {"ema": decay})
 
 
 weights = json.loads(args.loss_weights) if args.loss_weights else None
@@ -72,4 +101,5 @@ model.personalize(shot_frames, fine_tune_steps=args.steps, patience=0, progress=
 out = Path(args.output)
 out.parent.mkdir(parents=True, exist_ok=True)
 atomic_write_text(out, json.dumps({"video": args.video, "shots": args.shots, "loss_weights": weights, "lr": args.lr, "amp": args.amp,
+                                   "ema": args.ema,
                                    "baseline": base, "rows": rows}, indent=1) + "\n")

@@ -12,7 +12,8 @@ and discriminator losses of a batch. Two tasks share it:
 Every step is ``gen_update`` then ``d_steps`` x ``dis_update`` (the first reuses the detached fake).
 A run folder holds::
 
-    RUN_DIR/training_options.json   resolved options, model config, loss weights and backbones used
+    RUN_DIR/training_options.json   resolved options, model config, loss weights and backbones used;
+                                    ``segments`` lists every start and resume (step, amp, lr, world size)
     RUN_DIR/checkpoint.pt           latest state (atomic): task, EMA generator, optimisers, step,
                                     episodes consumed, RNG states; load with ``weights_only=True``
     RUN_DIR/log.csv                 losses every ``log_every`` steps (averaged over ranks)
@@ -796,6 +797,11 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
             "init_from": model.training_info.get("init_from") if init is not None else saved.get("init_from"),
             "torch": torch.__version__,
         }
+        # One entry per start or resume: the top-level fields describe the latest one only.
+        segment = {"from_step": trainer.step, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   **{k: record[k] for k in ("amp", "world_size", "device", "loss_weights", "torch")},
+                   "lr_g": opts.lr_g, "lr_d": opts.lr_d, "batch": opts.batch, "k": opts.k}
+        record["segments"] = saved.get("segments", []) + [segment]
         atomic_write_text(run_dir / OPTIONS, json.dumps(record, indent=1))
     batches = make_loader(dataset, opts, dist, trainer.items_consumed, device)
     trainer.fit(batches, opts.steps)
@@ -828,8 +834,10 @@ def load_run_model(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[nn
 
 def training_record(record: dict, step: int) -> dict:
     """What a pretrained folder keeps of its run (config.json ``"training"``): steps, loss weights,
-    backbones, world size, the videos behind D's rows and the model it started from."""
-    keys = ("loss_weights", "config_name", "world_size", "device", "content_backbones", "videos", "init_from")
+    backbones, world size, the videos behind D's rows, the model it started from and the run's segments
+    (each start or resume; ``None`` for runs older than the field)."""
+    keys = ("loss_weights", "config_name", "world_size", "device", "content_backbones", "videos", "init_from",
+            "segments")
     return {"steps": int(step), **{k: record.get(k) for k in keys}, "loss_weights": record.get("loss_weights", {})}
 
 

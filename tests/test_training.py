@@ -142,6 +142,10 @@ def test_resume_is_bit_exact(tiny_cache, tmp_path):
     a, b = load_checkpoint(tmp_path / "full" / CHECKPOINT), load_checkpoint(tmp_path / "split" / CHECKPOINT)
     _assert_same_state(a, b)
     assert (tmp_path / "full" / "log.csv").read_text().count("\n") == (tmp_path / "split" / "log.csv").read_text().count("\n")
+    # the record keeps each start: where it began and how (the top level says only the latest)
+    segments = json.loads((tmp_path / "split" / "training_options.json").read_text())["segments"]
+    assert [s["from_step"] for s in segments] == [0, 2] and all(s["amp"] == "off" for s in segments)
+    assert json.loads((tmp_path / "full" / "training_options.json").read_text())["segments"][0]["from_step"] == 0
 
 
 def test_ctrl_c_checkpoints_at_a_step_boundary_and_resumes_exactly(tiny_cache, tmp_path, monkeypatch):
