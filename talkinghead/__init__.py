@@ -23,6 +23,7 @@ _LAZY = {
     "VideoReader": "io",
     "VideoWriter": "io",
     "read_metadata": "io",
+    "check_video_output": "io",
     # faces
     "detect_landmarks": "landmarks",
     "track_video": "landmarks",

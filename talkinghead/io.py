@@ -5,9 +5,9 @@ palettes, 16-bit samples and alpha happen here and nowhere else.
 
 Video is streamed frame by frame in both directions (a long 1080p clip never sits whole in memory):
 :class:`VideoReader` decodes through the ffmpeg binary shipped by ``imageio-ffmpeg`` (OpenCV where that
-is missing) and :class:`VideoWriter` encodes H.264 mp4 with the audio of another clip muxed in, falling
-back to OpenCV's mp4v where ffmpeg is missing. Every file is written through
-:func:`talkinghead.atomic.atomic_path`. Optional ``metadata`` (``dict[str, str]``) goes into the
+is missing) and :class:`VideoWriter` encodes H.264 mp4 (or mov, m4v, mkv: see :func:`check_video_output`)
+with the audio of another clip muxed in, falling back to OpenCV's mp4v where ffmpeg is missing. Every
+file is written through :func:`talkinghead.atomic.atomic_path`. Optional ``metadata`` (``dict[str, str]``) goes into the
 container (ffmpeg ``-metadata``, PNG text chunks, a JPEG comment, EXIF ImageDescription otherwise) and
 :func:`read_metadata` reads it back.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import warnings
 from fractions import Fraction
@@ -28,6 +29,13 @@ from .errors import InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".webm", ".mkv", ".mpg", ".mpeg", ".m4v")
+# What VideoWriter writes correctly (H.264 + AAC, every metadata tag, frame count kept): .webm/.mpg
+# refuse H.264 or AAC, and .avi keeps only the "comment" tag and has no timestamps for H.264's
+# B-frames (ffmpeg then decodes extra, duplicated frames).
+VIDEO_OUTPUT_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv")
+# A decoded video this much shorter than its stream declares is reported as truncated; the slack
+# absorbs estimates from the duration (variable frame rates, rounding).
+_SHORT_VIDEO = 0.9
 
 # Tags every mp4/mov carries; read_metadata hides them so callers see only their own keys.
 _CONTAINER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder"}
@@ -40,8 +48,12 @@ def is_video_path(path: str | os.PathLike) -> bool:
 
 def _check_file(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder, not a file: give the path of a file.")
+    if not path.exists():
         raise InputError(f"{what} {path} does not exist: check the path.")
+    if not path.is_file():  # a device, a pipe, a socket
+        raise InputError(f"{what} {path} is not a regular file: give the path of a file.")
     if path.stat().st_size == 0:
         raise InputError(f"{what} {path} is empty: use a valid file.")
     return path
@@ -63,9 +75,18 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             img.load()
             img = ImageOps.exif_transpose(img)
             return _pil_to_rgb(img)
+    except Image.DecompressionBombError as exc:  # PIL's guard against huge images (not an OSError)
+        raise InputError(f"Image {path} has {_pixel_count(exc)}, more than can be read safely: "
+                         "downscale it, e.g. to 4000 pixels on its longer side.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"Image {path} is not a readable image ({exc.__class__.__name__}): "
                          "use a valid JPEG/PNG/WebP/TIFF file.") from None
+
+
+def _pixel_count(exc: Exception) -> str:
+    """Like "200 megapixels (200000000 pixels)", from PIL's DecompressionBombError (only the count is in it)."""
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(m.group(1)) / 1e6:.0f} megapixels ({m.group(1)} pixels)" if m else "too many pixels"
 
 
 def _pil_to_rgb(img) -> np.ndarray:
@@ -99,32 +120,99 @@ def _pil_to_rgb(img) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
-def to_uint8_rgb(frame: Any) -> np.ndarray:
-    """Normalise one frame to ``uint8`` ``(H, W, 3)`` RGB.
+def to_uint8_rgb(frame: Any, name: str = "image") -> np.ndarray:
+    """Normalise one image to ``uint8`` ``(H, W, 3)`` RGB, as :func:`read_image` normalises files.
 
-    Accepts a numpy ``uint8`` ``(H, W, 3)`` / ``(H, W)`` image, a float numpy image in [0, 1], or a
-    torch tensor ``(3, H, W)`` / ``(1, 3, H, W)`` in [-1, 1] (the library's torch convention).
+    Accepts a numpy ``(H, W, 3)`` / ``(H, W, 4)`` (alpha composited on white) / ``(H, W)`` image of
+    ``uint8``, ``uint16`` (scaled from 0..65535) or floats in [0, 1]; a ``PIL.Image.Image``; or a torch
+    tensor ``(3, H, W)`` / ``(1, 3, H, W)`` in [-1, 1] (the library's torch convention). Anything else
+    (other shapes, no pixels, floats outside [0, 1], NaN) raises :class:`InputError` naming ``name``.
     """
-    if hasattr(frame, "detach"):  # torch tensor, (3,H,W) or (1,3,H,W) in [-1, 1]
-        t = frame.detach()
-        if t.ndim == 4 and t.shape[0] == 1:
-            t = t[0]
-        if t.ndim != 3 or t.shape[0] != 3:
-            raise ValueError(f"expected a (3, H, W) tensor, got {tuple(t.shape)}")
-        a = ((t.float().clamp(-1, 1) + 1) * 127.5).round().to("cpu").numpy().astype(np.uint8)
-        return np.ascontiguousarray(a.transpose(1, 2, 0))
-    a = np.asarray(frame)
+    if isinstance(frame, np.ndarray):
+        return _array_to_rgb(frame, name)
+    if hasattr(frame, "detach"):
+        out = _tensor_to_rgb(frame, name)
+    elif _is_pil_image(frame):
+        out = _pil_image_to_rgb(frame, name)
+    else:
+        return _array_to_rgb(np.asarray(frame), name)
+    _check_not_empty(out, name)
+    return out
+
+
+def _tensor_to_rgb(frame: Any, name: str) -> np.ndarray:
+    t = frame.detach()
+    if t.ndim == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.ndim != 3 or t.shape[0] != 3:
+        raise InputError(f"{_cap(name)} is a tensor of shape {tuple(t.shape)}: pass (3, H, W) in [-1, 1].")
+    a = ((t.float().clamp(-1, 1) + 1) * 127.5).round().to("cpu").numpy().astype(np.uint8)
+    return np.ascontiguousarray(a.transpose(1, 2, 0))
+
+
+def _is_pil_image(obj: Any) -> bool:
+    from PIL import Image
+
+    return isinstance(obj, Image.Image)
+
+
+def _pil_image_to_rgb(img: Any, name: str) -> np.ndarray:
+    from PIL import ImageOps
+
+    try:
+        return _pil_to_rgb(ImageOps.exif_transpose(img))  # as if read from its file
+    except (OSError, SyntaxError, ValueError) as exc:  # a lazily opened file that fails to decode
+        raise InputError(f"{_cap(name)} is a PIL image that cannot be decoded ({exc.__class__.__name__}): "
+                         "pass a valid image.") from None
+
+
+def _array_to_rgb(a: np.ndarray, name: str) -> np.ndarray:
     if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise ValueError(f"expected an (H, W, 3) image, got shape {a.shape}")
-    a = a[:, :, :3]
-    if a.dtype != np.uint8:
-        if np.issubdtype(a.dtype, np.floating):
-            a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
-        else:
-            a = np.clip(a, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(a)
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise InputError(f"{_cap(name)} has shape {a.shape}: pass an (H, W, 3) RGB, (H, W, 4) RGBA or "
+                         "(H, W) gray image.")
+    _check_not_empty(a, name)
+    if a.dtype == np.uint8 and a.shape[2] == 3:  # every video frame: no copy, no arithmetic
+        return np.ascontiguousarray(a)
+    x = _samples_0_255(a, name)
+    if x.shape[2] == 1:
+        x = np.repeat(x, 3, axis=2)
+    elif x.shape[2] == 4:
+        alpha = x[:, :, 3:4] / 255.0
+        x = x[:, :, :3] * alpha + 255.0 * (1.0 - alpha)  # composite on white, as read_image does
+    return np.ascontiguousarray(np.clip(np.rint(x), 0, 255).astype(np.uint8))
+
+
+def _samples_0_255(a: np.ndarray, name: str) -> np.ndarray:
+    """Samples as floats in 0..255, scaled from their type's range the way read_image scales files."""
+    if a.dtype == np.uint8:
+        return a.astype(np.float32)
+    if a.dtype == np.bool_:
+        return a.astype(np.float32) * 255.0
+    if a.dtype == np.uint16:  # like a 16-bit PNG or TIFF
+        return a.astype(np.float64) / 257.0
+    if np.issubdtype(a.dtype, np.integer):  # like PIL's 32-bit mode "I": 16-bit data when above 255
+        return a.astype(np.float64) / (257.0 if a.max() > 255 else 1.0)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise InputError(f"{_cap(name)} has samples of type {a.dtype}: pass uint8, uint16 or floats in [0, 1].")
+    if not np.isfinite(a).all():
+        raise InputError(f"{_cap(name)} has NaN or infinite samples: pass finite values in [0, 1].")
+    lo, hi = float(a.min()), float(a.max())
+    # 0.1 of slack lets the overshoot of a cubic resize through (clipped below)
+    if lo < -0.1 or hi > 1.1:
+        raise InputError(f"{_cap(name)} is a float image with values in [{lo:g}, {hi:g}]: float images must "
+                         "be in [0, 1] (divide 0..255 values by 255, or pass uint8).")
+    return a.astype(np.float64) * 255.0
+
+
+def _check_not_empty(a: np.ndarray, name: str) -> None:
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise InputError(f"{_cap(name)} is empty ({a.shape[1]}x{a.shape[0]} pixels): pass an image with pixels.")
+
+
+def _cap(name: str) -> str:
+    return name[:1].upper() + name[1:]
 
 
 def write_image(path: str | os.PathLike, image: Any, metadata: Mapping[str, str] | None = None,
@@ -166,7 +254,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """Text metadata stored in an image or video container, as written by this module.
 
     Images: PNG text chunks, a JPEG comment holding JSON, or EXIF ImageDescription holding JSON.
-    Videos: the container's tags (through ffmpeg), without the technical mp4 tags.
+    Videos: the container's tags (through ffmpeg), without the technical mp4 tags; Matroska (.mkv)
+    stores tag names in capitals, so its keys come back upper-case.
     """
     path = _check_file(path, "File")
     if is_video_path(path):
@@ -252,6 +341,24 @@ def _parse_ffmetadata(text: str) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------------------- video
+def check_video_output(path: str | os.PathLike) -> Path:
+    """Refuse, before any slow work, a video output path :class:`VideoWriter` cannot write.
+
+    Raises :class:`InputError` for an extension other than ``.mp4 .mov .m4v .mkv``, an existing
+    folder, or a parent "folder" that is a file. Returns ``path`` as a :class:`Path`.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_OUTPUT_EXTENSIONS:
+        raise InputError(f"Cannot write video {path}: name it with one of {', '.join(VIDEO_OUTPUT_EXTENSIONS)} "
+                         "(H.264 video).")
+    if path.is_dir():
+        raise InputError(f"Cannot write video {path}: it is a folder; give a file name such as {path / 'out.mp4'}.")
+    parent = next((d for d in path.parents if d.exists()), None)  # the folder we would write into
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"Cannot write video {path}: {parent} is a file, not a folder; choose another output path.")
+    return path
+
+
 class VideoReader:
     """Stream the frames of a video as ``uint8`` ``(H, W, 3)`` RGB arrays.
 
@@ -313,7 +420,7 @@ class VideoReader:
         self.has_audio = False  # OpenCV cannot tell; ffmpeg is needed for audio anyway
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        n = 0
+        n, cut = 0, False
         w, h = self.size
         if self._gen is not None:
             gen, self._gen = self._gen, None
@@ -323,11 +430,10 @@ class VideoReader:
                         break
                     yield np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy()
                     n += 1
-            except RuntimeError:
+            except RuntimeError:  # ffmpeg stopped inside a frame
                 if n == 0:
                     raise self._bad() from None
-                # a truncated tail: keep the frames decoded so far, as players do
-                warnings.warn(f"{self.path}: decoding stopped after {n} frames (truncated file?)")
+                cut = True  # keep the frames decoded so far, as players do
             finally:
                 gen.close()
         elif self._cap is not None:
@@ -345,6 +451,34 @@ class VideoReader:
             raise RuntimeError("a VideoReader can be iterated once; open the file again")
         if n == 0:
             raise InputError(f"Video {self.path} has no decodable frames: use a valid video file.")
+        self._warn_if_short(n, cut)
+
+    def _warn_if_short(self, n: int, cut: bool) -> None:
+        """Warn when fewer frames decoded than the file declares: a cut-off file (an interrupted copy or
+        download) mostly decodes without any error, just ends early, and the frames decoded so far are kept."""
+        if not cut and n >= self.num_frames * _SHORT_VIDEO:  # cheap test first; num_frames is capped by max_frames
+            return
+        expected = self._declared_frames()
+        if self.max_frames is not None:
+            expected = min(expected, self.max_frames)
+        # a frame either way is an estimate's rounding
+        if cut or (n < expected * _SHORT_VIDEO and expected - n > 1):
+            warnings.warn(f"Video {self.path} decoded to {n} frames but declares {expected}: the file seems "
+                          f"truncated, so only its first {n} frames are used.", stacklevel=3)
+
+    def _declared_frames(self) -> int:
+        """The video stream's own frame count (OpenCV reads it from the container's index); the container
+        duration that ``num_frames`` comes from also covers an audio track that outlasts the video."""
+        if self.backend == "opencv":
+            return self.num_frames
+        import cv2
+
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        finally:
+            cap.release()
+        return count if count > 0 else self.num_frames
 
     def read_all(self) -> np.ndarray:
         """All (remaining) frames as ``(T, H, W, 3)`` uint8 — only for short clips."""
@@ -396,7 +530,8 @@ class VideoWriter:
     ``audio_from`` muxed in (AAC, cut to the video's length) and ``metadata`` tags; falls back to
     OpenCV's mp4v (no audio, no metadata, with a warning) where ffmpeg is missing. The frame size is
     taken from the first frame; odd sizes are padded by one pixel for the encoder. The file appears
-    under its name only when the writer is closed without an error.
+    under its name only when the writer is closed without an error; a path :func:`check_video_output`
+    refuses raises :class:`InputError` at once.
 
     >>> with VideoWriter("out.mp4", fps=25, audio_from="driving.mp4") as w:   # doctest: +SKIP
     ...     for frame in frames:                     # (H, W, 3) uint8 RGB or (3, H, W) torch in [-1, 1]
@@ -406,7 +541,7 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float, audio_from: str | os.PathLike | None = None,
                  metadata: Mapping[str, str] | None = None, crf: int = 18, backend: str = "auto",
                  audio_path: str | os.PathLike | None = None):
-        self.path = Path(path)
+        self.path = check_video_output(path)
         if not fps or fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.fps = float(fps)
@@ -467,7 +602,7 @@ class VideoWriter:
                               "(pip install imageio-ffmpeg)")
             self._cv = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not self._cv.isOpened():
-                raise InputError(f"OpenCV cannot write {self.path}: use an .mp4 or .avi name.")
+                raise InputError(f"OpenCV cannot write {self.path}: check that its folder is writable.")
 
     def write(self, frame: Any) -> None:
         """Append one frame: ``uint8`` ``(H, W, 3)`` RGB, or torch ``(3, H, W)`` in [-1, 1]."""

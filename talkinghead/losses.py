@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -51,6 +52,17 @@ class LossWeights:
     embedding_match: float = 80.0
     pixel: float = 0.0
 
+    def __post_init__(self):
+        # a NaN, infinite or negative weight trains towards nonsense without any error
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            try:
+                ok = math.isfinite(value) and value >= 0
+            except TypeError:
+                ok = False
+            if not ok:
+                raise ValueError(f"loss weight {f.name} must be a finite number >= 0, not {value!r}")
+
     def content_weight(self, backbone: str) -> float:
         """Weight of the content term for a backbone name (``vgg19``, ``vggface``, ``st-lpips-vgg16``)."""
         key = {"vgg19": "content_vgg19", "vggface": "content_vggface",
@@ -68,7 +80,7 @@ class LossWeights:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown loss weights {unknown}; known: {sorted(names)}")
-        return cls(**{k: float(v) for k, v in d.items()})
+        return cls(**{k: _number(k, v) for k, v in d.items()})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -76,6 +88,13 @@ class LossWeights:
     @classmethod
     def from_json(cls, text: str) -> "LossWeights":
         return cls.from_dict(json.loads(text))
+
+
+def _number(name: str, value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"loss weight {name} must be a number, not {value!r}") from None
 
 
 def _check_image(name: str, x: torch.Tensor) -> None:

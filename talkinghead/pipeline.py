@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import time
 import warnings
@@ -34,16 +35,42 @@ AVATAR_WEIGHTS = "avatar.safetensors"
 RECOMMENDED_MAX_PHOTOS = 32
 FINE_TUNE_LR = 2e-4  # G' (D': 4x); meta-learning uses 5e-5, see personalize
 SAME_PERSON_DISTANCE = 0.6  # dlib's descriptor distance below which two faces are the same person
+CONTENT_CHOICES = ("auto", "paper", "stlpips", "none")  # content-loss backbones, see training.build_loss
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` picks CUDA where available, else CPU; ``cuda`` without a GPU is a clear error."""
+    """``auto`` picks CUDA where available, else CPU; an unknown name, or a GPU this machine lacks, is a
+    clear :class:`InputError`."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA GPU is available: use --device cpu or auto.")
-    return device
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f'Unknown device {device!r}: use "auto", "cpu", "cuda" or "cuda:N".')
+    _check_available(parsed)
+    return parsed
+
+
+def _check_available(device: torch.device) -> None:
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f'Device "{device}" was asked for but MPS is not available here: use "cpu" or "auto".')
+    if device.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise InputError(f'Device "{device}" was asked for but no CUDA GPU is available: use "cpu" or "auto".')
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise InputError(f'Device "{device}" does not exist: this machine has {count} CUDA GPU(s), '
+                         f'so use "cuda:0" to "cuda:{count - 1}".')
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    """``value`` as an int ``>= minimum``, else an :class:`InputError` naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, not {value!r}.")
+    return int(value)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -76,9 +103,16 @@ class SourceFace:
 
 
 def _as_photo_list(photos) -> list:
-    if isinstance(photos, (str, os.PathLike, np.ndarray)):
+    from PIL import Image
+
+    # one photo, not a sequence of rows (an array, a tensor) or of bytes (a PIL image)
+    if isinstance(photos, (str, os.PathLike, np.ndarray, Image.Image)) or hasattr(photos, "detach"):
         return [photos]
-    photos = list(photos)
+    try:
+        photos = list(photos)
+    except TypeError:
+        raise InputError(f"photos must be an image path, array or PIL image, or a list of them; got "
+                         f"{type(photos).__name__}.") from None
     if not photos:
         raise InputError("No photos were given: pass 1 to 32 image paths or arrays of the person.")
     return photos
@@ -117,7 +151,8 @@ def prepare_sources(photos, size: int, backend: str = "auto", face_index: int = 
         if isinstance(photo, (str, os.PathLike)):
             name, image = str(photo), read_image(photo)
         else:
-            name, image = f"photo {i}", to_uint8_rgb(photo)
+            name = f"photo {i}"
+            image = to_uint8_rgb(photo, name)
         faces = det.detect(image)
         if not faces and backend == "auto" and detector is None:
             faces = _fallback_faces(image, name, det.name, device)
@@ -162,7 +197,7 @@ class TalkingHead:
         if loss_weights is None:
             loss_weights = getattr(model, "training_info", {}).get("loss_weights", {})
         self.loss_weights = dict(loss_weights)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model.to(self.device)
 
     @property
@@ -194,13 +229,17 @@ class TalkingHead:
         """Adapt the model to one person from 1 to 32 photos.
 
         Args:
-            photos: image paths or uint8 RGB arrays (one or a list). More than 32 are allowed.
+            photos: image paths, PIL images or RGB arrays (one or a list; arrays as
+                :func:`talkinghead.io.to_uint8_rgb` takes them). More than 32 are allowed.
             backend: landmark detector name (``auto``, ``dlib``, ``face-alignment``, ``mediapipe``) or a
                 :class:`talkinghead.landmarks.LandmarkDetector` instance of your own.
             fine_tune_steps: 0 is the feed-forward mode (embed only). Otherwise G' (with trainable
                 AdaIN parameters psi' from ``P e_hat``) and D' (with ``w' = w0 + e_hat``) are trained on
                 the photos with the content and adversarial losses, stopping early when the loss has
-                not improved for ``patience`` steps.
+                not improved for ``patience`` steps (0: never stop early). A loss that becomes NaN or
+                infinite stops fine-tuning with an :class:`InputError` (lower ``lr`` or the weights).
+            content: the content loss's backbones: ``auto``, ``paper``, ``stlpips`` or ``none`` (see
+                :func:`talkinghead.perceptual.build_content_backbones`).
             device: where fine-tuning runs (default: this model's device; ``"auto"`` picks CUDA).
             lr: G' learning rate; D' uses 4x (meta-learning's 5e-5 : 2e-4 ratio). The default is 4x
                 meta-learning's, measured to reach the same self-reenactment LPIPS in half the steps
@@ -219,10 +258,11 @@ class TalkingHead:
             An :class:`Avatar` holding the (fine-tuned) generator, psi and the first photo. It lives
             where it was made: on the fine-tuning device after FT, on this model's device after FF.
         """
-        if amp not in ("auto", "bf16", "off"):
-            raise InputError(f"amp must be auto, bf16 or off, not {amp!r}.")
-        if fine_tune_steps > 0 and not lr > 0:
-            raise InputError(f"The fine-tuning learning rate must be positive, such as {FINE_TUNE_LR:g}; got {lr}.")
+        fine_tune_steps = _check_int("fine_tune_steps", fine_tune_steps, 0)
+        batch_size = _check_int("batch_size", batch_size, 1)
+        patience = _check_int("patience", patience, 0)
+        lr = _check_fine_tune_settings(content, lr, amp, loss_weights)
+        ft_device = resolve_device(device or self.device) if fine_tune_steps > 0 else None
         photos = _as_photo_list(photos)
         if len(photos) > RECOMMENDED_MAX_PHOTOS:
             warnings.warn(f"{len(photos)} photos given; the model was designed for 1 to {RECOMMENDED_MAX_PHOTOS}. "
@@ -233,7 +273,7 @@ class TalkingHead:
         generator = self.model.generator
         info: dict = {"photos": [s.name for s in sources], "fine_tune_steps": 0}
         if fine_tune_steps > 0:
-            generator, psi, info = self._fine_tune(sources, e_hat, fine_tune_steps, resolve_device(device or self.device),
+            generator, psi, info = self._fine_tune(sources, e_hat, fine_tune_steps, ft_device,
                                                    batch_size, patience, progress, seed, content, loss_weights,
                                                    lr, train_generator, amp, log, callback)
         else:
@@ -283,6 +323,7 @@ class TalkingHead:
         bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress)
         for step in bar:
             terms = trainer.train_step(stream)
+            _check_finite(terms, step + 1, opts)
             g = terms.get("g_total", float("nan"))
             # early stop on the reconstruction terms (content, pixel), smoothed: the adversarial terms
             # swing by design and would end fine-tuning at a random step
@@ -301,6 +342,7 @@ class TalkingHead:
             if patience and since >= patience:
                 break
         bar.close()
+        _check_finite_weights(task, len(history), opts)
         # G' itself, not the EMA copy: with a decay of 0.999 a few hundred steps would leave the EMA
         # mostly the meta-learned generator while psi' is fully trained.
         generator = copy.deepcopy(task.model.generator).eval()
@@ -314,14 +356,59 @@ class TalkingHead:
         return generator, task.psi.detach(), info
 
 
+def _check_fine_tune_settings(content: str, lr: float, amp: str, loss_weights: dict | None) -> float:
+    """InputError for a setting personalize() cannot use, before any photo is read; returns ``lr``."""
+    from .losses import LossWeights
+
+    if amp not in ("auto", "bf16", "off"):
+        raise InputError(f"amp must be auto, bf16 or off, not {amp!r}.")
+    if content not in CONTENT_CHOICES:
+        choices = f"{', '.join(CONTENT_CHOICES[:-1])} or {CONTENT_CHOICES[-1]}"
+        raise InputError(f"content must be {choices}, not {content!r}.")
+    try:
+        lr_ok = math.isfinite(lr) and lr > 0
+    except TypeError:  # not a number
+        lr_ok = False
+    if not lr_ok:
+        raise InputError(f"The fine-tuning learning rate must be positive and finite, such as {FINE_TUNE_LR:g}; "
+                         f"got {lr!r}.")
+    if loss_weights is not None:
+        try:
+            LossWeights.from_dict(dict(loss_weights))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"loss_weights: {exc}.") from None
+    return float(lr)
+
+
+def _diverged(step: int, what: str, opts) -> InputError:
+    return InputError(f"Fine-tuning diverged at step {step} ({what}) with lr={opts.lr_g:g}: lower the learning "
+                      "rate (lr) or the loss weights and try again.")
+
+
+def _check_finite(terms: dict, step: int, opts) -> None:
+    """Stop at the first NaN or infinite loss: every later step would only spread it through G'."""
+    bad = [k for k, v in terms.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        key = "g_total" if "g_total" in bad else sorted(bad)[0]  # the generator's loss says the most
+        raise _diverged(step, f"{key} is {terms[key]}", opts)
+
+
+def _check_finite_weights(task, steps: int, opts) -> None:
+    """The last update can break the weights after a finite loss; never hand back such an avatar."""
+    params = [task.psi, *task.model.generator.parameters()]
+    if not all(bool(torch.isfinite(p).all()) for p in params):
+        raise _diverged(steps, "the generator's weights are not finite", opts)
+
+
 def load(name_or_dir: str | os.PathLike = "default", device: str | torch.device = "auto") -> TalkingHead:
     """Load a pretrained model by name or folder (see :mod:`talkinghead.hub` for the lookup order)
     onto ``device`` (``auto``: CUDA where available, else the CPU)."""
     from .models import TalkingHeadModel
 
+    device = resolve_device(device)  # a bad name fails before the weights are read
     model = TalkingHeadModel.from_pretrained(name_or_dir)
     name = Path(str(name_or_dir)).name if os.path.isdir(str(name_or_dir)) else str(name_or_dir)
-    return TalkingHead(model, name=name, device=resolve_device(device))
+    return TalkingHead(model, name=name, device=device)
 
 
 class Avatar:
@@ -392,6 +479,7 @@ class Avatar:
         from .landmarks import LandmarkTrack, track_video
         from .motion import transfer_motion
 
+        _check_int("batch_size", batch_size, 1)  # before the slow tracking
         audio = None
         if isinstance(driving, LandmarkTrack):
             track = driving
@@ -461,6 +549,7 @@ class Avatar:
         from .landmarks import FaceCrop
         from .models import Generator
 
+        device = resolve_device(device)  # a bad name fails before the weights are read
         directory = Path(directory)
         cfg_path, w_path = directory / AVATAR_CONFIG, directory / AVATAR_WEIGHTS
         if not cfg_path.is_file() or not w_path.is_file():
@@ -508,7 +597,7 @@ class Animation:
         self.crop_landmarks = crop_landmarks
         self.fps = float(fps)
         self.paste_back = paste_back
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = _check_int("batch_size", batch_size, 1)
         self.audio_from = audio_from
         self.progress = progress
         self.info = dict(info or {})

@@ -230,3 +230,115 @@ def test_audio_shorter_than_the_video_drops_no_frame(tmp_path):
     with VideoReader(out) as r:
         assert sum(1 for _ in r) == 25
     assert has_audio(out)
+
+
+# ------------------------------------------------------------------------------- bad input, up front
+@pytest.mark.parametrize("name", ["o.png", "o.jpg", "o.gif", "o.webm", "o.npz", "o.mp3", "o", "o.avi"])
+def test_video_output_refuses_containers_it_cannot_write(tmp_path, name):
+    with pytest.raises(InputError, match=r"\.mp4, \.mov, \.m4v, \.mkv"):
+        io.check_video_output(tmp_path / name)
+    with pytest.raises(InputError, match=name):  # the API refuses too, before any frame
+        io.write_video(tmp_path / name, _frames(2), fps=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_video_output_refuses_a_folder_or_a_file_as_folder(tmp_path):
+    (tmp_path / "clip.mp4").mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        io.check_video_output(tmp_path / "clip.mp4")
+    (tmp_path / "afile").write_text("x")
+    for path in (tmp_path / "afile" / "o.mp4", tmp_path / "afile" / "sub" / "o.mp4"):
+        with pytest.raises(InputError, match="afile is a file, not a folder"):
+            io.check_video_output(path)
+        with pytest.raises(InputError, match="afile is a file"):
+            io.VideoWriter(path, fps=5)
+    assert io.check_video_output(tmp_path / "new" / "o.MP4") == tmp_path / "new" / "o.MP4"
+    assert not (tmp_path / "new").exists()  # a check, not a side effect
+
+
+@pytest.mark.parametrize("ext", io.VIDEO_OUTPUT_EXTENSIONS)
+def test_every_accepted_container_keeps_frames_audio_and_metadata(tmp_path, ext):
+    wav = tmp_path / "tone.m4a"
+    subprocess.run([_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=2", "-c:a", "aac", str(wav)],
+                   check=True)
+    p = io.write_video(tmp_path / f"v{ext}", _frames(10), fps=10, audio_from=wav, metadata={"model": "m1"})
+    with io.VideoReader(p) as r:
+        assert r.has_audio and sum(1 for _ in r) == 10
+    assert {k.lower(): v for k, v in io.read_metadata(p).items()} == {"model": "m1"}  # .mkv: upper-case keys
+
+
+def test_a_folder_is_not_called_missing(tmp_path):
+    with pytest.raises(InputError, match="is a folder, not a file"):
+        io.read_image(tmp_path)
+    with pytest.raises(InputError, match="is a folder, not a file"):
+        io.VideoReader(tmp_path)
+
+
+def test_huge_image_is_a_clear_error(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    Image.new("L", (64, 32)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 500)  # PIL refuses above twice this: 64x32 is over
+    with pytest.raises(InputError, match=r"huge\.png has .*\(2048 pixels\).*downscale"):
+        io.read_image(tmp_path / "huge.png")
+
+
+def test_arrays_are_converted_like_files(astronaut, tmp_path):
+    a = astronaut[:32, :32]
+    assert np.array_equal(io.to_uint8_rgb(a.astype(np.float32) / 255), a)
+    assert np.array_equal(io.to_uint8_rgb(a.astype(np.uint16) * 257), a)  # 16-bit, as in a 16-bit PNG
+    rgba = np.dstack([a, np.full(a.shape[:2], 255, np.uint8)])
+    rgba[:, :16, 3] = 0  # left half transparent: white, as read_image composites
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    out = io.to_uint8_rgb(rgba)
+    assert (out[:, :16] == 255).all() and np.array_equal(out[:, 16:], a[:, 16:])
+    assert np.array_equal(out, io.read_image(tmp_path / "a.png"))
+    assert np.array_equal(io.to_uint8_rgb(Image.open(tmp_path / "a.png")), out)  # a PIL image too
+
+
+@pytest.mark.parametrize("array, words", [
+    (np.full((8, 8, 3), 200.0, np.float32), r"photo 3 is a float image with values in \[200, 200\].*\[0, 1\]"),
+    (np.zeros((0, 0, 3), np.uint8), r"photo 3 is empty \(0x0 pixels\)"),
+    (np.zeros((4, 0), np.uint8), r"photo 3 is empty \(0x4 pixels\)"),
+    (np.full((8, 8, 3), np.nan, np.float32), "NaN"),
+    (np.zeros((8, 8, 5), np.uint8), r"shape \(8, 8, 5\)")])
+def test_bad_arrays_are_clear_errors(array, words):
+    with pytest.raises(InputError, match="(?i)" + words):
+        io.to_uint8_rgb(array, "photo 3")
+
+
+def _truncated_clip(tmp_path):
+    """An mp4 with its index up front, cut in half as an interrupted download leaves it."""
+    full = tmp_path / "full.mp4"
+    subprocess.run([_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=25:duration=4",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(full)], check=True)
+    cut = tmp_path / "cut.mp4"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    return full, cut
+
+
+def test_truncated_video_warns_with_the_frame_counts(tmp_path):
+    import warnings
+
+    full, cut = _truncated_clip(tmp_path)
+    with pytest.warns(UserWarning, match=r"cut\.mp4 decoded to \d+ frames but declares 100.*truncated"):
+        n = sum(1 for _ in io.VideoReader(cut))
+    assert 0 < n < 90
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert sum(1 for _ in io.VideoReader(full)) == 100
+        assert sum(1 for _ in io.VideoReader(cut, max_frames=10)) == 10  # the frames asked for are there
+
+
+def test_audio_longer_than_the_video_is_not_called_truncated(tmp_path):
+    import warnings
+
+    clip = tmp_path / "long_audio.mp4"
+    subprocess.run([_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=25:duration=1",
+                    "-f", "lavfi", "-i", "sine=duration=2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", str(clip)], check=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        r = io.VideoReader(clip)
+        assert r.num_frames == 50 and sum(1 for _ in r) == 25  # the container lasts as long as the audio

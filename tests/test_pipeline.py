@@ -245,7 +245,8 @@ def test_cli_animate_rejects_meaningless_options_in_one_line(extra, model_dir, f
                      else "default", "-o", str(out), "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
-    assert extra[2] in err[0] or "positive" in err[0]
+    flags = [a for a in extra if a.startswith("--") and a not in ("--source", "--avatar")]
+    assert any(flag in err[0] for flag in flags) or "positive" in err[0]  # names what to change
     assert not out.exists()
 
 
@@ -318,3 +319,64 @@ def test_auto_backend_falls_back_to_mediapipe_for_a_turned_painted_face(data_dir
     with pytest.warns(UserWarning, match="MediaPipe"):
         (src,) = pipeline.prepare_sources([painting], 64, backend="auto")
     assert src.landmarks.shape == (68, 2) and np.isfinite(src.landmarks).all()
+
+
+# ------------------------------------------------------------------------------- bad input, up front
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "meta", 1.5])
+def test_unknown_device_is_a_clear_error(model_dir, device):
+    with pytest.raises(InputError, match=r'Unknown device .*"auto", "cpu", "cuda" or "cuda:N"'):
+        th.load(model_dir, device=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_gpu_message_names_no_cli_flag():
+    with pytest.raises(InputError, match='Device "cuda" .* no CUDA GPU') as info:
+        pipeline.resolve_device("cuda")
+    assert "--device" not in str(info.value)
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"content": "foo"}, "content must be auto, paper, stlpips or none, not 'foo'"),
+    ({"lr": float("inf")}, "learning rate must be positive and finite"),
+    ({"loss_weights": {"pixel": float("nan")}}, "loss weight pixel must be a finite number >= 0"),
+    ({"loss_weights": {"adversarial": -1.0}}, "loss weight adversarial must be a finite number >= 0"),
+    ({"loss_weights": {"sharpness": 1.0}}, "unknown loss weights"),
+    ({"fine_tune_steps": -1}, "fine_tune_steps must be an integer >= 0"),
+    ({"patience": -1}, "patience must be an integer >= 0"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"device": "gpu"}, "Unknown device 'gpu'")])
+def test_personalize_refuses_bad_settings_before_any_work(model, kw, words, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("photos were read before the settings were checked")
+
+    monkeypatch.setattr(pipeline, "prepare_sources", no_work)
+    with pytest.raises(InputError, match=words):
+        model.personalize("never-read.png", progress=False, **{"fine_tune_steps": 2, **kw})
+
+
+def test_animation_batch_size_below_one_is_refused(ff_avatar):
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1, not 0"):
+        ff_avatar.animate_preset("talk", seconds=0.2, fps=10, batch_size=0, progress=False)
+
+
+def test_photos_as_pil_images_and_16_bit_arrays(model, astronaut):
+    from PIL import Image
+
+    ref = model.personalize(astronaut, progress=False)
+    for photo in (Image.fromarray(astronaut), astronaut.astype(np.uint16) * 257):
+        avatar = model.personalize(photo, progress=False)
+        assert np.array_equal(avatar.source.image, astronaut) and torch.equal(avatar.psi, ref.psi)
+
+
+@pytest.mark.parametrize("photo, words", [(np.full((512, 512, 3), 128.0, np.float32), r"\[0, 1\]"),
+                                          (np.zeros((0, 0, 3), np.uint8), "empty")])
+def test_unusable_photo_arrays_are_clear_errors(model, photo, words):
+    with pytest.raises(InputError, match="Photo 0 .*" + words):
+        model.personalize(photo, progress=False)
+
+
+def test_diverging_fine_tuning_stops_with_a_clear_error(model, astronaut):
+    words = r"Fine-tuning diverged at step 1 \(g_total is (inf|nan)\).*lower the learning rate"
+    with pytest.raises(InputError, match=words):
+        model.personalize(astronaut, fine_tune_steps=3, patience=0, content="none", progress=False,
+                          loss_weights={"pixel": 1e300})  # finite, but inf in float32

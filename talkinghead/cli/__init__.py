@@ -5,13 +5,17 @@ adds its parser and sets ``func`` to a ``run(args) -> int`` function. Registrati
 (no torch import): heavy imports happen inside ``run``.
 
 Errors of the user's making (:class:`talkinghead.errors.TalkingHeadError`) are printed as one line on
-stderr with exit status 2; Ctrl-C exits with 130.
+stderr with exit status 2; Ctrl-C exits with 130 and SIGTERM with 143, both after removing temporary
+output files. Warnings are printed as one ``talkinghead CMD: warning: ...`` line each.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+import warnings
 
 from ..errors import TalkingHeadError
 
@@ -30,6 +34,18 @@ COMMANDS = (
 )
 
 
+class _UsageError(Exception):
+    """A command line argparse refuses; :func:`main` prints it as one line and returns 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a bad option is one line (no usage block) and ``main`` returns 2 instead
+    of exiting, like every other user error. Subcommand parsers inherit the class."""
+
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows defaults in --help and keeps the description's line breaks."""
 
@@ -44,7 +60,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="talkinghead",
         description="Animate a portrait or a painting from a driving video; learn a face from 1 to 32 photos.",
         formatter_class=_HelpFormatter,
@@ -56,20 +72,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(Exception):
+    """SIGTERM (kill, a job scheduler, ``timeout``) raised as an exception, so the same clean-up as for
+    Ctrl-C runs: temporary output files are removed and the last good file is kept."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def _show_warning(command: str):
+    def show(message, category, filename, lineno, file=None, line=None):
+        # one line for the user, not the library's file and line number
+        print(f"talkinghead {command}: warning: {message}", file=file or sys.stderr)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    old_handler = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning(args.command)
+            return int(args.func(args) or 0)
     except TalkingHeadError as exc:
         print(f"talkinghead {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"talkinghead {args.command}: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print(f"talkinghead {args.command}: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, old_handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

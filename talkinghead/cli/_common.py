@@ -1,14 +1,70 @@
-"""Options shared by the generating subcommands (animate, finetune, demo)."""
+"""Options shared by the generating subcommands (animate, finetune, demo), and argparse types that
+refuse impossible numbers up front (exit 2 before any slow work)."""
 from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+# A preset longer than this is almost certainly a typo (1e9 s would try to allocate 186 GiB).
+MAX_PRESET_SECONDS = 3600.0
+
+
+def _number(kind, low: float, low_ok: bool, high: float | None = None):
+    """An argparse ``type`` for a finite number ``> low`` (``>= low`` when ``low_ok``) and ``<= high``."""
+    bound = f"{'>=' if low_ok else '>'} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+    name = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {name}") from None
+        if not (math.isfinite(value) and (value >= low if low_ok else value > low)
+                and (high is None or value <= high)):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {name} {bound}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+count = _number(int, 0, True)            # 0, 1, 2, ...
+positive_int = _number(int, 1, True)     # 1, 2, ...
+positive_float = _number(float, 0, False)
+non_negative_float = _number(float, 0, True)
+preset_seconds = _number(float, 0, False, MAX_PRESET_SECONDS)
+
+
+def same_file(a, b) -> bool:
+    """Whether two paths name the same file (also through links and ``..``); False if ``b`` is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def refuse_overwriting_inputs(output, inputs, what: str = "-o") -> None:
+    """InputError when the output would replace one of the user's input files."""
+    from ..errors import InputError
+
+    for path in inputs:
+        if path and same_file(output, path):
+            raise InputError(f"{what} {output} is one of the inputs ({path}): choose another output name, "
+                             "so the input is not overwritten.")
 
 
 def add_model_options(p) -> None:
-    p.add_argument("--model", default="default",
-                   help="model name (looked up in pretrained/, the installed copy, then $TALKINGHEAD_HOME) or a model folder")
+    # None, not "default": animate --avatar must tell an explicit --model (refused) from no --model
+    p.add_argument("--model", default=None,
+                   help="model name (looked up in pretrained/, the installed copy, then $TALKINGHEAD_HOME) or a "
+                        "model folder (default: default)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
     p.add_argument("--backend", default="auto", choices=["auto", "dlib", "face-alignment", "mediapipe"],
-                   help="landmark detector")
-    p.add_argument("--face-index", type=int, default=0, help="which face when a photo shows several (0 = largest)")
+                   help="landmark detector; auto = face-alignment if its weights are present, else dlib, and a "
+                        "photo in which that finds no face is tried again with MediaPipe")
+    p.add_argument("--face-index", type=count, default=0, help="which face when a photo shows several (0 = largest)")
 
 
 def add_output_options(p) -> None:
@@ -16,14 +72,16 @@ def add_output_options(p) -> None:
     p.add_argument("--label", default=None, metavar="TEXT", help="draw a visible label such as 'AI-generated'")
     p.add_argument("--no-watermark", action="store_true",
                    help="research only: skip the invisible watermark (recorded in the file's metadata)")
-    p.add_argument("--batch-size", type=int, default=8, help="frames generated per batch")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="frames generated per batch")
 
 
 def add_finetune_options(p, default_steps: int) -> None:
-    p.add_argument("--fine-tune-steps", "--steps", dest="fine_tune_steps", type=int, default=default_steps,
+    p.add_argument("--fine-tune-steps", "--steps", dest="fine_tune_steps", type=count, default=default_steps,
                    help="fine-tuning steps on the photos (0 = feed-forward: embed only)")
-    p.add_argument("--patience", type=int, default=50, help="stop fine-tuning when the loss stalls this many steps")
-    p.add_argument("--lr", type=float, default=None, metavar="LR",
+    p.add_argument("--patience", type=count, default=None,
+                   help="stop fine-tuning when the loss has not improved for this many steps; 0 = never stop "
+                        "early (default: 50)")
+    p.add_argument("--lr", type=positive_float, default=None, metavar="LR",
                    help="G' learning rate when fine-tuning; D' uses 4x (default: 2e-4, talkinghead.pipeline.FINE_TUNE_LR)")
     add_loss_weight_option(p, "fine-tuning's loss weights (default: the ones the model was meta-trained with)")
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
@@ -52,8 +110,8 @@ def parse_loss_weights(items) -> dict | None:
             out[name.strip()] = weight = float(value)
         except ValueError:
             weight = -1.0
-        if not weight >= 0:
-            raise InputError(f"--loss-weight {item!r} is not NAME=VALUE with a number >= 0, e.g. pixel=10.")
+        if not (weight >= 0 and math.isfinite(weight)):
+            raise InputError(f"--loss-weight {item!r} is not NAME=VALUE with a finite number >= 0, e.g. pixel=10.")
     try:
         LossWeights.from_dict(out)
     except ValueError as exc:
@@ -64,7 +122,9 @@ def parse_loss_weights(items) -> dict | None:
 def finetune_kwargs(args, model) -> dict:
     """personalize() keywords from the fine-tuning options (it checks them); --loss-weight changes
     single terms of the model's own fine-tuning weights."""
-    kw = {"fine_tune_steps": args.fine_tune_steps, "patience": args.patience, "amp": args.amp}
+    kw = {"fine_tune_steps": args.fine_tune_steps, "amp": args.amp}
+    if args.patience is not None:
+        kw["patience"] = args.patience
     if args.lr is not None:
         kw["lr"] = args.lr
     weights = parse_loss_weights(args.loss_weight)

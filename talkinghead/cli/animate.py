@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_finetune_options, add_model_options, add_output_options, finetune_kwargs
+from ._common import (add_finetune_options, add_model_options, add_output_options, count, finetune_kwargs,
+                      positive_float, positive_int, preset_seconds, refuse_overwriting_inputs)
 
 
 def register(subparsers, formatter_class) -> None:
@@ -27,10 +28,10 @@ def register(subparsers, formatter_class) -> None:
                    help="relative keeps the source's face shape; absolute uses the driver's landmarks as they are")
     p.add_argument("--reference", default="best",
                    help="driving frame that relative motion is measured from: best (most like the source), first, or an index")
-    p.add_argument("--seconds", type=float, default=5.0, help="length with --motion-preset")
-    p.add_argument("--fps", type=float, default=25.0, help="frame rate with --motion-preset")
-    p.add_argument("--max-frames", type=int, default=None, help="animate only the first N driving frames")
-    p.add_argument("--driving-face-index", type=int, default=0, metavar="N",
+    p.add_argument("--seconds", type=preset_seconds, default=None, help="length with --motion-preset (default: 5)")
+    p.add_argument("--fps", type=positive_float, default=None, help="frame rate with --motion-preset (default: 25)")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="animate only the first N driving frames")
+    p.add_argument("--driving-face-index", type=count, default=0, metavar="N",
                    help="which face of the driving clip to follow when it shows several (0 = largest)")
     add_model_options(p)
     add_finetune_options(p, default_steps=0)
@@ -38,24 +39,41 @@ def register(subparsers, formatter_class) -> None:
     p.set_defaults(func=run)
 
 
+def check_before_work(args: argparse.Namespace) -> None:
+    """Every mistake that can be seen without the model, found before minutes of fine-tuning."""
+    from ..errors import InputError
+    from ..io import VideoReader, check_video_output
+
+    refuse_overwriting_inputs(args.output, [*(args.source or []), args.driving, args.avatar])
+    check_video_output(args.output)
+    if args.avatar:
+        extra = [flag for flag, used in (("--fine-tune-steps", args.fine_tune_steps), ("--lr", args.lr is not None),
+                                         ("--loss-weight", bool(args.loss_weight)), ("--amp", args.amp != "auto"),
+                                         ("--patience", args.patience is not None), ("--face-index", args.face_index),
+                                         ("--model", args.model is not None)) if used]
+        if extra:
+            raise InputError(f"{', '.join(extra)} cannot be used with --avatar, which is already personalised: "
+                             "drop them, or run `talkinghead finetune` again to make a new avatar.")
+    if args.driving:
+        extra = [flag for flag, value in (("--seconds", args.seconds), ("--fps", args.fps)) if value is not None]
+        if extra:
+            raise InputError(f"{', '.join(extra)} only apply to --motion-preset: a driving video sets the length "
+                             "and frame rate (use --max-frames to shorten it).")
+        with VideoReader(args.driving, max_frames=1) as reader:  # readable, with at least one frame
+            reader.read_all()
+    elif args.max_frames is not None:
+        raise InputError("--max-frames only applies to --driving: use --seconds to set a preset's length.")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..pipeline import Avatar, load
 
+    check_before_work(args)
     if args.avatar:
-        ignored = [flag for flag, used in (("--fine-tune-steps", args.fine_tune_steps), ("--lr", args.lr is not None),
-                                           ("--loss-weight", bool(args.loss_weight)),
-                                           ("--amp", args.amp != "auto"),
-                                           ("--face-index", args.face_index),
-                                           ("--model", args.model != "default")) if used]
-        if ignored:
-            from ..errors import InputError
-
-            raise InputError(f"{', '.join(ignored)} cannot be used with --avatar, which is already personalised: "
-                             "drop them, or run `talkinghead finetune` again to make a new avatar.")
         avatar = Avatar.load(args.avatar, device=args.device)
         print(f"loaded {avatar}")
     else:
-        model = load(args.model, device=args.device)
+        model = load(args.model or "default", device=args.device)
         avatar = model.personalize(args.source, backend=args.backend, face_index=args.face_index,
                                    **finetune_kwargs(args, model))
         faces = avatar.source.num_faces
@@ -74,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         if filled:
             print(f"{filled} driving frame(s) without a detected face were interpolated")
     else:
-        video = avatar.animate_preset(args.motion_preset, seconds=args.seconds, fps=args.fps,
+        video = avatar.animate_preset(args.motion_preset, seconds=args.seconds or 5.0, fps=args.fps or 25.0,
                                       crop_only=args.crop_only, batch_size=args.batch_size)
     from ._common import write
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_output_options
+from ._common import add_output_options, preset_seconds
 
 
 def register(subparsers, formatter_class) -> None:
@@ -14,7 +14,7 @@ def register(subparsers, formatter_class) -> None:
         formatter_class=formatter_class)
     p.add_argument("-o", "--output", default="demo.mp4", metavar="OUT.mp4", help="output video")
     p.add_argument("--model", default="default", help="model name or folder")
-    p.add_argument("--seconds", type=float, default=4.0, help="length of the clip")
+    p.add_argument("--seconds", type=preset_seconds, default=4.0, help="length of the clip")
     p.add_argument("--preset", default="talk", choices=["talk", "idle"], help="motion preset")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
     add_output_options(p)
@@ -24,9 +24,11 @@ def register(subparsers, formatter_class) -> None:
 def run(args: argparse.Namespace) -> int:
     from skimage import data
 
+    from ..io import check_video_output
     from ..pipeline import load
     from ._common import write
 
+    check_video_output(args.output)
     model = load(args.model, device=args.device)
     avatar = model.personalize([data.astronaut()], progress=False)
     video = avatar.animate_preset(args.preset, seconds=args.seconds, fps=25.0, crop_only=args.crop_only,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import count, positive_int
+
 
 def register(subparsers, formatter_class) -> None:
     p = subparsers.add_parser(
@@ -18,12 +20,12 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--videos", nargs="+", required=True, metavar="VIDEO", help="held-out clips of people not trained on")
     p.add_argument("--sources", nargs="*", default=[], metavar="IMG",
                    help="portraits to drive with the clips (cross-identity: identity kept, motion followed)")
-    p.add_argument("--shots", nargs="+", type=int, default=[1, 8, 32], metavar="T", help="few-shot set sizes")
+    p.add_argument("--shots", nargs="+", type=positive_int, default=[1, 8, 32], metavar="T", help="few-shot set sizes")
     p.add_argument("--modes", nargs="+", default=["ff", "ft"], choices=["ff", "ft"],
                    help="feed-forward (embed only) and/or fine-tuned")
     p.add_argument("--model", default="default", help="model name (pretrained/, the installed copy, then $TALKINGHEAD_HOME) or folder")
-    p.add_argument("--frames", type=int, default=32, metavar="N", help="test frames per clip")
-    p.add_argument("--ft-steps", type=int, default=40, metavar="N", help="fine-tuning steps in FT mode")
+    p.add_argument("--frames", type=positive_int, default=32, metavar="N", help="test frames per clip")
+    p.add_argument("--ft-steps", type=count, default=40, metavar="N", help="fine-tuning steps in FT mode")
     p.add_argument("--backend", default="auto", choices=["auto", "dlib", "face-alignment", "mediapipe"],
                    help="landmark detector (crops, driving landmarks and AKD)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")

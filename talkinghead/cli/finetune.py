@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_finetune_options, add_model_options, finetune_kwargs
+from ._common import (add_finetune_options, add_model_options, finetune_kwargs, positive_int,
+                      refuse_overwriting_inputs)
 
 
 def register(subparsers, formatter_class) -> None:
@@ -16,16 +17,29 @@ def register(subparsers, formatter_class) -> None:
         formatter_class=formatter_class)
     p.add_argument("--photos", nargs="+", required=True, metavar="IMG", help="1 to 32 photos of one person")
     p.add_argument("-o", "--output", required=True, metavar="AVATAR_DIR", help="avatar folder to write")
-    p.add_argument("--batch", type=int, default=2, help="photos per fine-tuning step")
+    p.add_argument("--batch", type=positive_int, default=2, help="photos per fine-tuning step")
     add_model_options(p)
     add_finetune_options(p, default_steps=200)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import load
+    from pathlib import Path
 
-    model = load(args.model, device=args.device)
+    from ..errors import InputError
+    from ..pipeline import AVATAR_CONFIG, load
+
+    out = Path(args.output)
+    # checked before fine-tuning, which can take minutes: a result that cannot be saved is lost
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file, not a folder: give -o a new or an avatar folder's name.")
+    if out.is_dir() and any(out.iterdir()) and not (out / AVATAR_CONFIG).is_file():
+        raise InputError(f"{out} is a folder that holds other files: give -o a new folder (or an avatar's, "
+                         "to replace it).")
+    if any(parent.exists() and not parent.is_dir() for parent in out.parents):
+        raise InputError(f"{out} cannot be made: a part of its path is a file.")
+    refuse_overwriting_inputs(out, args.photos)
+    model = load(args.model or "default", device=args.device)
     avatar = model.personalize(args.photos, backend=args.backend, face_index=args.face_index,
                                batch_size=args.batch, **finetune_kwargs(args, model))
     avatar.save(args.output)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import count, non_negative_float, refuse_overwriting_inputs
+
 DESCRIPTION = """\
 Detect 68 face landmarks (iBUG order) in every frame of a video, or in a photo (T = 1).
 
@@ -18,11 +20,12 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("input", metavar="INPUT", help="video (mp4, mov, avi, mkv, webm, mpg, mpeg, m4v) or image")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write the landmarks")
     p.add_argument("--backend", default="auto", choices=("auto", "dlib", "face-alignment", "mediapipe"),
-                   help="detector; auto = face-alignment if its weights are present, else dlib")
-    p.add_argument("--face-index", type=int, default=0, metavar="N",
+                   help="detector; auto = face-alignment if its weights are present, else dlib, and a photo in "
+                        "which that finds no face is tried again with MediaPipe (as animate and finetune do)")
+    p.add_argument("--face-index", type=count, default=0, metavar="N",
                    help="which face when several are seen: 0 = largest (in a video, the face is then followed)")
     p.add_argument("--no-smooth", action="store_true", help="keep the raw per-frame landmarks of a video")
-    p.add_argument("--max-gap", type=float, default=0.5, metavar="SECONDS",
+    p.add_argument("--max-gap", type=non_negative_float, default=0.5, metavar="SECONDS",
                    help="longest run of frames without a face that is filled by interpolation")
     p.add_argument("--preview", metavar="OUT.mp4", default=None,
                    help="also write frames and their landmark images side by side (.mp4, or .png for a photo)")
@@ -37,14 +40,19 @@ def run(args: argparse.Namespace) -> int:
 
     from ..atomic import atomic_path
     from ..errors import InputError
-    from ..io import IMAGE_EXTENSIONS, VideoReader, is_video_path, read_image, write_image, write_video
+    from ..io import (IMAGE_EXTENSIONS, VideoReader, check_video_output, is_video_path, read_image, write_image,
+                      write_video)
     from ..landmarks import draw_landmarks, get_detector, select_face, track_video
+    from ..pipeline import _fallback_faces
 
     src, out = Path(args.input), Path(args.output)
     if out.suffix.lower() != ".npz":
         raise InputError(f"Output {out} must end in .npz: name it like landmarks.npz.")
-    if args.face_index < 0:
-        raise InputError(f"Face index {args.face_index} is negative: use 0 for the largest face.")
+    refuse_overwriting_inputs(out, [src])
+    if args.preview:  # checked now: a bad name would only fail after the whole clip was tracked
+        refuse_overwriting_inputs(args.preview, [src, out], "--preview")
+        if is_video_path(src) or Path(args.preview).suffix.lower() not in IMAGE_EXTENSIONS:
+            check_video_output(args.preview)
     det = get_detector(args.backend, device=args.device)
     if is_video_path(src):
         track = track_video(src, det, face_index=args.face_index, smooth=not args.no_smooth,
@@ -53,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         image = read_image(src)
         faces = det.detect(image)
+        if not faces and args.backend == "auto":
+            faces = _fallback_faces(image, str(src), det.name, args.device)
         face = select_face(faces, args.face_index, str(src))
         lm, fps = face.landmarks[None], 0.0
         missing, filled = np.zeros(1, bool), np.zeros(1, bool)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from ._common import positive_int
+
 DESCRIPTION = """\
 Crop the face of every frame of the given clips (files or folders) into CACHE: one .npz per clip with
 JPEG crops, (T, 68, 2) landmarks in crop pixels and a JSON record (with the identity from --manifest).
@@ -18,10 +20,10 @@ def register(subparsers, formatter_class) -> None:
                               description=DESCRIPTION, formatter_class=formatter_class)
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders holding them")
     p.add_argument("-o", "--output", required=True, metavar="CACHE", help="cache folder")
-    p.add_argument("--size", type=int, default=256, help="side of the square face crops, in pixels")
-    p.add_argument("--max-frames", type=int, default=300, help="frames kept per clip (evenly spaced)")
-    p.add_argument("--min-frames", type=int, default=9, help="clips with fewer face frames are skipped (K+1 = 9)")
-    p.add_argument("--workers", type=int, default=max(1, min(4, (os.cpu_count() or 1))), help="processes")
+    p.add_argument("--size", type=positive_int, default=256, help="side of the square face crops, in pixels")
+    p.add_argument("--max-frames", type=positive_int, default=300, help="frames kept per clip (evenly spaced)")
+    p.add_argument("--min-frames", type=positive_int, default=9, help="clips with fewer face frames are skipped (K+1 = 9)")
+    p.add_argument("--workers", type=positive_int, default=max(1, min(4, (os.cpu_count() or 1))), help="processes")
     p.add_argument("--manifest", metavar="CSV", help="CSV with path,identity columns (paths relative to the CSV)")
     p.add_argument("--backend", "--detector", dest="detector", default="dlib",
                    choices=["dlib", "face-alignment", "mediapipe", "auto"],

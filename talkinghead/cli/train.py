@@ -1,7 +1,7 @@
 """``talkinghead train``: meta-learning of E, G and D on a preprocessing cache."""
 from __future__ import annotations
 
-from ._common import add_loss_weight_option, parse_loss_weights
+from ._common import add_loss_weight_option, count, parse_loss_weights, positive_float, positive_int
 
 DESCRIPTION = """\
 Meta-learning on K-shot episodes of a cache built by `talkinghead preprocess`. RUN_DIR receives
@@ -29,19 +29,19 @@ def register(subparsers, formatter_class) -> None:
                    help="start from a pretrained model's E, G, D (its config) instead of random weights")
     p.add_argument("--data", default=None, metavar="CACHE", help="cache folder from `talkinghead preprocess`")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder")
-    p.add_argument("--steps", type=int, default=None, help="total generator steps (default 1000)")
-    p.add_argument("--batch", type=int, default=None, help="episodes per step and process (default 1)")
-    p.add_argument("--k", type=int, default=None, help="few-shot frames per episode (default 8)")
+    p.add_argument("--steps", type=positive_int, default=None, help="total generator steps (default 1000)")
+    p.add_argument("--batch", type=positive_int, default=None, help="episodes per step and process (default 1)")
+    p.add_argument("--k", type=positive_int, default=None, help="few-shot frames per episode (default 8)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its checkpoint")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="default auto")
-    p.add_argument("--sample-every", type=int, default=None, help="steps between sample grids (default 500)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default 1000)")
-    p.add_argument("--log-every", type=int, default=None, help="steps between log.csv rows (default 10)")
-    p.add_argument("--lr-g", type=float, default=None, help="Adam lr of E and G (default 5e-5)")
-    p.add_argument("--lr-d", type=float, default=None, help="Adam lr of D (default 2e-4)")
-    p.add_argument("--d-steps", type=int, default=None, help="D updates per G update (default 1; paper ~2)")
+    p.add_argument("--sample-every", type=count, default=None, help="steps between sample grids (default 500)")
+    p.add_argument("--checkpoint-every", type=count, default=None, help="steps between checkpoints (default 1000)")
+    p.add_argument("--log-every", type=positive_int, default=None, help="steps between log.csv rows (default 10)")
+    p.add_argument("--lr-g", type=positive_float, default=None, help="Adam lr of E and G (default 5e-5)")
+    p.add_argument("--lr-d", type=positive_float, default=None, help="Adam lr of D (default 2e-4)")
+    p.add_argument("--d-steps", type=positive_int, default=None, help="D updates per G update (default 1; paper ~2)")
     p.add_argument("--seed", type=int, default=None, help="default 0")
-    p.add_argument("--workers", type=int, default=None, help="data loader processes (default 0)")
+    p.add_argument("--workers", type=count, default=None, help="data loader processes (default 0)")
     p.add_argument("--content", default=None, choices=["auto", "paper", "stlpips", "none"],
                    help="content-loss backbones (default auto: VGG19/VGGFace if present, else ST-LPIPS VGG16)")
     add_loss_weight_option(p, "override one of the paper's loss weights")

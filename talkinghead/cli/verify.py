@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import positive_int
+
 
 def register(subparsers, formatter_class) -> None:
     p = subparsers.add_parser(
@@ -13,7 +15,7 @@ def register(subparsers, formatter_class) -> None:
         formatter_class=formatter_class,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="images or videos to check")
-    p.add_argument("--max-frames", type=int, default=64, help="frames of a video to examine, spread over it")
+    p.add_argument("--max-frames", type=positive_int, default=64, help="frames of a video to examine, spread over it")
     p.add_argument("--json", action="store_true", help="print one JSON object per file instead of text")
     p.set_defaults(func=run)
 
