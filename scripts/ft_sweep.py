@@ -36,6 +36,9 @@ p.add_argument("--loss-weights", default=None, help="JSON overrides of LossWeigh
 p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="bf16 autocast (personalize's amp)")
 p.add_argument("--ema", type=float, nargs="*", default=[],
                help="also score exponential moving averages of G' and psi' with these decays")
+p.add_argument("--score-shots", action="store_true",
+               help="also score how well the shots themselves are rebuilt (shots_lpips, shots_ssim): "
+                    "memorising the photos vs transferring to new frames")
 p.add_argument("-o", "--output", required=True)
 args = p.parse_args()
 
@@ -51,9 +54,15 @@ near = np.stack([shots_c[nearest_shot(np.stack([l for _, l in shots_c]), lm)][0]
 rows = []
 
 
+shot_reals, shot_lms = np.stack([c for c, _ in shots_c]), np.stack([lm for _, lm in shots_c])
+
+
 def score(step, avatar, extra=None):
     gen = avatar.render(lms)
     row = {"step": step, "lpips": M.lpips(gen, reals).value, "ssim": M.ssim(gen, reals).value, **(extra or {})}
+    if args.score_shots:
+        rebuilt = avatar.render(shot_lms)
+        row.update(shots_lpips=M.lpips(rebuilt, shot_reals).value, shots_ssim=M.ssim(rebuilt, shot_reals).value)
     rows.append(row)
     print(json.dumps(row), flush=True)
 
@@ -101,5 +110,5 @@ model.personalize(shot_frames, fine_tune_steps=args.steps, patience=0, progress=
 out = Path(args.output)
 out.parent.mkdir(parents=True, exist_ok=True)
 atomic_write_text(out, json.dumps({"video": args.video, "shots": args.shots, "loss_weights": weights, "lr": args.lr, "amp": args.amp,
-                                   "ema": args.ema,
+                                   "ema": args.ema, "score_shots": args.score_shots,
                                    "baseline": base, "rows": rows}, indent=1) + "\n")
