@@ -39,7 +39,9 @@ import json
 import os
 import random
 import signal
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -363,16 +365,21 @@ def seed_everything(seed: int) -> None:
 
 
 class _StopFlag:
-    """First SIGINT/SIGTERM asks the loop to stop after the current step; a second one aborts."""
+    """First SIGINT/SIGTERM asks the loop to stop after the current step; a second one aborts.
+    ``signum`` keeps which signal it was (the CLI exits 130 or 143 accordingly)."""
 
     def __init__(self):
         self.requested = False
+        self.signum: int | None = None
         self._old: dict[int, Any] = {}
 
     def _handler(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
+        if os.environ.get("RANK", "0") == "0":
+            print("\nstopping after this step and saving a checkpoint (press Ctrl-C again to abort)",
+                  file=sys.stderr, flush=True)
 
     def __enter__(self):
         import threading
@@ -415,6 +422,7 @@ class Trainer:
         self.log_rows: list[dict] = []
         self._last_saved = -1
         self._time_offset = 0.0
+        self.stopped_by: int | None = None  # the signal that ended fit() early, if one did
 
     # ---- one step of each kind ----------------------------------------------------------------
     def _autocast(self):
@@ -623,6 +631,8 @@ class Trainer:
                     if o.checkpoint_every and self.step % o.checkpoint_every == 0:
                         self.save_checkpoint()
                     if self._agree(stop.requested):
+                        # ranks that got no signal themselves stop for the same reason
+                        self.stopped_by = stop.signum or signal.SIGTERM
                         break
             finally:
                 bar.close()
@@ -710,6 +720,10 @@ def init_from_pretrained(name_or_dir: str, dataset) -> nn.Module:
     trained = list(src.training_info.get("videos") or [])
     index = {v: i for i, v in enumerate(trained)}
     model.video_rows = {i: index[v] for i, v in enumerate(dataset.videos) if v in index}
+    if trained and not model.video_rows:
+        warnings.warn(f"--init-from {name_or_dir}: none of the cache's {len(dataset.videos)} clips is one of the "
+                      f"{len(trained)} it was trained on (a clip's id is its file name and a hash of its path when "
+                      "it was preprocessed), so every row of D's table starts at its clip's e_hat.", stacklevel=2)
     with torch.no_grad():
         for new, old in model.video_rows.items():
             model.discriminator.W.weight[new] = src.discriminator.W.weight[old]
@@ -758,10 +772,19 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
 
     dist, device = init_distributed(opts.device)
     run_dir = Path(opts.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"Run folder {run_dir} is a file: choose another -o.")
+    if resume and not Path(opts.data).is_dir():
+        raise InputError(f"The run's cache {opts.data} is not found from {Path.cwd()}: pass --data with its path "
+                         "(relative paths are read from the current folder).")
+    # the record keeps where the cache is, so --resume works from any folder
+    opts = dataclasses.replace(opts, data=str(Path(opts.data).resolve()) if opts.data else opts.data)
     state = load_checkpoint(run_dir / CHECKPOINT) if resume else None
     seed_everything(opts.seed)
     dataset = EpisodeDataset(opts.data, k=opts.k, augment=opts.augment)
     saved = _saved_record(run_dir) if state is not None else {}
+    if state is not None:
+        _check_resumable(run_dir, saved, dataset, state, opts)
     init = init_from_pretrained(opts.init_from, dataset) if state is None and opts.init_from else None
     if init is not None:  # the architecture is the pretrained model's
         cfg = init.config
@@ -780,7 +803,11 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     loss_fn = build_loss(opts, device)
     trainer = Trainer(task, loss_fn, opts, device, run_dir, dist)
     if state is not None:
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError) as exc:  # shapes or keys of another architecture
+            raise InputError(f"{run_dir / CHECKPOINT} does not match the model in {run_dir / OPTIONS} "
+                             f"({type(exc).__name__}): resume it with its own files, or start a new run.") from None
         trainer._read_log()
     if dist.is_main:
         record = {
@@ -805,15 +832,35 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
         atomic_write_text(run_dir / OPTIONS, json.dumps(record, indent=1))
     batches = make_loader(dataset, opts, dist, trainer.items_consumed, device)
     trainer.fit(batches, opts.steps)
-    if opts.export and dist.is_main and trainer.step > 0:
+    # an interrupted run has a checkpoint to resume from, not a finished model
+    if opts.export and dist.is_main and trainer.step > 0 and trainer.stopped_by is None:
         trainer.export(run_dir / "model")
     return trainer
+
+
+def _check_resumable(run_dir: Path, saved: dict, dataset, state: dict, opts: TrainOptions) -> None:
+    """InputError, before anything is written, when resuming would train another run than the saved one."""
+    videos = saved.get("videos")
+    if videos is not None and list(dataset.videos) != list(videos):
+        was = saved.get("options", {}).get("data", "?")
+        raise InputError(f"The cache {opts.data} holds other clips ({len(dataset.videos)}) than run {run_dir} was "
+                         f"trained on ({len(videos)}, from {was}): resume with that cache, or start a new run with "
+                         f"--init-from {run_dir / 'model'} to keep the weights.")
+    step = int(state.get("step", 0))
+    if opts.steps < step:
+        raise InputError(f"Run {run_dir} is already at step {step}, past --steps {opts.steps}: "
+                         "pass a larger --steps to train further.")
 
 
 def _saved_record(run_dir: Path) -> dict:
     """The run's ``training_options.json`` as written before (``{}`` for a new run)."""
     path = run_dir / OPTIONS
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise InputError(f"{path} is not valid JSON: restore it from a backup, or start a new run.") from None
 
 
 def load_run_model(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[nn.Module, int]:

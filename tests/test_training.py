@@ -162,6 +162,8 @@ def test_ctrl_c_checkpoints_at_a_step_boundary_and_resumes_exactly(tiny_cache, t
     monkeypatch.setattr(tr.Trainer, "train_step", step_then_interrupt)
     t = train(_opts(tiny_cache, tmp_path / "cut", 3))
     assert t.step == 1 and load_checkpoint(tmp_path / "cut" / CHECKPOINT)["step"] == 1
+    # stopped, not finished: a checkpoint to resume from and no exported model
+    assert t.stopped_by == signal.SIGINT and not (tmp_path / "cut" / "model").exists()
     monkeypatch.setattr(tr.Trainer, "train_step", original)
     train(_opts(tiny_cache, tmp_path / "cut", 3), resume=True)
     train(_opts(tiny_cache, tmp_path / "full", 3))
@@ -272,3 +274,67 @@ def test_train_cli_runs_the_recipe_it_is_given(tiny_cache, tmp_path):
     record = json.loads((run / "training_options.json").read_text())
     assert record["loss_weights"]["pixel"] == 10 and record["loss_weights"]["content_stlpips"] == 1.5
     assert "g_pixel" in (run / "log.csv").read_text().splitlines()[0]
+
+
+def test_train_cli_exits_130_when_interrupted_and_says_how_to_resume(tiny_cache, tmp_path, monkeypatch, capsys):
+    import talkinghead.training as tr
+    from talkinghead.cli import main
+
+    original = tr.Trainer.train_step
+
+    def step_then_interrupt(self, batches):
+        out = original(self, batches)
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(tr.Trainer, "train_step", step_then_interrupt)
+    run = tmp_path / "run"
+    code = main(["train", "--config", "tiny", "--data", str(tiny_cache), "-o", str(run), "--steps", "3", "--k", "2",
+                 "--content", "stlpips", "--no-progress", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 130 and "stopped at step 1 of 3" in err and "--resume" in err
+    assert (run / CHECKPOINT).is_file() and not (run / "model").exists()
+
+
+def _cli_train(cache, run, *extra):
+    from talkinghead.cli import main
+
+    return main(["train", "--config", "tiny", "--data", str(cache), "-o", str(run), "--k", "2", "--content", "stlpips",
+                 "--no-progress", "--device", "cpu", *extra])
+
+
+def test_resume_refuses_what_would_make_it_another_run(tiny_cache, tmp_path, astronaut, capsys, monkeypatch):
+    from talkinghead.cli import main
+
+    run = tmp_path / "run"
+    assert _cli_train(tiny_cache, run, "--steps", "2") == 0
+    record = (run / "training_options.json").read_text()
+    other = build_tiny_cache(tmp_path / "other", astronaut, videos=2, frames=10, size=64)
+    for extra, words in [(["--data", str(other)], "holds other clips"),
+                         (["--config", "cpu-256"], "keeps its architecture"),
+                         (["--steps", "1"], "already at step 2")]:
+        assert main(["train", "-o", str(run), "--resume", "--no-progress", *extra]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+        assert (run / "training_options.json").read_text() == record  # nothing was rewritten
+    # the record holds the cache's absolute path: --resume works from another folder
+    monkeypatch.chdir(tmp_path / "other")
+    assert main(["train", "-o", str(run), "--resume", "--steps", "3", "--no-progress"]) == 0
+    assert json.loads((run / "training_options.json").read_text())["options"]["data"] == str(Path(tiny_cache).resolve())
+
+
+def test_train_cli_bad_run_folders_are_one_line(tiny_cache, tmp_path, capsys):
+    from talkinghead.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert _cli_train(tiny_cache, afile, "--steps", "1") == 2
+    assert "is a file" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training_options.json").write_text("{not json")
+    (run / CHECKPOINT).write_bytes(b"")
+    assert main(["train", "-o", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "not a valid run record" in err and "Traceback" not in err

@@ -1,24 +1,29 @@
 """``talkinghead train``: meta-learning of E, G and D on a preprocessing cache."""
 from __future__ import annotations
 
-from ._common import add_loss_weight_option, count, parse_loss_weights, positive_float, positive_int
+from ._common import _number, add_loss_weight_option, count, parse_loss_weights, positive_float, positive_int
+
+seed = _number(int, 0, True, 2**32 - 1)  # numpy's seed range
+d_steps = _number(int, 1, True, 10)  # BigGAN uses 2; more only starves G
 
 DESCRIPTION = """\
 Meta-learning on K-shot episodes of a cache built by `talkinghead preprocess`. RUN_DIR receives
 training_options.json, log.csv, samples/*.png, checkpoint.pt (every --checkpoint-every steps and on exit,
-Ctrl-C included) and, at the end, model/ (E, G with EMA weights, D with W, w0, b) for fine-tuning.
---resume continues exactly where the run stopped. --init-from starts E, G and D from a pretrained model
-(the shipped one: default) instead of at random, with fresh optimisers; its architecture comes along.
+Ctrl-C included) and, when --steps are done, model/ (E, G with EMA weights, D with W, w0, b) for
+fine-tuning. Ctrl-C or SIGTERM stops after the current step with a checkpoint (exit 130 or 143);
+--resume continues exactly where the run stopped, with the same cache and architecture.
+--init-from starts E, G and D from a pretrained model (the shipped one: default) instead of at random,
+with fresh optimisers; its architecture comes along.
 Several processes: torchrun --nproc_per_node N -m talkinghead train ...
 
-example: talkinghead train --config cpu-256 --data cache/train -o runs/cpu256 --steps 500 \
+example: talkinghead train --config cpu-256 --data cache/train -o runs/cpu256 --steps 500 \\
              --lr-g 1e-4 --loss-weight content_stlpips=1.5 --loss-weight pixel=10   # the shipped recipe
          talkinghead train --init-from default --data cache/train -o runs/more --steps 2000
 """
 
 # Options that --resume takes from the saved run unless given again on the command line.
 _OVERRIDABLE = ("config", "init_from", "data", "steps", "batch", "k", "device", "sample_every", "checkpoint_every",
-                "lr_g", "lr_d", "d_steps", "seed", "workers", "content", "log_every")
+                "lr_g", "lr_d", "d_steps", "seed", "workers", "content", "log_every", "amp")
 
 
 def register(subparsers, formatter_class) -> None:
@@ -34,13 +39,17 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--k", type=positive_int, default=None, help="few-shot frames per episode (default 8)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its checkpoint")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="default auto")
-    p.add_argument("--sample-every", type=count, default=None, help="steps between sample grids (default 500)")
-    p.add_argument("--checkpoint-every", type=count, default=None, help="steps between checkpoints (default 1000)")
+    p.add_argument("--sample-every", type=count, default=None, help="steps between sample grids; 0 = none (default 500)")
+    p.add_argument("--checkpoint-every", type=count, default=None,
+                   help="steps between checkpoints; 0 = only at the end and on Ctrl-C (default 1000)")
     p.add_argument("--log-every", type=positive_int, default=None, help="steps between log.csv rows (default 10)")
     p.add_argument("--lr-g", type=positive_float, default=None, help="Adam lr of E and G (default 5e-5)")
     p.add_argument("--lr-d", type=positive_float, default=None, help="Adam lr of D (default 2e-4)")
-    p.add_argument("--d-steps", type=positive_int, default=None, help="D updates per G update (default 1; paper ~2)")
-    p.add_argument("--seed", type=int, default=None, help="default 0")
+    p.add_argument("--d-steps", type=d_steps, default=None, help="D updates per G update, 1 to 10 (default 1; paper ~2)")
+    p.add_argument("--seed", type=seed, default=None, help="default 0")
+    p.add_argument("--amp", default=None, choices=["auto", "bf16", "off"],
+                   help="bf16 autocast: auto = on CUDA only; bf16 also on CPUs with AMX (1.45x per step measured, "
+                        "docs/training.md) (default auto)")
     p.add_argument("--workers", type=count, default=None, help="data loader processes (default 0)")
     p.add_argument("--content", default=None, choices=["auto", "paper", "stlpips", "none"],
                    help="content-loss backbones (default auto: VGG19/VGGFace if present, else ST-LPIPS VGG16)")
@@ -52,6 +61,7 @@ def register(subparsers, formatter_class) -> None:
 
 def run(args) -> int:
     import json
+    import sys
     from pathlib import Path
 
     from ..errors import InputError
@@ -63,11 +73,19 @@ def run(args) -> int:
         raise InputError("--init-from starts a new run and --resume continues one: give one of them.")
     if args.init_from and args.config:
         raise InputError("--init-from brings its own architecture: leave out --config.")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"Run folder {run_dir} is a file: choose another -o.")
     if args.resume:
         saved = run_dir / OPTIONS
         if not saved.is_file():
             raise InputError(f"{saved} does not exist; run without --resume to start a new run in {run_dir}.")
-        opts = TrainOptions.from_dict(json.loads(saved.read_text(encoding="utf-8"))["options"])
+        try:
+            opts = TrainOptions.from_dict(json.loads(saved.read_text(encoding="utf-8"))["options"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise InputError(f"{saved} is not a valid run record: restore it from a backup, or start a new run.") from None
+        if args.config and args.config != opts.config:
+            raise InputError(f"Run {run_dir} is a {opts.config} run and --resume keeps its architecture: drop "
+                             f"--config {args.config}, or start a new run.")
         opts = TrainOptions.from_dict({**opts.to_dict(), **given, "run_dir": str(run_dir)})
     else:
         if (run_dir / "checkpoint.pt").exists():
@@ -83,10 +101,17 @@ def run(args) -> int:
     if args.no_progress:
         opts.progress = False
     trainer = train(opts, resume=args.resume)
-    if trainer.dist.is_main:
-        print(f"{trainer.step} steps done; run folder {run_dir}")
     if trainer.dist.enabled:
         import torch.distributed as dist
 
         dist.destroy_process_group()
+    if trainer.stopped_by is not None:
+        import signal
+
+        if trainer.dist.is_main:
+            print(f"talkinghead train: stopped at step {trainer.step} of {opts.steps}; checkpoint saved in "
+                  f"{run_dir}: continue with --resume", file=sys.stderr)
+        return 130 if trainer.stopped_by == signal.SIGINT else 143
+    if trainer.dist.is_main:
+        print(f"{trainer.step} steps done; run folder {run_dir}")
     return 0
