@@ -109,3 +109,11 @@ def test_cli_models_json(capsys):
     assert all(r["config"] == "tiny" and r["params"] > 0 and r["gflops"] > 0 for r in rows)
     assert main(["models", "nope"]) == 2
     assert "tiny" in capsys.readouterr().err
+
+
+def test_cli_models_shows_a_pretrained_models_config(capsys):
+    from talkinghead.cli import main
+
+    assert main(["models", "default", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["config"] for r in rows] == ["default"] * 3 and rows[0]["image_size"] == 256

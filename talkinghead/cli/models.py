@@ -12,7 +12,9 @@ def register(subparsers, formatter_class) -> None:
                     "counts and forward GFLOPs for one frame (convolutions and matrix products, 2 per multiply-add).",
         formatter_class=formatter_class,
     )
-    p.add_argument("configs", nargs="*", metavar="CONFIG", help="configs to show (default: all registered)")
+    p.add_argument("configs", nargs="*", metavar="CONFIG",
+                   help="configs to show, or pretrained models by name or folder such as default (default: all "
+                        "registered configs)")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of a table")
     p.set_defaults(func=run)
 
@@ -20,12 +22,12 @@ def register(subparsers, formatter_class) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..config import get_config, list_configs, model_summary
+    from ..config import list_configs, model_summary
 
     names = args.configs or list_configs()
     rows = []
     for name in names:
-        cfg = get_config(name)  # unknown names raise InputError listing the known ones
+        cfg = _config_of(name, list_configs())
         for r in model_summary(cfg):
             rows.append({"config": name, "image_size": cfg.image_size, **r})
     if args.json:
@@ -37,3 +39,19 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['config']:<12} {r['image_size']:>5} {r['network']:<14} {r['params']:>12,} {r['gflops']:>13.2f}")
     return 0
+
+
+def _config_of(name: str, configs: list[str]):
+    """A registered config, else the config of a pretrained model (its config.json only, no weights read)."""
+    from ..config import get_config
+    from ..errors import InputError, WeightsError
+    from ..hub import CONFIG_NAME, _read_config, resolve_pretrained
+
+    if name in configs:
+        return get_config(name)
+    try:
+        cfg, _ = _read_config(resolve_pretrained(name) / CONFIG_NAME)
+    except WeightsError:
+        raise InputError(f"{name!r} is neither a model config ({', '.join(configs)}) nor a pretrained model "
+                         "(a name in pretrained/ or a folder holding config.json): check the name.") from None
+    return cfg
