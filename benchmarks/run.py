@@ -15,7 +15,9 @@ Landmark frames/s per backend (CPU) come from ``benchmarks/landmarks.py`` on the
 
 ``--quick`` uses the tiny config, a few frames/steps and no VGG content loss (for the tests). The default uses
 ``pretrained/default`` where present, else ``cpu-256`` with random weights (said in the JSON).
-Writes ``<out>/bench-<device>.json`` where ``<device>`` is ``cuda`` on a GPU machine, else ``cpu``.
+Writes ``<out>/bench-<device>.json`` where ``<device>`` is ``cuda`` on a GPU machine, else ``cpu``; ``<out>``
+defaults to ``benchmarks/results`` (the committed numbers), or for ``--quick`` to ``$TMPDIR/talkinghead-bench``
+so that tiny-config numbers never replace them unasked.
 """
 from __future__ import annotations
 
@@ -191,13 +193,19 @@ def bench_training(config: str, device: str, steps: int, k: int, content: str = 
 
 def bench_landmarks(frames: int) -> dict:
     """Frames/s per available landmark backend via ``benchmarks/landmarks.py`` (needs the eval clips)."""
+    import contextlib
+    import io
+
     lm = _script("landmarks")
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "landmarks.json"
+        out, text = Path(tmp) / "landmarks.json", io.StringIO()
         try:
-            lm.main(["-o", str(out), "--frames", str(frames)])
+            with contextlib.redirect_stdout(text):
+                lm.main(["-o", str(out), "--frames", str(frames)])
         except SystemExit as exc:  # no eval clips here
             return {"error": str(exc)}
+        finally:  # its table, but not "wrote <temporary file>": that file is gone in a moment
+            print("".join(line for line in text.getvalue().splitlines(True) if not line.startswith("wrote ")), end="")
         return json.loads(out.read_text())
 
 
@@ -255,13 +263,36 @@ def bench_device(th, device, quick: bool, training_config: str) -> dict:
             "finetune": ft, "training": train, "flops": flops, "memory": _memory(device)}
 
 
+def default_out_dir(quick: bool) -> Path:
+    """The committed ``benchmarks/results``; for --quick a folder in the temp dir (tiny-config numbers
+    must not replace the committed ones unless -o asks for it)."""
+    return Path(tempfile.gettempdir()) / "talkinghead-bench" if quick else HERE / "results"
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse, before minutes of benchmarking, a folder that cannot be written: a file, below a file,
+    or without write permission."""
+    from talkinghead.errors import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out} is a file, not a folder: choose a folder for bench-<device>.json.")
+    parent = next((q for q in out.absolute().parents if q.exists()), None) if not out.exists() else out
+    if parent is not None and not parent.is_dir():
+        raise InputError(f"-o {out} lies below {parent}, which is a file: choose another folder.")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"-o {out}: {parent} is not writable: choose a folder you can write to.")
+
+
 def run_benchmarks(out_dir: str | os.PathLike | None = None, quick: bool = False, log=print,
                    devices: list[str] | None = None) -> Path:
-    """Run everything and write ``bench-<device>.json``; returns its path. ``devices``: a subset of
-    ``cpu``/``cuda`` (default: the CPU, and CUDA when present)."""
+    """Run everything and write ``bench-<device>.json``; returns its path. ``out_dir``: see
+    :func:`default_out_dir`. ``devices``: a subset of ``cpu``/``cuda`` (default: the CPU, and CUDA when
+    present)."""
+    sys.path.insert(0, str(REPO))
+    out = Path(out_dir) if out_dir else default_out_dir(quick)
+    check_out_dir(out)
     import torch
 
-    sys.path.insert(0, str(REPO))
     from talkinghead.atomic import atomic_write_text
     from talkinghead.config import get_config
     from talkinghead.models import TalkingHeadModel
@@ -305,7 +336,6 @@ def run_benchmarks(out_dir: str | os.PathLike | None = None, quick: bool = False
         "seconds": None,
     }
     record["seconds"] = round(time.time() - t_start, 1)
-    out = Path(out_dir) if out_dir else HERE / "results"
     path = out / f"bench-{'cuda' if torch.cuda.is_available() else 'cpu'}.json"
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return path
@@ -313,7 +343,8 @@ def run_benchmarks(out_dir: str | os.PathLike | None = None, quick: bool = False
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-o", "--output", default=str(HERE / "results"), help="folder for bench-<device>.json")
+    ap.add_argument("-o", "--output", default=None,
+                    help="folder for bench-<device>.json (default: benchmarks/results; with --quick $TMPDIR/talkinghead-bench)")
     ap.add_argument("--quick", action="store_true", help="tiny config, a few frames and steps (seconds)")
     ap.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], help="default: cpu, and cuda when present")
     ap.add_argument("--data", help="cache for the training benchmark (default: cache/train, else synthetic)")
@@ -323,7 +354,14 @@ def main(argv=None) -> int:
     _DATA = args.data
     if args.landmarks:
         _BACKEND = fixed_detector(args.landmarks)
-    path = run_benchmarks(args.output, args.quick, devices=args.devices)
+    sys.path.insert(0, str(REPO))
+    from talkinghead.errors import TalkingHeadError
+
+    try:
+        path = run_benchmarks(args.output, args.quick, devices=args.devices)
+    except TalkingHeadError as exc:  # one line, as `talkinghead bench` prints it
+        print(f"{Path(__file__).name}: error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {path}")
     return 0
 

@@ -95,6 +95,11 @@ class VerifyResult:
         """True when the invisible watermark was found (the metadata is easy to strip, the mark is not)."""
         return self.watermark.found
 
+    def tag(self, name: str, default: str | None = None) -> str | None:
+        """A metadata tag by name, whatever its case (Matroska stores ``MODEL`` for ``model``)."""
+        lowered = {k.lower(): v for k, v in self.metadata.items()}
+        return lowered.get(name.lower(), default)
+
 
 # ----------------------------------------------------------------------------------------- coding
 
@@ -485,19 +490,61 @@ def _metadata_says_synthetic(meta: dict[str, str]) -> bool:
                for k in ("comment", "description"))
 
 
+# First bytes of the video containers ffmpeg reads, for files whose name has no known extension.
+_VIDEO_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (8, b"AVI "), (0, b"\x00\x00\x01\xba"),
+                (0, b"\x00\x00\x01\xb3"), (0, b"FLV"), (0, b"OggS"))
+
+
+def _head(path: Path) -> bytes:
+    """The first bytes of a regular file (b"" for anything else, left to io's checks). Raises
+    :class:`InputError` when permissions stop the read: io's readers would call the file corrupt."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except PermissionError:
+        raise InputError(f"{path} cannot be reached (permission denied on a folder above it): "
+                         "give yourself access to that folder, e.g. chmod +x.") from None
+    except OSError:  # missing, a dangling link: io says so
+        return b""
+    if not stat.S_ISREG(mode):  # never open a FIFO (it would block)
+        return b""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16)
+    except PermissionError:
+        raise InputError(f"{path} cannot be read (permission denied): give yourself read access, "
+                         "e.g. chmod +r.") from None
+
+
+def _sniffed_video(path: Path, head: bytes) -> bool:
+    """A video by its extension, or by its content when the name has no known image/video extension."""
+    from . import io as th_io
+
+    if th_io.is_video_path(path):
+        return True
+    if path.suffix.lower() in th_io.IMAGE_EXTENSIONS:
+        return False
+    return any(head[at:at + len(magic)] == magic for at, magic in _VIDEO_MAGIC)
+
+
 def verify_file(path: str | os.PathLike, max_frames: int = 64) -> VerifyResult:
     """Check one image or video for the watermark and the provenance metadata.
 
-    Raises :class:`InputError` when the file is missing or cannot be decoded.
+    A file without a known extension is told apart by its content. Raises :class:`InputError` when
+    the file is missing, cannot be read (permissions) or cannot be decoded.
     """
     from . import io as th_io
 
     path = Path(path)
-    if th_io.is_video_path(path):
+    if _sniffed_video(path, _head(path)):
         det = detect_video(path, max_frames=max_frames)
         if det.frames == 0:
             raise InputError(f"Video {path} has no readable frames: use an intact video file.")
+        # io picks the metadata reader by extension, so go to the video one directly
+        raw = th_io._read_video_metadata(path) if not th_io.is_video_path(path) else th_io.read_metadata(path)
     else:
         det = detect_frame(th_io.read_image(path))
-    meta = {str(k): str(v) for k, v in th_io.read_metadata(path).items()}
+        raw = th_io.read_metadata(path)
+    meta = {str(k): str(v) for k, v in raw.items()}
     return VerifyResult(str(path), det, meta, _metadata_says_synthetic(meta))

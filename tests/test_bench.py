@@ -6,6 +6,7 @@ import json
 import pytest
 
 from talkinghead.cli import main as cli_main
+from talkinghead.errors import InputError
 
 
 def test_bench_script_is_found_and_reference_flops_are_positive():
@@ -41,3 +42,51 @@ def test_bench_quick_writes_valid_json(tmp_path):
     assert fl["generator_gflop_per_frame"] > 0 and 0 < fl["share_of_conv3x3"] and 0 < fl["share_of_matmul"]
     assert cpu["memory"]["peak_rss_mib"] > 0 and data["peak_rss_mib"] >= cpu["memory"]["peak_rss_mib"]
     assert "results" in data["landmarks"] or "error" in data["landmarks"]
+
+
+def _run_module():
+    import importlib.util
+
+    from talkinghead.cli.bench import bench_script
+
+    spec = importlib.util.spec_from_file_location("_bench_run_test2", bench_script())
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_quick_results_do_not_go_to_the_committed_folder_by_default():
+    mod = _run_module()
+    assert mod.default_out_dir(quick=False) == mod.HERE / "results"
+    quick = mod.default_out_dir(quick=True)
+    assert mod.REPO not in quick.resolve().parents
+
+
+def test_bench_refuses_a_file_as_output_before_benchmarking(tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"x")
+    mod = _run_module()
+    monkeypatch.setattr(mod, "bench_device", lambda *a, **k: pytest.fail("benchmarked first"))
+    for out in (afile, afile / "sub"):
+        with pytest.raises(InputError, match="afile"):
+            mod.run_benchmarks(out, quick=True)
+        assert cli_main(["bench", "--quick", "-o", str(out)]) == 2  # before any work: returns at once
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("talkinghead bench: error:") and len(err.splitlines()) == 1 and "afile" in err
+
+
+def test_bench_does_not_print_the_temporary_landmarks_file(capsys, monkeypatch):
+    import types
+    from pathlib import Path
+
+    def fake_main(argv):
+        out = Path(argv[argv.index("-o") + 1])
+        out.write_text('{"results": []}')
+        print("backend  frames")
+        print(f"wrote {out}")
+
+    mod = _run_module()
+    monkeypatch.setattr(mod, "_script", lambda name: types.SimpleNamespace(main=fake_main))
+    assert mod.bench_landmarks(1) == {"results": []}
+    out = capsys.readouterr().out
+    assert "backend  frames" in out and "wrote" not in out

@@ -194,3 +194,102 @@ def test_eval_cli_exits_2_on_a_bad_video(tmp_path, capsys):
     assert "bad.mp4" in err and len(err.strip().splitlines()) == 1
     assert cli_main(["eval", "--videos", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------------- checks before slow work
+def _no_model_load(monkeypatch):
+    """Make loading the model a test failure: these errors must come before it."""
+    import talkinghead.pipeline
+
+    def fail(*a, **k):
+        raise AssertionError("the model was loaded before the error")
+
+    monkeypatch.setattr(talkinghead.pipeline, "load", fail)
+
+
+def _one_line_error(capsys, *words):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("talkinghead eval: error:"), err
+    assert all(w in err for w in words), err
+
+
+def test_eval_refuses_a_file_as_report_folder_before_loading_the_model(short_clip, tmp_path, capsys, monkeypatch):
+    _no_model_load(monkeypatch)
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"x")
+    for out in (afile, afile / "sub"):
+        assert cli_main(["eval", "--videos", str(short_clip), "-o", str(out), "--modes", "ff"]) == 2
+        _one_line_error(capsys, "afile", "file")
+
+
+@pytest.mark.parametrize("option, value", [("--seed", "-1"), ("--seed", str(2**40)), ("--shots", "100000000"),
+                                           ("--frames", "1000000000")])
+def test_eval_refuses_impossible_numbers(short_clip, tmp_path, capsys, monkeypatch, option, value):
+    _no_model_load(monkeypatch)
+    assert cli_main(["eval", "--videos", str(short_clip), "-o", str(tmp_path / "r"), option, value]) == 2
+    assert option in capsys.readouterr().err
+    with pytest.raises(InputError, match="--seed"):
+        EvalOptions(seed=-1)
+
+
+def test_a_clip_far_too_short_for_the_shots_fails_before_decoding(short_clip, tmp_path, capsys, monkeypatch):
+    import talkinghead.evaluation.protocol as P
+
+    _no_model_load(monkeypatch)
+    monkeypatch.setattr(P, "_decode", lambda *a: pytest.fail("decoded"))
+    assert cli_main(["eval", "--videos", str(short_clip), "-o", str(tmp_path / "r"), "--shots", "900"]) == 2
+    _one_line_error(capsys, "astronaut.mp4 has 6 frames", "--shots")
+    with pytest.raises(InputError, match="has 6 frames"):
+        P.load_clip(short_clip, (900,), 4, detector=None)
+    # many test frames asked of a short clip: each free frame once, nothing huge allocated
+    assert split_frames(10, (1,), 10**9).test == list(range(1, 10))
+
+
+def test_a_source_without_a_face_fails_before_any_clip(tiny_model, short_clip, tmp_path, monkeypatch):
+    import cv2
+
+    import talkinghead.evaluation.protocol as P
+    from talkinghead.errors import NoFaceError
+
+    noise = tmp_path / "noise.png"
+    cv2.imwrite(str(noise), np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8))
+    monkeypatch.setattr(P, "load_clip", lambda *a, **k: pytest.fail("a clip was processed first"))
+    with pytest.raises(NoFaceError, match="noise.png"):
+        evaluate(tiny_model, [short_clip], EvalOptions(shots=(1,), modes=("ff",), frames=1, backend="dlib"),
+                 sources=[noise], log=None)
+
+
+def test_clips_with_the_same_name_get_their_own_rows_strips_and_kept_frames(tiny_model, short_clip, tmp_path):
+    import shutil
+
+    from talkinghead.evaluation.protocol import clip_labels
+
+    a, b = tmp_path / "id1" / "clip.mp4", tmp_path / "id2" / "clip.mp4"
+    for p in (a, b):
+        p.parent.mkdir()
+        shutil.copy(short_clip, p)
+    assert clip_labels([a, b, short_clip]) == ["id1/clip.mp4", "id2/clip.mp4", "astronaut.mp4"]
+    with pytest.raises(InputError, match="given twice"):
+        clip_labels([a, tmp_path / "id2" / ".." / "id1" / "clip.mp4"])
+    work = tmp_path / ".partial"
+    opts = EvalOptions(shots=(1,), modes=("ff",), frames=1, backend="dlib", baselines=False, samples=1)
+    result = evaluate(tiny_model, [a, b], opts, log=None, work_dir=work)
+    assert [r["video"] for r in result.report["results"][0]["per_clip"]] == ["id1/clip.mp4", "id2/clip.mp4"]
+    assert sorted(result.samples) == ["id1__clip_ff_T1", "id2__clip_ff_T1"]
+    assert sorted(p.name for p in work.iterdir()) == ["id1__clip_ff_T1.npz", "id2__clip_ff_T1.npz"]
+
+
+def test_fine_tuning_is_announced_with_a_progress_bar(tiny_model, short_clip, monkeypatch):
+    from talkinghead.pipeline import TalkingHead
+
+    real, bars = TalkingHead.personalize, []
+    monkeypatch.setattr(TalkingHead, "personalize",
+                        lambda self, *a, **k: bars.append(k["progress"]) or real(self, *a, **k))
+    lines = []
+    opts = EvalOptions(shots=(1,), modes=("ff", "ft"), frames=1, ft_steps=1, content="none", backend="dlib",
+                       baselines=False)
+    evaluate(tiny_model, [short_clip], opts, log=lines.append)
+    assert bars == [False, True] and any("FT T=1: fine-tuning 1 steps" in s for s in lines)
+    bars.clear()
+    evaluate(tiny_model, [short_clip], opts, log=None)  # a silent caller gets no bar either
+    assert bars == [False, False]

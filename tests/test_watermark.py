@@ -151,3 +151,70 @@ def test_verify_cli_exit_codes(tmp_path, marked, astronaut, capsys):
     assert main(["verify", str(plain), str(bad)]) == 2
     assert main(["verify", "--json", str(good)]) == 0
     assert '"watermark": true' in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def marked_mkv(tmp_path_factory, marked):
+    """Three marked frames in Matroska, whose tags come back upper-case (MODEL)."""
+    from talkinghead import io
+
+    path = tmp_path_factory.mktemp("mkv") / "marked.mkv"
+    return io.write_video(path, [marked] * 3, fps=25, metadata=W.provenance_metadata("cpu-256"))
+
+
+def test_verify_reads_mkv_tags_whatever_their_case(marked_mkv, capsys):
+    from talkinghead.cli import main
+
+    assert main(["verify", str(marked_mkv)]) == 0
+    assert "metadata: synthetic, model cpu-256" in capsys.readouterr().out
+    assert W.verify_file(marked_mkv).tag("Model") == "cpu-256"
+
+
+def test_verify_tells_a_video_without_extension_by_its_content(marked_mkv, tmp_path, capsys):
+    import shutil
+
+    from talkinghead.cli import main
+
+    noext = tmp_path / "noext"
+    shutil.copy(marked_mkv, noext)
+    res = W.verify_file(noext)
+    assert res.marked and res.watermark.frames == 3 and res.tag("model") == "cpu-256"
+    assert main(["verify", str(noext)]) == 0
+
+
+def _unreadable_verify(tmp_path, astronaut):
+    """``talkinghead verify`` on a mode-000 file and on a file in a mode-000 folder, without the
+    permission bypass root has (setpriv drops it), as ``(rc, stderr)``."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from talkinghead import io
+
+    d = tmp_path / "locked"
+    d.mkdir()
+    io.write_image(d / "in_dir.png", astronaut)
+    io.write_image(tmp_path / "noread.png", astronaut)
+    os.chmod(tmp_path / "noread.png", 0)
+    os.chmod(d, 0)
+    cmd = [sys.executable, "-m", "talkinghead", "verify", str(d / "in_dir.png"), str(tmp_path / "noread.png")]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root without setpriv: permissions are not enforced")
+        caps = "-dac_override,-dac_read_search"
+        cmd = ["setpriv", "--bounding-set", caps, "--inh-caps", caps, "--", *cmd]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        os.chmod(d, 0o755)
+    return proc.returncode, proc.stderr
+
+
+def test_verify_says_when_permissions_stop_the_read(tmp_path, astronaut):
+    rc, err = _unreadable_verify(tmp_path, astronaut)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 2, err  # 2 = unreadable, not 1 = "not marked"; no traceback
+    assert lines[0].startswith(f"{tmp_path / 'locked' / 'in_dir.png'}: error:") and "permission denied" in lines[0]
+    assert "noread.png cannot be read (permission denied)" in lines[1]

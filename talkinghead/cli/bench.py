@@ -15,7 +15,8 @@ def register(subparsers, formatter_class) -> None:
                     "  talkinghead bench --quick -o /tmp/bench",
         formatter_class=formatter_class)
     p.add_argument("-o", "--output", default=None, metavar="DIR",
-                   help="folder for bench-<device>.json (default: the checkout's benchmarks/results)")
+                   help="folder for bench-<device>.json (default: the checkout's benchmarks/results; with "
+                        "--quick $TMPDIR/talkinghead-bench, so the committed numbers stay)")
     p.add_argument("--quick", action="store_true", help="tiny config, a few frames and steps (seconds)")
     p.set_defaults(func=run)
 

@@ -11,7 +11,8 @@ def register(subparsers, formatter_class) -> None:
         "verify",
         help="check images/videos for the talkinghead watermark and provenance metadata",
         description="Look for the invisible talkinghead watermark and the 'synthetic' metadata in each file.\n"
-                    "Exit status: 0 when every file is marked, 1 when some are not, 2 when a file is unreadable.",
+                    "Exit status: 0 when every file is marked, 1 when some are not, 2 when a file is unreadable\n"
+                    "(reported as 'FILE: error: ...' on stderr; the other files are still checked).",
         formatter_class=formatter_class,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="images or videos to check")
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                         f"scale {det.scale:g}" + (f", {det.frames_found}/{det.frames} frames alone" if det.frames > 1 else "") + ")")
             else:
                 mark = "watermark not found"
-            meta = ("metadata: synthetic, model " + res.metadata.get("model", "?") if res.metadata_found
+            meta = ("metadata: synthetic, model " + res.tag("model", "?") if res.metadata_found
                     else "metadata: none")
             print(f"{path}: {mark}; {meta}")
         if not res.marked and status == 0:

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import InputError, NoFaceError
 
 MODES = ("ff", "ft")
+MAX_SEED = 2**32 - 1
 BASELINES = ("nearest-frame", "warp")
 METHOD_LABELS = {"ff": "ours, FF", "ft": "ours, FT", "nearest-frame": "nearest few-shot frame",
                  "warp": "piecewise affine warp"}
@@ -62,6 +63,8 @@ class EvalOptions:
             raise InputError(f"Unknown mode {bad[0]!r} in --modes: use ff (feed-forward) and/or ft (fine-tuned).")
         if self.frames < 1:
             raise InputError("--frames must be at least 1 test frame per clip.")
+        if not 0 <= self.seed <= MAX_SEED:  # numpy's and torch's generators refuse negative seeds
+            raise InputError(f"--seed must be an integer from 0 to {MAX_SEED}.")
 
 
 @dataclass
@@ -83,6 +86,7 @@ def split_frames(num_frames: int, shots: Sequence[int], num_test: int, what: str
     if num_frames <= tmax:
         raise InputError(f"{what} has {num_frames} frames, but {tmax} few-shot frames plus at least one test "
                          f"frame are needed: use a longer clip or smaller --shots.")
+    num_test = min(num_test, num_frames - tmax)  # more than the free frames would only repeat them
     test = np.unique(np.round(np.linspace(tmax, num_frames - 1, num_test)).astype(int)) if num_test > 1 \
         else np.array([(tmax + num_frames - 1) // 2])
     return FrameSplit(int(num_frames), {int(t): list(range(int(t))) for t in shots}, [int(i) for i in test])
@@ -97,10 +101,16 @@ class Clip:
     split: FrameSplit
     frames: dict[int, np.ndarray]
     landmarks: dict[int, np.ndarray | None]
+    label: str = ""  # unique among the evaluated clips (see clip_labels); the file name by default
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.label or self.path.name
+
+    @property
+    def key(self) -> str:
+        """``name`` without the extension, as one file name: for sample strips and kept frames."""
+        return str(Path(self.name).with_suffix("")).replace("/", "__")
 
     def shot_indices(self, t: int) -> list[int]:
         """The few-shot frames of the T-shot set that have a face."""
@@ -111,35 +121,50 @@ class Clip:
         return [i for i in self.split.test if self.landmarks.get(i) is not None]
 
 
-def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int, float]:
+def _wanted(split: FrameSplit) -> Callable[[int], bool]:
+    """Whether frame ``i`` is a few-shot or a test frame (a test, not a set: --shots may be huge)."""
+    tmax, test = max(split.shots), set(split.test)
+    return lambda i: i < tmax or i in test
+
+
+def _decode(path: Path, wanted: Callable[[int], bool]) -> tuple[dict[int, np.ndarray], int, float]:
     from ..io import VideoReader
 
     frames, n = {}, 0
     with VideoReader(path) as reader:
         fps = reader.fps
         for n, frame in enumerate(reader, start=1):
-            if n - 1 in wanted:
+            if wanted(n - 1):
                 frames[n - 1] = frame
     return frames, n, fps
+
+
+def check_clip_length(path: str | os.PathLike, shots: Sequence[int]) -> int:
+    """Open a clip and refuse it when its length (estimated from the container) is clearly below
+    ``max(shots) + 1``, before anything is decoded; returns the estimate (0 when unknown)."""
+    from ..io import VideoReader
+
+    with VideoReader(path) as reader:
+        estimate = reader.num_frames
+    # the estimate from the duration can be a little off: refuse only when far too short
+    if estimate and max(shots) >= 1.5 * estimate + 10:
+        split_frames(estimate, shots, 1, str(path))
+    return estimate
 
 
 def load_clip(path: str | os.PathLike, shots: Sequence[int], num_test: int, detector) -> Clip:
     """Decode only the frames the split needs (one pass; a second when the container's frame count was
     wrong) and detect the largest face in each."""
-    from ..io import VideoReader
-
     path = Path(path)
-    with VideoReader(path) as reader:
-        estimate = reader.num_frames
+    estimate = check_clip_length(path, shots)
     split = split_frames(max(estimate, max(shots) + 1), shots, num_test, str(path))
-    wanted = set(range(max(shots))) | set(split.test)
-    frames, n, fps = _decode(path, wanted)
+    frames, n, fps = _decode(path, _wanted(split))
     if n != split.num_frames:  # the estimate from the duration was off: split again on the true count
         split = split_frames(n, shots, num_test, str(path))
-        wanted = set(range(max(shots))) | set(split.test)
-        if not wanted <= set(frames):
+        wanted = _wanted(split)
+        if not all(wanted(i) <= (i in frames) for i in range(n)):
             frames, n, fps = _decode(path, wanted)
-        frames = {i: f for i, f in frames.items() if i in wanted}
+        frames = {i: f for i, f in frames.items() if wanted(i)}
     landmarks = {}
     for i in sorted(frames):
         faces = detector.detect(frames[i])
@@ -213,6 +238,32 @@ def _unit_fingerprint(model_fp: str, opts: "EvalOptions", clip: "Clip", t: int, 
     return hashlib.sha1(json.dumps(key).encode()).hexdigest()
 
 
+def clip_labels(videos: Sequence[str | os.PathLike]) -> list[str]:
+    """A unique label per clip: its file name, with as many parent folders as tell equal names apart
+    (VoxCeleb-style ``id123/00001.mp4`` trees). Raises :class:`InputError` for a clip given twice."""
+    paths = [Path(os.path.abspath(v)) for v in videos]
+    seen: dict[Path, str] = {}
+    for v, p in zip(videos, paths):
+        if p in seen:
+            raise InputError(f"{v} is given twice in --videos (also as {seen[p]}): give each clip once.")
+        seen[p] = str(v)
+    labels = [p.name for p in paths]
+    for depth in range(2, max((len(p.parts) for p in paths), default=0) + 1):
+        dup = {x for x in labels if labels.count(x) > 1}
+        if not dup:
+            break
+        labels = ["/".join(p.parts[-depth:]).lstrip("/") if x in dup else x for p, x in zip(paths, labels)]
+    return labels
+
+
+def check_sources(model, sources: Sequence[str | os.PathLike], backend: str) -> None:
+    """Read each cross-identity portrait and find its face as personalisation will (NoFaceError otherwise)."""
+    if sources:
+        from ..pipeline import prepare_sources
+
+        prepare_sources(list(sources), model.image_size, backend, device=str(model.device))
+
+
 def _cached_frames(work_dir: Path | None, name: str, fingerprint: str) -> np.ndarray | None:
     path = work_dir / f"{name}.npz" if work_dir is not None else None
     if path is None or not path.is_file():
@@ -250,14 +301,18 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
     from .baselines import nearest_shot, piecewise_affine_warp
 
     opts = options or EvalOptions()
+    show = log is not None  # progress bars too: a silent caller gets no output at all
     log = log or (lambda msg: None)
     size = model.image_size
+    labels = clip_labels(videos)
+    check_sources(model, sources, opts.backend)  # a portrait without a face fails now, not after every clip
     detector = get_detector(opts.backend).load()
     t_start = time.time()
     clips = []
-    for v in videos:
+    for v, label in zip(videos, labels):
         clips.append(load_clip(v, opts.shots, opts.frames, detector))
-        log(f"{clips[-1].name}: {clips[-1].split.num_frames} frames, {len(clips[-1].test_indices)} test frames")
+        clips[-1].label = label
+        log(f"{label}: {clips[-1].split.num_frames} frames, {len(clips[-1].test_indices)} test frames")
     work = Path(work_dir) if work_dir is not None else None
     model_fp = _model_fingerprint(model) if work is not None else ""
     methods = list(opts.modes) + (list(BASELINES) if opts.baselines else [])
@@ -275,7 +330,7 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
             shot_frames = [clip.frames[i] for i in shot_idx]
             outputs: dict[str, np.ndarray] = {}
             for mode in opts.modes:
-                unit = f"{Path(clip.name).stem}_{mode}_T{t}"
+                unit = f"{clip.key}_{mode}_T{t}"
                 fp = _unit_fingerprint(model_fp, opts, clip, t, mode) if work is not None else ""
                 kept = _cached_frames(work, unit, fp)
                 if kept is not None:
@@ -283,9 +338,11 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
                     log(f"{clip.name}: {mode.upper()} T={t}: frames from the interrupted run ({work})")
                     continue
                 t0 = time.time()
+                if mode == "ft":  # minutes on a CPU: say what runs (the bar follows)
+                    log(f"{clip.name}: FT T={t}: fine-tuning {opts.ft_steps} steps ...")
                 avatar = model.personalize(shot_frames, fine_tune_steps=opts.ft_steps if mode == "ft" else 0,
-                                           backend=opts.backend, progress=False, seed=opts.seed, patience=0,
-                                           content=opts.content)
+                                           backend=opts.backend, progress=show and mode == "ft", seed=opts.seed,
+                                           patience=0, content=opts.content)
                 outputs[mode] = _render(avatar, crop_lms, opts.batch_size)
                 _keep_frames(work, unit, fp, outputs[mode])
                 log(f"{clip.name}: {mode.upper()} T={t}: personalised and rendered in {time.time() - t0:.1f} s")
@@ -303,7 +360,7 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
                 acc = pooled.setdefault((method, t), {"real": [], "gen": []})
                 acc["real"].extend(reals)
                 acc["gen"].extend(gen)
-                result.samples[f"{Path(clip.name).stem}_{method}_T{t}"] = [
+                result.samples[f"{clip.key}_{method}_T{t}"] = [
                     (reals[j], gen[j], marks[j]) for j in range(min(opts.samples, len(gen)))]
     fid_ok, fid_reason = M.fid_available()
     table = []
@@ -345,7 +402,7 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
         "results": table,
     }
     if sources:
-        report["cross_identity"] = _cross_identity(model, clips, sources, opts, detector, result, log)
+        report["cross_identity"] = _cross_identity(model, clips, sources, opts, detector, result, log, show)
     report["seconds"] = round(time.time() - t_start, 1)
     result.report = report
     return result
@@ -361,7 +418,8 @@ def _num(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
-def _cross_identity(model, clips: list[Clip], sources, opts: EvalOptions, detector, result: EvalResult, log) -> dict:
+def _cross_identity(model, clips: list[Clip], sources, opts: EvalOptions, detector, result: EvalResult, log,
+                    show: bool = False) -> dict:
     """Each portrait driven by each clip's test frames; identity to the portrait, motion to the driver."""
     from .. import metrics as M
     from ..landmarks import transform_landmarks
@@ -370,8 +428,10 @@ def _cross_identity(model, clips: list[Clip], sources, opts: EvalOptions, detect
     rows = []
     for src in sources:
         for mode in opts.modes:
+            if mode == "ft":
+                log(f"cross-identity {Path(str(src)).name}: fine-tuning {opts.ft_steps} steps ...")
             avatar = model.personalize([src], fine_tune_steps=opts.ft_steps if mode == "ft" else 0, patience=0,
-                                       backend=opts.backend, progress=False, seed=opts.seed,
+                                       backend=opts.backend, progress=show and mode == "ft", seed=opts.seed,
                                        content=opts.content)
             src_crop = avatar.source.crop_and_landmark_image(model.image_size)[0]
             for clip in clips:
@@ -389,7 +449,7 @@ def _cross_identity(model, clips: list[Clip], sources, opts: EvalOptions, detect
                              "mouth_opening_correlation": _num(mouth.value),
                              "eye_opening_correlation": _num(eye.value),
                              "no_face_share": float(np.mean(~np.isfinite(lm_gen).all(axis=(1, 2))))})
-                result.samples[f"cross_{Path(str(src)).stem}_{Path(clip.name).stem}_{mode}"] = [
+                result.samples[f"cross_{Path(str(src)).stem}_{clip.key}_{mode}"] = [
                     (clip.frames[i], gen[j], src_crop) for j, i in enumerate(clip.test_indices[:opts.samples])]
                 log(f"cross-identity {Path(str(src)).name} <- {clip.name} ({mode.upper()}): CSIM {rows[-1]['csim_to_source']}")
     return {"protocol": "cross-identity (puppeteering): a portrait driven by the clip's test frames, relative motion",
