@@ -12,8 +12,8 @@ Cache layout (one folder)::
         offsets     int64 (T+1,)      crop t is jpeg[offsets[t]:offsets[t+1]]
         landmarks   float32 (T,68,2)  iBUG 68 points in crop pixel coordinates
         frame_index int64 (T,)        index of each crop's frame in the source clip
-        meta        str               JSON: video, identity, source, fps, crop size, counts
-    CACHE/<video_id>.skip.json  a clip that cannot be used, with the reason (a rerun skips it too)
+        meta        str               JSON: video, identity, source, fps, crop size, counts, settings
+    CACHE/<video_id>.skip.json  a clip that cannot be used, with the reason and settings (a rerun skips it too)
     CACHE/index.json            summary of the last run: entries and skipped clips with reasons
 
 Frames are subsampled: at most ``max_frames`` per clip, evenly spaced over the clip, so a 60 s clip
@@ -23,11 +23,17 @@ too short.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
+import glob
 import hashlib
 import json
 import math
 import os
+import signal
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -39,6 +45,8 @@ from .errors import InputError, NoFaceError
 
 CACHE_VERSION = 1
 VIDEO_EXTENSIONS = (".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+# What np.load raises for a file that is not a whole .npz (truncated, foreign, empty)
+_BAD_NPZ = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile)
 
 # iBUG 300-W index of each point's mirror image (left <-> right), used to flip landmarks with the
 # frame. Points on the symmetry axis (nose bridge, nose tip, lip centres) map to themselves.
@@ -152,8 +160,9 @@ class CacheEntry:
                     frame_index=z["frame_index"],
                     meta=json.loads(str(z["meta"])),
                 )
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"{path} is not a readable cache entry ({exc}); delete it and run `talkinghead preprocess` again.") from exc
+        except _BAD_NPZ as exc:
+            raise InputError(f"{path} is not a readable cache entry ({type(exc).__name__}: {exc}); delete it and run "
+                             "`talkinghead preprocess` again.") from exc
 
     def __len__(self) -> int:
         return len(self.landmarks)
@@ -185,13 +194,29 @@ def list_entries(cache_dir: str | os.PathLike) -> list[Path]:
 
 @dataclass
 class PreprocessResult:
-    """Outcome for one clip: ``status`` is ``done``, ``exists`` or ``skipped`` (with ``reason``)."""
+    """Outcome for one clip: ``status`` is ``done``, ``exists``, ``skipped`` (with ``reason``) or
+    ``failed``. ``stale`` names the settings that differ when a cached outcome was made with other
+    ones; ``warnings`` are the messages raised while processing it (re-emitted by the main process)."""
 
     source: str
     video_id: str
     status: str
     reason: str = ""
     frames: int = 0
+    stale: tuple[str, ...] = ()
+    warnings: list[str] = field(default_factory=list)
+
+
+# Crops below 64 px lose the detail training needs (the smallest config is 64); above 1024 px they
+# only upscale typical video faces at a large cost in time and disk.
+MIN_CROP_SIZE, MAX_CROP_SIZE = 64, 1024
+
+# Settings that shape a cache entry, or decide whether a clip is skipped: a cached outcome made with
+# other values is stale. Values are recorded in the entry's meta and in the .skip.json.
+_ENTRY_SETTINGS = ("size", "max_frames", "margin", "identity", "detector")
+_SKIP_SETTINGS = ("max_frames", "min_frames", "detector")
+_OPTION_NAMES = {"size": "--size", "max_frames": "--max-frames", "min_frames": "--min-frames", "margin": "margin",
+                 "identity": "identity (--manifest)", "detector": "--backend"}
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, str]:
@@ -200,32 +225,47 @@ def read_manifest(path: str | os.PathLike) -> dict[str, str]:
     Relative paths are taken relative to the CSV's folder (as in ``shared/data/MANIFEST.csv``).
     """
     path = Path(path)
+    out = {}
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's BOM is not part of "path"
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"path", "identity"} <= set(reader.fieldnames):
+                raise InputError(f"the manifest {path} needs a header with `path` and `identity` columns.")
+            for row in reader:
+                clip, identity = row.get("path"), row.get("identity")
+                if not clip or not identity:  # a short row, or an unclosed quote that swallowed the rest
+                    raise InputError(f"line {reader.line_num} of the manifest {path} lacks a path or an identity "
+                                     "(a short row or an unclosed quote?); give every row both.")
+                p = Path(clip)
+                out[str((p if p.is_absolute() else path.parent / p).resolve())] = identity
     except OSError as exc:
         raise InputError(f"cannot read the manifest {path} ({exc.strerror}); check the path.") from exc
-    if not rows or "path" not in rows[0] or "identity" not in rows[0]:
-        raise InputError(f"{path} needs a header with `path` and `identity` columns.")
-    out = {}
-    for row in rows:
-        p = Path(row["path"])
-        p = p if p.is_absolute() else path.parent / p
-        out[str(p.resolve())] = row["identity"]
+    except UnicodeDecodeError:
+        raise InputError(f"the manifest {path} is not UTF-8 text; save it as a UTF-8 CSV.") from None
+    except csv.Error as exc:
+        raise InputError(f"the manifest {path} is not valid CSV ({exc}); fix it or save it again as CSV.") from None
     return out
 
 
 def expand_videos(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files given directly, plus the video files (by extension) found under given folders, sorted."""
+    """Files given directly, plus the video files (by extension) found under given folders, sorted.
+
+    A clip reached twice (a file inside a given folder, ``./a.mp4`` and ``a.mp4``) is kept once.
+    """
     found: list[Path] = []
+    seen: set[Path] = set()
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.suffix.lower() in VIDEO_EXTENSIONS and q.is_file())
+            candidates = sorted(q for q in p.rglob("*") if q.suffix.lower() in VIDEO_EXTENSIONS and q.is_file())
         elif p.is_file():
-            found.append(p)
+            candidates = [p]
         else:
             raise InputError(f"{p} does not exist; pass video files or folders holding them.")
+        for q in candidates:
+            if q.resolve() not in seen:
+                seen.add(q.resolve())
+                found.append(q)
     return found
 
 
@@ -258,6 +298,47 @@ def _read_subsampled(path: Path, max_frames: int) -> tuple[list[np.ndarray], lis
     return [frames[i] for i in keep], [index[i] for i in keep], fps
 
 
+@functools.lru_cache(maxsize=None)
+def _detector(name: str):
+    """One detector per process (loading models per clip would dominate the time of short clips)."""
+    from .landmarks.detectors import get_detector
+
+    return get_detector(name)
+
+
+def _differs(recorded: dict, wanted: dict, keys: Sequence[str]) -> tuple[str, ...]:
+    """Settings in ``keys`` recorded with another value (a setting not recorded is not compared)."""
+    return tuple(k for k in keys if k in recorded and recorded[k] != wanted[k])
+
+
+def _cached(path: Path, vid: str, entry: Path, skip: Path, settings: dict) -> PreprocessResult | None:
+    """The earlier outcome of a clip, marked stale where it was made with other settings; None when
+    there is none or its file is unreadable (then the clip is redone)."""
+    if entry.exists():
+        try:
+            with np.load(entry, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+        except _BAD_NPZ:
+            return None
+        # entries written before settings were recorded still know their size and identity
+        recorded = meta.get("settings") or {k: meta[k] for k in ("size", "identity") if k in meta}
+        stale = _differs(recorded, settings, _ENTRY_SETTINGS)
+        if int(meta.get("num_frames", settings["min_frames"])) < settings["min_frames"]:
+            stale += ("min_frames",)
+        return PreprocessResult(str(path), vid, "exists", frames=int(meta.get("num_frames", 0)), stale=stale)
+    if skip.exists():
+        try:
+            record = json.loads(skip.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        stale = _differs(record.get("settings", {}), settings, _SKIP_SETTINGS)
+        reason = record.get("reason", "skipped earlier")
+        if stale:
+            reason += " (skipped earlier with other settings; --overwrite redoes it)"
+        return PreprocessResult(str(path), vid, "skipped", reason, stale=stale)
+    return None
+
+
 def preprocess_video(
     path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -275,25 +356,26 @@ def preprocess_video(
 
     Frames without a detected face are dropped. A clip that cannot be read, has no face, or keeps
     fewer than ``min_frames`` crops gets a ``<video_id>.skip.json`` with the reason instead.
-    Returns ``exists`` without work when either file is already there (unless ``overwrite``).
+    Returns the earlier outcome without work when either file is already there (unless
+    ``overwrite``), with ``stale`` naming the settings it was made with that differ from these.
     """
     from .landmarks.crop import crop_from_landmarks, crop_image, transform_landmarks
-    from .landmarks.detectors import get_detector
     from .landmarks.track import track_video
 
     path = Path(path)
     out_dir = Path(out_dir)
     vid = video_id_for(path)
     entry, skip = out_dir / f"{vid}.npz", out_dir / f"{vid}.skip.json"
+    settings = {"size": size, "max_frames": max_frames, "min_frames": min_frames, "margin": margin,
+                "identity": identity if identity is not None else path.stem, "detector": detector}
     if not overwrite:
-        if entry.exists():
-            return PreprocessResult(str(path), vid, "exists")
-        if skip.exists():
-            reason = json.loads(skip.read_text(encoding="utf-8")).get("reason", "skipped earlier")
-            return PreprocessResult(str(path), vid, "skipped", reason)
+        earlier = _cached(path, vid, entry, skip, settings)
+        if earlier is not None:
+            return earlier
 
     def skipped(reason: str) -> PreprocessResult:
-        atomic_write_text(skip, json.dumps({"source": str(path), "reason": reason}, indent=1))
+        atomic_write_text(skip, json.dumps({"source": str(path), "reason": reason, "settings": settings}, indent=1))
+        entry.unlink(missing_ok=True)  # an older entry would still be trained on
         return PreprocessResult(str(path), vid, "skipped", reason)
 
     try:
@@ -305,7 +387,7 @@ def preprocess_video(
     # Subsampled frames are not consecutive: no smoothing, no gap filling (a frame without a face
     # is dropped below, never interpolated).
     try:
-        track = track_video(frames, backend=get_detector(detector), smooth=False, max_gap_s=0.0,
+        track = track_video(frames, backend=_detector(detector), smooth=False, max_gap_s=0.0,
                             allow_gaps=True, fps=fps or 25.0)
     except NoFaceError:
         return skipped(f"no face in {len(frames)} sampled frames")
@@ -324,23 +406,97 @@ def preprocess_video(
     h, w = frames[0].shape[:2]
     meta = {
         "video": vid,
-        "identity": identity if identity is not None else path.stem,
+        "identity": settings["identity"],
         "source": str(path),
         "fps": fps,
         "source_size": [int(w), int(h)],
         "sampled_frames": len(frames),
         "detector": getattr(track, "backend", detector),
+        "settings": settings,
     }
     write_entry(entry, crops, np.stack(crop_lms), kept, meta, jpeg_quality=jpeg_quality)
+    skip.unlink(missing_ok=True)  # an older skip record would contradict the entry
     return PreprocessResult(str(path), vid, "done", frames=len(crops))
 
 
 def _preprocess_job(kwargs: dict) -> PreprocessResult:
+    """One clip; never raises for a bad clip, and returns its warnings instead of printing them (a
+    worker's own warning format would print file names and source lines)."""
     path = kwargs["path"]
+    with warnings.catch_warnings(record=True) as caught:  # keeps the filters (ResourceWarning stays ignored)
+        try:
+            result = preprocess_video(**kwargs)
+        except Exception as exc:  # report, don't kill the pool: one bad clip must not stop the other 72
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            result = PreprocessResult(str(path), video_id_for(path), "failed", f"{type(exc).__name__}: {first}")
+    result.warnings = list(dict.fromkeys(str(w.message) for w in caught))
+    return result
+
+
+# ---- the worker pool: Ctrl-C and SIGTERM must stop it at once, leaving no process and no temp file
+
+
+def _init_worker() -> None:
+    # Ctrl-C reaches the whole process group; only the main process acts on it (by stopping the
+    # pool). A worker that died of it would leave the pool waiting for it forever.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # _stop_pool's terminate() ends a worker at once
+
+
+def _stop_pool(pool, timeout: float = 5.0) -> None:
+    """Drop the queued clips, end the workers and wait for them (kill one that does not stop)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # taken before shutdown clears it
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(timeout)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def _remove_temp_files(job: dict) -> None:
+    """Temporary files of a clip whose worker was ended mid-write (atomic_path names them ``.STEM.*.tmp*``)."""
+    vid = glob.escape(video_id_for(job["path"]))
+    for tmp in Path(job["out_dir"]).glob(f".{vid}.*.tmp*"):
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int):
+    """A process pool that is stopped, not waited for, when the block raises (Ctrl-C, SIGTERM)."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    # spawn: workers start clean (no inherited OpenMP/torch thread state from the parent)
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
     try:
-        return preprocess_video(**kwargs)
-    except Exception as exc:  # report, don't kill the pool: one bad clip must not stop the other 72
-        return PreprocessResult(str(path), video_id_for(path), "failed", f"{type(exc).__name__}: {exc}")
+        yield pool
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown()
+
+
+def _run_jobs(jobs: list[dict], workers: int, on_result) -> None:
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:  # in this process: Ctrl-C unwinds atomic writes itself
+            on_result(_preprocess_job(job))
+        return
+    import concurrent.futures as cf
+
+    unfinished = dict(enumerate(jobs))
+    try:
+        with _worker_pool(min(workers, len(jobs))) as pool:
+            futures = {pool.submit(_preprocess_job, job): i for i, job in enumerate(jobs)}
+            for fut in cf.as_completed(futures):
+                on_result(fut.result())
+                del unfinished[futures[fut]]
+    except BaseException:
+        for job in unfinished.values():  # the pool is stopped: no worker writes any more
+            _remove_temp_files(job)
+        raise
 
 
 @dataclass
@@ -361,6 +517,46 @@ class PreprocessReport:
         return "\n".join(lines)
 
 
+def _check_settings(size: int, max_frames: int, min_frames: int) -> None:
+    if not MIN_CROP_SIZE <= size <= MAX_CROP_SIZE:
+        raise InputError(f"--size {size} is out of range: use {MIN_CROP_SIZE} to {MAX_CROP_SIZE} px (smaller crops "
+                         "lose the detail training needs, larger ones only upscale video faces; models use 256).")
+    if max_frames < min_frames:
+        raise InputError(f"--max-frames {max_frames} is below --min-frames {min_frames}, so every clip would be "
+                         "skipped; raise --max-frames or lower --min-frames.")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an output that is a file (or lies under one) before any clip is decoded."""
+    for p in (out_dir, *out_dir.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise InputError(f"-o {out_dir}: {p} is a file, not a folder; choose a folder for the cache.")
+            return
+
+
+def _warn_unlisted(files: list[Path], identities: dict[str, str], manifest) -> None:
+    unlisted = [p for p in files if str(p.resolve()) not in identities]
+    if unlisted:
+        warnings.warn(f"{len(unlisted)} of {len(files)} clips (e.g. {unlisted[0]}) are not in the manifest {manifest} "
+                      "and get their file name as identity; its paths are relative to the CSV's folder.")
+
+
+def _warn_stale(results: list[PreprocessResult], out_dir: Path) -> None:
+    stale = [r for r in results if r.stale]
+    if stale:
+        names = ", ".join(dict.fromkeys(_OPTION_NAMES[k] for r in stale for k in r.stale))
+        warnings.warn(f"{len(stale)} of {len(results)} clips in {out_dir} were cached or skipped with other settings "
+                      f"({names}) and were not redone; pass --overwrite to redo them.")
+
+
+def _emit_warnings(result: PreprocessResult, bar) -> None:
+    if result.warnings:
+        with bar.external_write_mode():  # a warning must not be glued to the progress bar
+            for message in result.warnings:
+                warnings.warn(message, stacklevel=2)
+
+
 def preprocess(
     videos: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -377,53 +573,50 @@ def preprocess(
 ) -> PreprocessReport:
     """Preprocess clips (files or folders) into the cache ``out_dir``, in a process pool.
 
-    Resumable: clips already cached (or already skipped) are not redone. Writes ``index.json``.
+    Resumable: clips already cached (or already skipped) are not redone; a warning counts those made
+    with other settings. Inputs, the output folder and the detector are checked before any clip is
+    decoded. Writes ``index.json``.
     """
     from tqdm import tqdm
 
+    _check_settings(size, max_frames, min_frames)
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
     files = expand_videos(videos)
     if not files:
-        raise InputError("no video files found in the given paths; pass .mp4/.mpg/... files or folders holding them.")
+        shown = ", ".join(str(v) for v in list(videos)[:3]) + (", ..." if len(videos) > 3 else "")
+        raise InputError(f"no video files found in {shown}; pass .mp4/.mpg/... files or folders holding them.")
     identities = read_manifest(manifest) if manifest else {}
-    out_dir = Path(out_dir)
+    if manifest:
+        _warn_unlisted(files, identities, manifest)
+    _detector(detector).load()  # missing weights: one error now, not one per clip
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [
-        dict(
-            path=p,
-            out_dir=out_dir,
-            size=size,
-            max_frames=max_frames,
-            min_frames=min_frames,
-            margin=margin,
-            identity=identities.get(str(p.resolve())),
-            detector=detector,
-            overwrite=overwrite,
-        )
+        dict(path=p, out_dir=out_dir, size=size, max_frames=max_frames, min_frames=min_frames, margin=margin,
+             identity=identities.get(str(p.resolve())), detector=detector, overwrite=overwrite)
         for p in files
     ]
     report = PreprocessReport()
     bar = tqdm(total=len(jobs), desc="preprocess", unit="clip", disable=not progress)
-    if workers <= 1:
-        for job in jobs:
-            report.results.append(_preprocess_job(job))
-            bar.update()
-    else:
-        import concurrent.futures as cf
-        import multiprocessing as mp
 
-        # spawn: workers start clean (no inherited OpenMP/torch thread state from the parent)
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_preprocess_job, job) for job in jobs]
-            for fut in cf.as_completed(futures):
-                report.results.append(fut.result())
-                bar.update()
-    bar.close()
+    def on_result(result: PreprocessResult) -> None:
+        report.results.append(result)
+        _emit_warnings(result, bar)
+        bar.update()
+
+    try:
+        _run_jobs(jobs, workers, on_result)
+    finally:
+        bar.close()
     order = {str(p): i for i, p in enumerate(files)}
     report.results.sort(key=lambda r: order.get(r.source, 0))
+    _warn_stale(report.results, out_dir)
     index = {
         "version": CACHE_VERSION,
         "size": size,
         "max_frames": max_frames,
+        "min_frames": min_frames,
+        "detector": detector,
         "entries": [
             {"video": r.video_id, "source": r.source, "frames": r.frames or None}
             for r in report.results

@@ -159,3 +159,55 @@ def test_preprocess_resumable_with_report(tmp_path, astronaut):
     assert again.count("done") == 0 and again.count("exists") == 1 and again.count("skipped") == 3
     index = json.loads((out / "index.json").read_text())
     assert len(index["entries"]) == 1 and len(index["skipped"]) == 3
+
+
+def test_changed_settings_are_reported_and_overwrite_replaces_stale_files(tmp_path, astronaut):
+    import cv2
+
+    lm = astronaut_landmarks(astronaut)
+    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    clip, out = tmp_path / "moving.mp4", tmp_path / "cache"
+    _write_clip(clip, [f for f, _ in moving_frames(small, lm / 2, 12, seed=1)])
+    first = preprocess([clip], out, size=64, max_frames=8, min_frames=8, progress=False)
+    assert first.results[0].status == "done"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,identity\nother.mp4,x\n")
+    with pytest.warns(UserWarning) as caught:  # the clip is given twice (folder and file): counted once
+        again = preprocess([tmp_path, clip], out, size=96, max_frames=8, min_frames=8,
+                           manifest=manifest, progress=False)
+    messages = [str(w.message) for w in caught]
+    assert any("1 of 1 clips" in m and "relative to the CSV's folder" in m for m in messages)
+    assert any("1 of 1 clips in" in m and "--size" in m and "--overwrite" in m for m in messages)
+    assert len(again.results) == 1 and again.results[0].status == "exists"
+    assert len(json.loads((out / "index.json").read_text())["entries"]) == 1
+    # the clip now holds no face: --overwrite must drop the old entry, not leave it to be trained on
+    _write_clip(clip, [np.full((128, 128, 3), 90, np.uint8)] * 12)
+    redone = preprocess([clip], out, size=64, max_frames=8, min_frames=8, overwrite=True, progress=False)
+    assert redone.results[0].status == "skipped"
+    assert not list(out.glob("*.npz")) and len(list(out.glob("*.skip.json"))) == 1
+
+
+def test_truncated_cache_entry_is_refused_at_load(tmp_path, astronaut):
+    from talkinghead.errors import InputError
+
+    lms = np.random.default_rng(0).uniform(0, 64, (2, 68, 2)).astype(np.float32)
+    path = write_entry(tmp_path / "v.npz", [astronaut[:64, :64]] * 2, lms)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputError, match="v.npz is not a readable cache entry.*delete it"):
+        EpisodeDataset(tmp_path, k=1)
+
+
+def test_job_returns_its_warnings_instead_of_printing_them(tmp_path, monkeypatch):
+    import warnings
+
+    import talkinghead.data as data
+
+    def warns(**kwargs):
+        warnings.warn("Video x.mp4 seems truncated")
+        return data.PreprocessResult(str(kwargs["path"]), "x", "done")
+
+    monkeypatch.setattr(data, "preprocess_video", warns)
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        result = data._preprocess_job({"path": tmp_path / "x.mp4"})
+    assert result.warnings == ["Video x.mp4 seems truncated"] and not leaked

@@ -9,7 +9,8 @@ DESCRIPTION = """\
 Crop the face of every frame of the given clips (files or folders) into CACHE: one .npz per clip with
 JPEG crops, (T, 68, 2) landmarks in crop pixels and a JSON record (with the identity from --manifest).
 At most --max-frames frames per clip are kept, evenly spaced over the clip; frames with no face are
-dropped. Rerunning skips clips already done (or already skipped); a report lists what was skipped and why.
+dropped. Rerunning skips clips already done (or already skipped), and warns when they were made with other
+settings (--overwrite redoes them); a report lists what was skipped and why.
 
 example: talkinghead preprocess ../shared/data/train -o cache/train --manifest ../shared/data/MANIFEST.csv
 """
@@ -20,7 +21,7 @@ def register(subparsers, formatter_class) -> None:
                               description=DESCRIPTION, formatter_class=formatter_class)
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders holding them")
     p.add_argument("-o", "--output", required=True, metavar="CACHE", help="cache folder")
-    p.add_argument("--size", type=positive_int, default=256, help="side of the square face crops, in pixels")
+    p.add_argument("--size", type=positive_int, default=256, help="side of the square face crops, in pixels (64 to 1024)")
     p.add_argument("--max-frames", type=positive_int, default=300, help="frames kept per clip (evenly spaced)")
     p.add_argument("--min-frames", type=positive_int, default=9, help="clips with fewer face frames are skipped (K+1 = 9)")
     p.add_argument("--workers", type=positive_int, default=max(1, min(4, (os.cpu_count() or 1))), help="processes")
