@@ -148,7 +148,8 @@ def test_resume_is_bit_exact(tiny_cache, tmp_path):
     assert json.loads((tmp_path / "full" / "training_options.json").read_text())["segments"][0]["from_step"] == 0
 
 
-def test_ctrl_c_checkpoints_at_a_step_boundary_and_resumes_exactly(tiny_cache, tmp_path, monkeypatch):
+def _interrupt_after_first_step(monkeypatch):
+    """Ctrl-C as if pressed during step 2's data wait; returns the real ``train_step``."""
     import talkinghead.training as tr
 
     original = tr.Trainer.train_step
@@ -156,10 +157,17 @@ def test_ctrl_c_checkpoints_at_a_step_boundary_and_resumes_exactly(tiny_cache, t
     def step_then_interrupt(self, batches):
         out = original(self, batches)
         if self.step == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during step 2's data wait
+            os.kill(os.getpid(), signal.SIGINT)
         return out
 
     monkeypatch.setattr(tr.Trainer, "train_step", step_then_interrupt)
+    return original
+
+
+def test_ctrl_c_checkpoints_at_a_step_boundary_and_resumes_exactly(tiny_cache, tmp_path, monkeypatch):
+    import talkinghead.training as tr
+
+    original = _interrupt_after_first_step(monkeypatch)
     t = train(_opts(tiny_cache, tmp_path / "cut", 3))
     assert t.step == 1 and load_checkpoint(tmp_path / "cut" / CHECKPOINT)["step"] == 1
     # stopped, not finished: a checkpoint to resume from and no exported model
@@ -277,18 +285,9 @@ def test_train_cli_runs_the_recipe_it_is_given(tiny_cache, tmp_path):
 
 
 def test_train_cli_exits_130_when_interrupted_and_says_how_to_resume(tiny_cache, tmp_path, monkeypatch, capsys):
-    import talkinghead.training as tr
     from talkinghead.cli import main
 
-    original = tr.Trainer.train_step
-
-    def step_then_interrupt(self, batches):
-        out = original(self, batches)
-        if self.step == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(tr.Trainer, "train_step", step_then_interrupt)
+    _interrupt_after_first_step(monkeypatch)
     run = tmp_path / "run"
     code = main(["train", "--config", "tiny", "--data", str(tiny_cache), "-o", str(run), "--steps", "3", "--k", "2",
                  "--content", "stlpips", "--no-progress", "--device", "cpu"])
