@@ -643,14 +643,17 @@ class Animation:
 def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float | None = None,
                 audio_from: str | os.PathLike | None = "auto", watermark: bool = True, label: str | None = None,
                 model_name: str | None = None, crf: int = 18) -> Path:
-    """Write generated frames as an H.264 mp4, marked as synthetic.
+    """Write generated frames as H.264 video (``.mp4``, ``.mov``, ``.m4v`` or ``.mkv``), marked as synthetic.
+
+    Frames are anything :func:`talkinghead.io.to_uint8_rgb` takes (uint8/uint16/float arrays, RGBA,
+    PIL images, ``(3, H, W)`` tensors in [-1, 1]).
 
     Every frame carries the invisible talkinghead watermark (see :mod:`talkinghead.watermark`) and the
     container records that the video is synthetic and which model made it. ``watermark=False`` is
     for research only and is recorded in the metadata. ``label`` draws visible text in a corner.
     ``audio_from="auto"`` takes the audio of an :class:`Animation`'s driving clip.
     """
-    from .io import VideoWriter
+    from .io import VideoWriter, to_uint8_rgb
     from .watermark import Watermarker, add_label, provenance_metadata
 
     fps = fps if fps is not None else getattr(video, "fps", None)
@@ -662,7 +665,8 @@ def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float
     marker = Watermarker.for_model(model_name, label=label) if watermark else None
     with VideoWriter(path, fps, audio_from=audio_from, metadata=provenance_metadata(model_name, watermarked=watermark),
                      crf=crf) as w:
-        for frame in video:
+        for i, frame in enumerate(video):
+            frame = to_uint8_rgb(frame, f"frame {i}")  # the watermark works on uint8 RGB
             if marker is not None:
                 frame = marker.embed_frame(frame)
             elif label:
@@ -674,9 +678,11 @@ def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float
 def write_image(path: str | os.PathLike, image: np.ndarray, model_name: str = "unknown", watermark: bool = True,
                 label: str | None = None) -> Path:
     """Write one generated image, watermarked and tagged as synthetic (see :func:`write_video`)."""
+    from .io import to_uint8_rgb
     from .io import write_image as _write
     from .watermark import Watermarker, add_label, provenance_metadata
 
+    image = to_uint8_rgb(image)  # the watermark works on uint8 RGB
     if watermark:
         image = Watermarker.for_model(model_name, label=label).embed_frame(image)
     elif label:

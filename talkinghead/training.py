@@ -142,14 +142,12 @@ class DistInfo:
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA when available, else CPU. ``cuda`` under torchrun means ``cuda:LOCAL_RANK``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu.")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+    """``auto``: CUDA when available, else CPU. ``cuda`` under torchrun means ``cuda:LOCAL_RANK``.
+    Unknown names and missing GPUs are :class:`InputError` s, as in :func:`talkinghead.pipeline.resolve_device`."""
+    from .pipeline import resolve_device as resolve
+
+    device = resolve(name)
+    return torch.device("cuda", local_rank) if str(name) == "cuda" or (name == "auto" and device.type == "cuda") else device
 
 
 def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from talkinghead import watermark as W
 
@@ -218,3 +219,16 @@ def test_verify_says_when_permissions_stop_the_read(tmp_path, astronaut):
     assert rc == 2 and len(lines) == 2, err  # 2 = unreadable, not 1 = "not marked"; no traceback
     assert lines[0].startswith(f"{tmp_path / 'locked' / 'in_dir.png'}: error:") and "permission denied" in lines[0]
     assert "noread.png cannot be read (permission denied)" in lines[1]
+
+
+def test_marked_writers_take_the_frames_the_plain_writers_take(tmp_path, astronaut):
+    """Floats in [0, 1], RGBA and (3, H, W) tensors in [-1, 1] are converted, then marked."""
+    import talkinghead as th
+
+    small = astronaut  # large enough for the mark to survive H.264 in one frame
+    rgba = np.dstack([small, np.full(small.shape[:2], 255, np.uint8)])
+    tensor = torch.from_numpy(small).permute(2, 0, 1).float() / 127.5 - 1
+    frames = [small.astype(np.float32) / 255, rgba, tensor]
+    out = th.write_video(tmp_path / "v.mp4", frames, fps=5, model_name="tiny")
+    assert th.verify_file(out).marked
+    assert th.verify_file(th.write_image(tmp_path / "i.png", small.astype(np.float32) / 255, model_name="tiny")).marked
