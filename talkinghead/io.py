@@ -65,7 +65,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
     Applies the EXIF orientation, expands grayscale and palettes, composites transparency on white and
     scales 16-bit or float samples to 8 bits. Raises :class:`InputError` for a missing, empty, corrupt
-    or non-image file.
+    or non-image file, a folder, or an image too large to decode safely (PIL's decompression-bomb limit).
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 

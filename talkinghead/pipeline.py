@@ -254,6 +254,12 @@ class TalkingHead:
             callback: ``callback(step, terms, snapshot)`` after each fine-tuning step; ``snapshot()``
                 returns an :class:`Avatar` copy of the current state (to watch FT converge).
 
+        Raises:
+            InputError: before any photo is read, for a setting it cannot use (negative steps or
+                patience, ``batch_size`` < 1, an unknown ``amp``/``content``/device, a non-finite or
+                non-positive ``lr``, bad ``loss_weights``); for a photo that is unreadable or shows no
+                face; and when fine-tuning diverges.
+
         Returns:
             An :class:`Avatar` holding the (fine-tuned) generator, psi and the first photo. It lives
             where it was made: on the fine-tuning device after FT, on this model's device after FF.

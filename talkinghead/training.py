@@ -399,7 +399,11 @@ class Trainer:
         task: a :class:`MetaLearningTask` or :class:`FineTuneTask` (already on ``device``).
         loss_fn: a :class:`talkinghead.losses.GeneratorLoss` (on ``device``).
         opts: :class:`TrainOptions`.
+        device: where the task lives; steps run under bf16 autocast there when ``opts.amp`` asks.
         run_dir: where rank 0 writes; ``None`` writes nothing (benchmarks).
+        dist: the process group (:func:`init_distributed`); ``None`` for one process.
+
+    After :meth:`fit`, ``stopped_by`` is the signal (SIGINT/SIGTERM) that ended it early, else ``None``.
     """
 
     def __init__(self, task: nn.Module, loss_fn: nn.Module, opts: TrainOptions, device: torch.device,
