@@ -293,3 +293,16 @@ def test_fine_tuning_is_announced_with_a_progress_bar(tiny_model, short_clip, mo
     bars.clear()
     evaluate(tiny_model, [short_clip], opts, log=None)  # a silent caller gets no bar either
     assert bars == [False, False]
+
+
+def test_portraits_with_the_same_file_name_keep_their_own_strips(tiny_model, short_clip, grace_hopper_path, tmp_path):
+    import shutil
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        shutil.copy(grace_hopper_path, tmp_path / d / "portrait.jpg")
+    opts = EvalOptions(shots=(1,), modes=("ff",), frames=2, baselines=False, backend="dlib")
+    result = evaluate(tiny_model, [short_clip], opts, sources=[tmp_path / "a" / "portrait.jpg",
+                                                               tmp_path / "b" / "portrait.jpg"], log=None)
+    assert sorted(k for k in result.samples if k.startswith("cross_")) == \
+        ["cross_a__portrait_astronaut_ff", "cross_b__portrait_astronaut_ff"]

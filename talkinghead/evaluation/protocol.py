@@ -238,14 +238,14 @@ def _unit_fingerprint(model_fp: str, opts: "EvalOptions", clip: "Clip", t: int, 
     return hashlib.sha1(json.dumps(key).encode()).hexdigest()
 
 
-def clip_labels(videos: Sequence[str | os.PathLike]) -> list[str]:
+def clip_labels(videos: Sequence[str | os.PathLike], what: str = "--videos") -> list[str]:
     """A unique label per clip: its file name, with as many parent folders as tell equal names apart
     (VoxCeleb-style ``id123/00001.mp4`` trees). Raises :class:`InputError` for a clip given twice."""
     paths = [Path(os.path.abspath(v)) for v in videos]
     seen: dict[Path, str] = {}
     for v, p in zip(videos, paths):
         if p in seen:
-            raise InputError(f"{v} is given twice in --videos (also as {seen[p]}): give each clip once.")
+            raise InputError(f"{v} is given twice in {what} (also as {seen[p]}): give each file once.")
         seen[p] = str(v)
     labels = [p.name for p in paths]
     for depth in range(2, max((len(p.parts) for p in paths), default=0) + 1):
@@ -426,10 +426,13 @@ def _cross_identity(model, clips: list[Clip], sources, opts: EvalOptions, detect
     from ..motion import transfer_motion
 
     rows = []
-    for src in sources:
+    # unique like the clips' labels: two portraits called mona.jpg in different folders keep their strips
+    labels = clip_labels(sources, "--sources") if sources else []
+    for src, label in zip(sources, labels):
+        src_key = str(Path(label).with_suffix("")).replace("/", "__")
         for mode in opts.modes:
             if mode == "ft":
-                log(f"cross-identity {Path(str(src)).name}: fine-tuning {opts.ft_steps} steps ...")
+                log(f"cross-identity {label}: fine-tuning {opts.ft_steps} steps ...")
             avatar = model.personalize([src], fine_tune_steps=opts.ft_steps if mode == "ft" else 0, patience=0,
                                        backend=opts.backend, progress=show and mode == "ft", seed=opts.seed,
                                        content=opts.content)
@@ -449,9 +452,9 @@ def _cross_identity(model, clips: list[Clip], sources, opts: EvalOptions, detect
                              "mouth_opening_correlation": _num(mouth.value),
                              "eye_opening_correlation": _num(eye.value),
                              "no_face_share": float(np.mean(~np.isfinite(lm_gen).all(axis=(1, 2))))})
-                result.samples[f"cross_{Path(str(src)).stem}_{clip.key}_{mode}"] = [
+                result.samples[f"cross_{src_key}_{clip.key}_{mode}"] = [
                     (clip.frames[i], gen[j], src_crop) for j, i in enumerate(clip.test_indices[:opts.samples])]
-                log(f"cross-identity {Path(str(src)).name} <- {clip.name} ({mode.upper()}): CSIM {rows[-1]['csim_to_source']}")
+                log(f"cross-identity {label} <- {clip.name} ({mode.upper()}): CSIM {rows[-1]['csim_to_source']}")
     return {"protocol": "cross-identity (puppeteering): a portrait driven by the clip's test frames, relative motion",
             "backbones": {"csim_to_source": M.CSIM_BACKBONE + "-5pt", "motion": detector.name},
             "rows": rows}
