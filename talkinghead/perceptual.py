@@ -238,12 +238,12 @@ def load_weights(filename: str, url: str | None, path: str | os.PathLike | None 
     if download is None:
         download = not _offline()
     if not download or url is None:
-        raise WeightsError(f"{filename} is not in {folder}; download it from {url} into that folder (or pass its path).")
+        raise WeightsError(f"{filename} is not in {folder}; download it from {url} into that folder (Python callers can also pass path=).")
     try:
         return torch.hub.load_state_dict_from_url(url, model_dir=str(folder), map_location="cpu",
                                                   file_name=filename, check_hash=check_hash, weights_only=True)
     except Exception as exc:  # no network, HTTP error, hash mismatch
-        raise WeightsError(f"Could not download {filename} ({type(exc).__name__}: {exc}); put the file from {url} into {folder} (or pass its path).") from exc
+        raise WeightsError(f"Could not download {filename} ({type(exc).__name__}: {exc}); put the file from {url} into {folder} (Python callers can also pass path=).") from exc
 
 
 def _load_features(trunk: VGGTrunk, sd: dict, source: str) -> VGGTrunk:

@@ -712,6 +712,9 @@ def init_from_pretrained(name_or_dir: str, dataset) -> nn.Module:
     from .hub import load_pretrained
     from .models import TalkingHeadModel
 
+    run_model = Path(str(name_or_dir)) / "model"
+    if (Path(str(name_or_dir)) / CHECKPOINT).is_file() and (run_model / "config.json").is_file():
+        raise InputError(f"--init-from {name_or_dir} is a run folder: pass its exported model, {run_model}.")
     try:
         src = load_pretrained(name_or_dir)
     except (InputError, WeightsError) as exc:
@@ -784,6 +787,7 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     state = load_checkpoint(run_dir / CHECKPOINT) if resume else None
     seed_everything(opts.seed)
     dataset = EpisodeDataset(opts.data, k=opts.k, augment=opts.augment)
+    _check_k(dataset, opts.k)
     saved = _saved_record(run_dir) if state is not None else {}
     if state is not None:
         _check_resumable(run_dir, saved, dataset, state, opts)
@@ -838,6 +842,14 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     if opts.export and dist.is_main and trainer.step > 0 and trainer.stopped_by is None:
         trainer.export(run_dir / "model")
     return trainer
+
+
+def _check_k(dataset, k: int) -> None:
+    """An episode takes K + 1 distinct frames of one clip; a shorter clip would repeat a shot as the target."""
+    shortest = min(int(m.get("num_frames", k + 1)) for m in dataset.meta)
+    if shortest < k + 1:
+        raise InputError(f"--k {k} needs {k + 1} frames per clip, but the shortest clip of {dataset.cache_dir} has "
+                         f"{shortest}: lower --k, or preprocess with a larger --min-frames to skip short clips.")
 
 
 def _check_resumable(run_dir: Path, saved: dict, dataset, state: dict, opts: TrainOptions) -> None:

@@ -337,3 +337,17 @@ def test_train_cli_bad_run_folders_are_one_line(tiny_cache, tmp_path, capsys):
     assert main(["train", "-o", str(run), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "not a valid run record" in err and "Traceback" not in err
+
+
+def test_train_refuses_k_longer_than_a_clip_and_a_run_folder_as_init(tiny_cache, tmp_path, capsys):
+    from talkinghead.cli import main
+
+    assert _cli_train(tiny_cache, tmp_path / "long_k", "--steps", "1", "--k", "10") == 2  # clips have 10 frames
+    assert "needs 11 frames per clip" in capsys.readouterr().err
+    assert not (tmp_path / "long_k" / "training_options.json").exists()
+    run = tmp_path / "run"
+    assert _cli_train(tiny_cache, run, "--steps", "1") == 0
+    assert main(["train", "--init-from", str(run), "--data", str(tiny_cache), "-o", str(tmp_path / "more")]) == 2
+    assert f"pass its exported model, {run / 'model'}" in capsys.readouterr().err
+    assert main(["train", "--config", "tiny", "--data", str(tiny_cache), "-o", str(tmp_path / "b"), "--batch", "100000"]) == 2
+    assert "<= 256" in capsys.readouterr().err

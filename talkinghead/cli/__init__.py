@@ -83,8 +83,11 @@ def _raise_terminated(signum, frame):
 
 def _show_warning(command: str):
     def show(message, category, filename, lineno, file=None, line=None):
-        # one line for the user, not the library's file and line number
-        print(f"talkinghead {command}: warning: {message}", file=file or sys.stderr)
+        # one line for the user, not the library's file and line number; tqdm.write clears a running
+        # progress bar first so the warning is not glued to its end
+        from tqdm import tqdm
+
+        tqdm.write(f"talkinghead {command}: warning: {message}", file=file or sys.stderr)
     return show
 
 

@@ -13,7 +13,8 @@ MAX_PRESET_SECONDS = 3600.0
 
 def _number(kind, low: float, low_ok: bool, high: float | None = None):
     """An argparse ``type`` for a finite number ``> low`` (``>= low`` when ``low_ok``) and ``<= high``."""
-    bound = f"{'>=' if low_ok else '>'} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+    fmt = (lambda v: f"{v:d}") if kind is int else (lambda v: f"{v:g}")
+    bound = f"{'>=' if low_ok else '>'} {fmt(low)}" + (f" and <= {fmt(high)}" if high is not None else "")
     name = "an integer" if kind is int else "a number"
 
     def parse(text: str):

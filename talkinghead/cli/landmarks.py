@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if is_video_path(src) or Path(args.preview).suffix.lower() not in IMAGE_EXTENSIONS:
             check_video_output(args.preview)
     det = get_detector(args.backend, device=args.device)
+    used = det.name  # the backend whose points are saved: MediaPipe when auto's second try found the face
     if is_video_path(src):
         track = track_video(src, det, face_index=args.face_index, smooth=not args.no_smooth,
                             max_gap_s=args.max_gap)
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         faces = det.detect(image)
         if not faces and args.backend == "auto":
             faces = _fallback_faces(image, str(src), det.name, args.device)
+            used = "mediapipe" if faces else used
         face = select_face(faces, args.face_index, str(src))
         lm, fps = face.landmarks[None], 0.0
         missing, filled = np.zeros(1, bool), np.zeros(1, bool)
@@ -70,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, landmarks=lm.astype(np.float32), fps=np.float32(fps), missing=missing, filled=filled,
-                 faces_per_frame=counts, backend=np.array(det.name))
-    print(f"backend: {det.name}")
+                 faces_per_frame=counts, backend=np.array(used))
+    print(f"backend: {used}")
     print(f"faces seen: {int(counts.max(initial=0))} (using face {args.face_index})")
     print(f"frames: {len(lm)}, without a face: {int(missing.sum())}, filled: {int(filled.sum())}")
     print(f"wrote {out}")

@@ -5,6 +5,7 @@ from ._common import _number, add_loss_weight_option, count, parse_loss_weights,
 
 seed = _number(int, 0, True, 2**32 - 1)  # numpy's seed range
 d_steps = _number(int, 1, True, 10)  # BigGAN uses 2; more only starves G
+batch = _number(int, 1, True, 256)  # episodes per process: a larger one is a typo that would fill the memory
 
 DESCRIPTION = """\
 Meta-learning on K-shot episodes of a cache built by `talkinghead preprocess`. RUN_DIR receives
@@ -35,7 +36,7 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--data", default=None, metavar="CACHE", help="cache folder from `talkinghead preprocess`")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder")
     p.add_argument("--steps", type=positive_int, default=None, help="total generator steps (default 1000)")
-    p.add_argument("--batch", type=positive_int, default=None, help="episodes per step and process (default 1)")
+    p.add_argument("--batch", type=batch, default=None, help="episodes per step and process, 1 to 256 (default 1)")
     p.add_argument("--k", type=positive_int, default=None, help="few-shot frames per episode (default 8)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its checkpoint")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="default auto")
