@@ -273,12 +273,10 @@ def check_out_dir(out: Path) -> None:
     """Refuse, before minutes of benchmarking, a folder that cannot be written: a file, below a file,
     or without write permission."""
     from talkinghead.errors import InputError
+    from talkinghead.io import check_output_folder
 
-    if out.exists() and not out.is_dir():
-        raise InputError(f"-o {out} is a file, not a folder: choose a folder for bench-<device>.json.")
-    parent = next((q for q in out.absolute().parents if q.exists()), None) if not out.exists() else out
-    if parent is not None and not parent.is_dir():
-        raise InputError(f"-o {out} lies below {parent}, which is a file: choose another folder.")
+    check_output_folder(out, f"-o {out}", "choose a folder for bench-<device>.json")
+    parent = next((q for q in (out, *out.absolute().parents) if q.exists()), None)
     if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"-o {out}: {parent} is not writable: choose a folder you can write to.")
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import InputError, NoFaceError
+from .io import check_output_folder
 
 CACHE_VERSION = 1
 VIDEO_EXTENSIONS = (".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -526,15 +527,6 @@ def _check_settings(size: int, max_frames: int, min_frames: int) -> None:
                          "skipped; raise --max-frames or lower --min-frames.")
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """Refuse an output that is a file (or lies under one) before any clip is decoded."""
-    for p in (out_dir, *out_dir.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise InputError(f"-o {out_dir}: {p} is a file, not a folder; choose a folder for the cache.")
-            return
-
-
 def _warn_unlisted(files: list[Path], identities: dict[str, str], manifest) -> None:
     unlisted = [p for p in files if str(p.resolve()) not in identities]
     if unlisted:
@@ -581,7 +573,7 @@ def preprocess(
 
     _check_settings(size, max_frames, min_frames)
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    check_output_folder(out_dir, f"-o {out_dir}", "choose a folder for the cache")  # before any clip is decoded
     files = expand_videos(videos)
     if not files:
         shown = ", ".join(str(v) for v in list(videos)[:3]) + (", ..." if len(videos) > 3 else "")

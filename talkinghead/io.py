@@ -47,15 +47,26 @@ def is_video_path(path: str | os.PathLike) -> bool:
 
 
 def _check_file(path: str | os.PathLike, what: str) -> Path:
+    """Every reader's first check: an existing, non-empty, readable regular file (permissions are named
+    as such; the decoders would call such a file corrupt)."""
+    import stat
+
     path = Path(path)
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except PermissionError:
+        raise InputError(f"{what} {path} cannot be reached (permission denied on a folder above it): "
+                         "give yourself access to that folder, e.g. chmod +x.") from None
+    except OSError:  # missing, or a dangling link
+        raise InputError(f"{what} {path} does not exist: check the path.") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{what} {path} is a folder, not a file: give the path of a file.")
-    if not path.exists():
-        raise InputError(f"{what} {path} does not exist: check the path.")
-    if not path.is_file():  # a device, a pipe, a socket
+    if not stat.S_ISREG(st.st_mode):  # a device, a pipe, a socket
         raise InputError(f"{what} {path} is not a regular file: give the path of a file.")
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise InputError(f"{what} {path} is empty: use a valid file.")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{what} {path} cannot be read (permission denied): give yourself read access, e.g. chmod +r.")
     return path
 
 
@@ -340,6 +351,21 @@ def _parse_ffmetadata(text: str) -> dict[str, str]:
     return out
 
 
+def check_output_folder(folder: str | os.PathLike, what: str, advice: str) -> Path:
+    """Refuse, before slow work, a folder that cannot be made: it, or a folder above it, is a file, or
+    a folder above it cannot be entered. Creates nothing. ``what`` starts the message (``"-o out"``),
+    ``advice`` ends it. Every writer of folders (reports, caches, runs, avatars, videos) uses this."""
+    folder = Path(folder)
+    absolute = folder.absolute()
+    try:
+        existing = next((p for p in (absolute, *absolute.parents) if p.exists()), None)
+    except PermissionError:
+        raise InputError(f"{what}: {folder} cannot be reached (permission denied); {advice}.") from None
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"{what}: {folder if existing == absolute else existing} is a file, not a folder; {advice}.")
+    return folder
+
+
 # ----------------------------------------------------------------------------------------- video
 def check_video_output(path: str | os.PathLike) -> Path:
     """Refuse, before any slow work, a video output path :class:`VideoWriter` cannot write.
@@ -353,9 +379,7 @@ def check_video_output(path: str | os.PathLike) -> Path:
                          "(H.264 video).")
     if path.is_dir():
         raise InputError(f"Cannot write video {path}: it is a folder; give a file name such as {path / 'out.mp4'}.")
-    parent = next((d for d in path.parents if d.exists()), None)  # the folder we would write into
-    if parent is not None and not parent.is_dir():
-        raise InputError(f"Cannot write video {path}: {parent} is a file, not a folder; choose another output path.")
+    check_output_folder(path.parent, f"Cannot write video {path}", "choose another output path")
     return path
 
 

@@ -52,6 +52,7 @@ from torch import nn
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import InputError, WeightsError
+from .io import check_output_folder
 
 __all__ = [
     "TrainOptions",
@@ -147,7 +148,7 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     from .pipeline import resolve_device as resolve
 
     device = resolve(name)
-    return torch.device("cuda", local_rank) if str(name) == "cuda" or (name == "auto" and device.type == "cuda") else device
+    return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
 
 
 def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]:
@@ -777,8 +778,7 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
 
     dist, device = init_distributed(opts.device)
     run_dir = Path(opts.run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError(f"Run folder {run_dir} is a file: choose another -o.")
+    check_output_folder(run_dir, f"Run folder {run_dir}", "choose another -o")
     if resume and not Path(opts.data).is_dir():
         raise InputError(f"The run's cache {opts.data} is not found from {Path.cwd()}: pass --data with its path "
                          "(relative paths are read from the current folder).")

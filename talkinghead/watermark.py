@@ -496,25 +496,17 @@ _VIDEO_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (8, b"AVI "), (0, b"\x00
 
 
 def _head(path: Path) -> bytes:
-    """The first bytes of a regular file (b"" for anything else, left to io's checks). Raises
-    :class:`InputError` when permissions stop the read: io's readers would call the file corrupt."""
+    """The first bytes of a regular file; b"" for anything else (missing, unreadable, a FIFO that would
+    block), which io's readers then report in one line."""
     import stat
 
     try:
-        mode = path.stat().st_mode
-    except PermissionError:
-        raise InputError(f"{path} cannot be reached (permission denied on a folder above it): "
-                         "give yourself access to that folder, e.g. chmod +x.") from None
-    except OSError:  # missing, a dangling link: io says so
-        return b""
-    if not stat.S_ISREG(mode):  # never open a FIFO (it would block)
-        return b""
-    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return b""
         with open(path, "rb") as fh:
             return fh.read(16)
-    except PermissionError:
-        raise InputError(f"{path} cannot be read (permission denied): give yourself read access, "
-                         "e.g. chmod +r.") from None
+    except OSError:
+        return b""
 
 
 def _sniffed_video(path: Path, head: bytes) -> bool:

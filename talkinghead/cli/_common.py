@@ -11,7 +11,7 @@ from pathlib import Path
 MAX_PRESET_SECONDS = 3600.0
 
 
-def _number(kind, low: float, low_ok: bool, high: float | None = None):
+def bounded(kind, low: float, low_ok: bool, high: float | None = None):
     """An argparse ``type`` for a finite number ``> low`` (``>= low`` when ``low_ok``) and ``<= high``."""
     fmt = (lambda v: f"{v:d}") if kind is int else (lambda v: f"{v:g}")
     bound = f"{'>=' if low_ok else '>'} {fmt(low)}" + (f" and <= {fmt(high)}" if high is not None else "")
@@ -31,11 +31,11 @@ def _number(kind, low: float, low_ok: bool, high: float | None = None):
     return parse
 
 
-count = _number(int, 0, True)            # 0, 1, 2, ...
-positive_int = _number(int, 1, True)     # 1, 2, ...
-positive_float = _number(float, 0, False)
-non_negative_float = _number(float, 0, True)
-preset_seconds = _number(float, 0, False, MAX_PRESET_SECONDS)
+count = bounded(int, 0, True)            # 0, 1, 2, ...
+positive_int = bounded(int, 1, True)     # 1, 2, ...
+positive_float = bounded(float, 0, False)
+non_negative_float = bounded(float, 0, True)
+preset_seconds = bounded(float, 0, False, MAX_PRESET_SECONDS)
 
 
 def same_file(a, b) -> bool:
@@ -108,12 +108,10 @@ def parse_loss_weights(items) -> dict | None:
     for item in items:
         name, _, value = item.partition("=")
         try:
-            out[name.strip()] = weight = float(value)
+            out[name.strip()] = float(value)
         except ValueError:
-            weight = -1.0
-        if not (weight >= 0 and math.isfinite(weight)):
-            raise InputError(f"--loss-weight {item!r} is not NAME=VALUE with a finite number >= 0, e.g. pixel=10.")
-    try:
+            raise InputError(f"--loss-weight {item!r} is not NAME=VALUE with a number, e.g. pixel=10.") from None
+    try:  # names, and values finite and >= 0
         LossWeights.from_dict(out)
     except ValueError as exc:
         raise InputError(f"--loss-weight: {exc}.") from None

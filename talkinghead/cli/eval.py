@@ -3,22 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import count, positive_int
+from ._common import bounded
 
 # Upper bounds that catch typos (--shots 100000000 would first try to hold that many frames).
 MAX_SHOTS, MAX_FRAMES, MAX_FT_STEPS, MAX_SEED = 1000, 10000, 100000, 2**32 - 1
-
-
-def _at_most(parse, high: int):
-    """``parse`` (an argparse type from _common), also refusing values above ``high``."""
-    def check(text: str):
-        value = parse(text)
-        if value > high:
-            raise argparse.ArgumentTypeError(f"{text!r} must be <= {high}")
-        return value
-
-    check.__name__ = parse.__name__
-    return check
 
 
 def register(subparsers, formatter_class) -> None:
@@ -35,36 +23,19 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--videos", nargs="+", required=True, metavar="VIDEO", help="held-out clips of people not trained on")
     p.add_argument("--sources", nargs="*", default=[], metavar="IMG",
                    help="portraits to drive with the clips (cross-identity: identity kept, motion followed)")
-    p.add_argument("--shots", nargs="+", type=_at_most(positive_int, MAX_SHOTS), default=[1, 8, 32], metavar="T", help="few-shot set sizes")
+    p.add_argument("--shots", nargs="+", type=bounded(int, 1, True, MAX_SHOTS), default=[1, 8, 32], metavar="T", help="few-shot set sizes")
     p.add_argument("--modes", nargs="+", default=["ff", "ft"], choices=["ff", "ft"],
                    help="feed-forward (embed only) and/or fine-tuned")
     p.add_argument("--model", default="default", help="model name (pretrained/, the installed copy, then $TALKINGHEAD_HOME) or folder")
-    p.add_argument("--frames", type=_at_most(positive_int, MAX_FRAMES), default=32, metavar="N", help="test frames per clip")
-    p.add_argument("--ft-steps", type=_at_most(count, MAX_FT_STEPS), default=40, metavar="N", help="fine-tuning steps in FT mode")
+    p.add_argument("--frames", type=bounded(int, 1, True, MAX_FRAMES), default=32, metavar="N", help="test frames per clip")
+    p.add_argument("--ft-steps", type=bounded(int, 0, True, MAX_FT_STEPS), default=40, metavar="N", help="fine-tuning steps in FT mode")
     p.add_argument("--backend", default="auto", choices=["auto", "dlib", "face-alignment", "mediapipe"],
                    help="landmark detector (crops, driving landmarks and AKD)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
     p.add_argument("--no-baselines", action="store_true", help="skip the nearest-frame and warp baselines")
-    p.add_argument("--seed", type=_at_most(count, MAX_SEED), default=0, help="seed for fine-tuning")
+    p.add_argument("--seed", type=bounded(int, 0, True, MAX_SEED), default=0, help="seed for fine-tuning")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="folder for the report")
     p.set_defaults(func=run)
-
-
-def check_report_dir(path) -> None:
-    """InputError unless ``path`` is, or can become, a folder: it must not be a file, nor lie below one."""
-    from pathlib import Path
-
-    from ..errors import InputError
-
-    out = Path(path)
-    try:
-        if out.exists() and not out.is_dir():
-            raise InputError(f"-o {out} is a file, not a folder: choose a folder for the report.")
-        parent = next((q for q in out.absolute().parents if q.exists()), None)
-    except PermissionError:
-        raise InputError(f"-o {out} cannot be reached (permission denied): choose a folder you can write to.") from None
-    if parent is not None and not parent.is_dir():
-        raise InputError(f"-o {out} lies below {parent}, which is a file: choose another report folder.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,13 +44,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluation import EvalOptions, evaluate, write_report
     from ..evaluation.protocol import check_clip_length, clip_labels
-    from ..io import read_image
+    from ..io import check_output_folder, read_image
     from ..pipeline import load
 
     opts = EvalOptions(shots=tuple(args.shots), modes=tuple(args.modes), frames=args.frames, ft_steps=args.ft_steps,
                        backend=args.backend, baselines=not args.no_baselines, seed=args.seed)
     # fail on a bad input or output before the model loads and minutes are spent
-    check_report_dir(args.output)
+    check_output_folder(args.output, f"-o {args.output}", "choose a folder for the report")
     clip_labels(args.videos)
     for v in args.videos:
         check_clip_length(v, opts.shots)

@@ -24,20 +24,15 @@ def register(subparsers, formatter_class) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..errors import InputError
+    from ..io import check_output_folder
     from ..pipeline import AVATAR_CONFIG, load
 
-    out = Path(args.output)
     # checked before fine-tuning, which can take minutes: a result that cannot be saved is lost
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file, not a folder: give -o a new or an avatar folder's name.")
+    out = check_output_folder(args.output, f"-o {args.output}", "give -o a new or an avatar folder's name")
     if out.is_dir() and any(out.iterdir()) and not (out / AVATAR_CONFIG).is_file():
         raise InputError(f"{out} is a folder that holds other files: give -o a new folder (or an avatar's, "
                          "to replace it).")
-    if any(parent.exists() and not parent.is_dir() for parent in out.parents):
-        raise InputError(f"{out} cannot be made: a part of its path is a file.")
     refuse_overwriting_inputs(out, args.photos)
     model = load(args.model or "default", device=args.device)
     avatar = model.personalize(args.photos, backend=args.backend, face_index=args.face_index,

@@ -1,11 +1,11 @@
 """``talkinghead train``: meta-learning of E, G and D on a preprocessing cache."""
 from __future__ import annotations
 
-from ._common import _number, add_loss_weight_option, count, parse_loss_weights, positive_float, positive_int
+from ._common import add_loss_weight_option, bounded, count, parse_loss_weights, positive_float, positive_int
 
-seed = _number(int, 0, True, 2**32 - 1)  # numpy's seed range
-d_steps = _number(int, 1, True, 10)  # BigGAN uses 2; more only starves G
-batch = _number(int, 1, True, 256)  # episodes per process: a larger one is a typo that would fill the memory
+seed = bounded(int, 0, True, 2**32 - 1)  # numpy's seed range
+d_steps = bounded(int, 1, True, 10)  # BigGAN uses 2; more only starves G
+batch = bounded(int, 1, True, 256)  # episodes per process: a larger one is a typo that would fill the memory
 
 DESCRIPTION = """\
 Meta-learning on K-shot episodes of a cache built by `talkinghead preprocess`. RUN_DIR receives
@@ -66,6 +66,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..errors import InputError
+    from ..io import check_output_folder
     from ..training import OPTIONS, TrainOptions, train
 
     given = {k: getattr(args, k) for k in _OVERRIDABLE if getattr(args, k) is not None}
@@ -74,8 +75,7 @@ def run(args) -> int:
         raise InputError("--init-from starts a new run and --resume continues one: give one of them.")
     if args.init_from and args.config:
         raise InputError("--init-from brings its own architecture: leave out --config.")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError(f"Run folder {run_dir} is a file: choose another -o.")
+    check_output_folder(run_dir, f"Run folder {run_dir}", "choose another -o")  # before its record is read
     if args.resume:
         saved = run_dir / OPTIONS
         if not saved.is_file():

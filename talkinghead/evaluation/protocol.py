@@ -109,8 +109,8 @@ class Clip:
 
     @property
     def key(self) -> str:
-        """``name`` without the extension, as one file name: for sample strips and kept frames."""
-        return str(Path(self.name).with_suffix("")).replace("/", "__")
+        """``name`` as one file name: for sample strips and kept frames."""
+        return _file_key(self.name)
 
     def shot_indices(self, t: int) -> list[int]:
         """The few-shot frames of the T-shot set that have a face."""
@@ -162,7 +162,7 @@ def load_clip(path: str | os.PathLike, shots: Sequence[int], num_test: int, dete
     if n != split.num_frames:  # the estimate from the duration was off: split again on the true count
         split = split_frames(n, shots, num_test, str(path))
         wanted = _wanted(split)
-        if not all(wanted(i) <= (i in frames) for i in range(n)):
+        if any(wanted(i) and i not in frames for i in range(n)):  # a needed frame was not kept
             frames, n, fps = _decode(path, wanted)
         frames = {i: f for i, f in frames.items() if wanted(i)}
     landmarks = {}
@@ -236,6 +236,11 @@ def _unit_fingerprint(model_fp: str, opts: "EvalOptions", clip: "Clip", t: int, 
     key = [model_fp, mode, t, ft, opts.backend,
            str(clip.path.resolve()), st.st_size, st.st_mtime_ns, clip.shot_indices(t), clip.test_indices]
     return hashlib.sha1(json.dumps(key).encode()).hexdigest()
+
+
+def _file_key(label: str) -> str:
+    """A label (``id123/00001.mp4``) without its extension, as one file name (``id123__00001``)."""
+    return str(Path(label).with_suffix("")).replace("/", "__")
 
 
 def clip_labels(videos: Sequence[str | os.PathLike], what: str = "--videos") -> list[str]:
@@ -429,7 +434,7 @@ def _cross_identity(model, clips: list[Clip], sources, opts: EvalOptions, detect
     # unique like the clips' labels: two portraits called mona.jpg in different folders keep their strips
     labels = clip_labels(sources, "--sources") if sources else []
     for src, label in zip(sources, labels):
-        src_key = str(Path(label).with_suffix("")).replace("/", "__")
+        src_key = _file_key(label)
         for mode in opts.modes:
             if mode == "ft":
                 log(f"cross-identity {label}: fine-tuning {opts.ft_steps} steps ...")
