@@ -81,11 +81,72 @@ def flip_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+_FINGERPRINT_BYTES = 1 << 20
+
+
 def video_id_for(path: str | os.PathLike) -> str:
-    """Stable cache name of a clip: its file stem plus a short hash of its resolved path."""
+    """Stable cache name of a clip: its file stem plus a short hash of its content.
+
+    The hash covers the file's size and its first and last MiB, so a clip keeps its id in any folder
+    and on any machine (a trained model's rows of D's table are matched to a cache by these ids), and
+    byte-identical copies share one. A file that cannot be read falls back to :func:`legacy_video_id`.
+    """
     p = Path(path)
-    digest = hashlib.sha1(str(p.resolve()).encode("utf-8")).hexdigest()[:8]
-    return f"{p.stem}-{digest}"
+    try:
+        with open(p, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            digest = hashlib.sha1(str(size).encode("ascii"))
+            digest.update(fh.read(_FINGERPRINT_BYTES))
+            if size > 2 * _FINGERPRINT_BYTES:
+                fh.seek(-_FINGERPRINT_BYTES, os.SEEK_END)
+            digest.update(fh.read())
+    except OSError:
+        return legacy_video_id(p)
+    return f"{p.stem}-{digest.hexdigest()[:8]}"
+
+
+def legacy_video_id(path: str | os.PathLike) -> str:
+    """The id older caches used: the stem plus a hash of the resolved path, which changed with the
+    folder. :func:`preprocess_video` renames such entries to :func:`video_id_for`'s id."""
+    p = Path(path)
+    return f"{p.stem}-{hashlib.sha1(str(p.resolve()).encode('utf-8')).hexdigest()[:8]}"
+
+
+def _recorded_source(file: Path) -> str | None:
+    """The clip an entry or skip record was made from (None when unreadable)."""
+    try:
+        if file.name.endswith(".npz"):
+            with np.load(file, allow_pickle=False) as z:
+                return json.loads(str(z["meta"])).get("source")
+        return json.loads(file.read_text(encoding="utf-8")).get("source")
+    except (*_BAD_NPZ, AttributeError):
+        return None
+
+
+def _reconcile_earlier_files(path: Path, out_dir: Path, vid: str) -> None:
+    """Make the clip's earlier cache files agree with its current id before it is looked up.
+
+    - An entry or skip record named by the older, path-based id is renamed to ``vid``, so an older
+      cache is resumed, not duplicated.
+    - One made from an earlier content of the same file (its id differs, its recorded source is this
+      file) is removed: the clip changed and is cropped again, and the old crops are not trained on.
+    """
+    legacy = legacy_video_id(path)
+    for suffix in (".npz", ".skip.json"):
+        src, dst = out_dir / f"{legacy}{suffix}", out_dir / f"{vid}{suffix}"
+        if legacy != vid and src.exists():
+            if dst.exists():
+                src.unlink()
+            else:
+                os.replace(src, dst)
+    target = path.resolve()
+    for file in out_dir.glob(f"{glob.escape(path.stem)}-*"):
+        name = file.name.removesuffix(".npz").removesuffix(".skip.json")
+        if name == vid or name == file.name or len(name) != len(vid):  # ours, a foreign file, another stem
+            continue
+        source = _recorded_source(file)
+        if source is not None and Path(source).resolve() == target:
+            file.unlink(missing_ok=True)
 
 
 def write_entry(
@@ -234,9 +295,11 @@ def read_manifest(path: str | os.PathLike) -> dict[str, str]:
                 raise InputError(f"the manifest {path} needs a header with `path` and `identity` columns.")
             for row in reader:
                 clip, identity = row.get("path"), row.get("identity")
-                if not clip or not identity:  # a short row, or an unclosed quote that swallowed the rest
+                if clip is None or identity is None:  # a short row, or an unclosed quote that swallowed the rest
                     raise InputError(f"line {reader.line_num} of the manifest {path} lacks a path or an identity "
-                                     "(a short row or an unclosed quote?); give every row both.")
+                                     "column (a short row or an unclosed quote?); give every row both.")
+                if not clip.strip() or not identity.strip():  # a listed file without a person (an image)
+                    continue
                 p = Path(clip)
                 out[str((p if p.is_absolute() else path.parent / p).resolve())] = identity
     except OSError as exc:
@@ -366,6 +429,7 @@ def preprocess_video(
     path = Path(path)
     out_dir = Path(out_dir)
     vid = video_id_for(path)
+    _reconcile_earlier_files(path, out_dir, vid)
     entry, skip = out_dir / f"{vid}.npz", out_dir / f"{vid}.skip.json"
     settings = {"size": size, "max_frames": max_frames, "min_frames": min_frames, "margin": margin,
                 "identity": identity if identity is not None else path.stem, "detector": detector}
@@ -375,7 +439,8 @@ def preprocess_video(
             return earlier
 
     def skipped(reason: str) -> PreprocessResult:
-        atomic_write_text(skip, json.dumps({"source": str(path), "reason": reason, "settings": settings}, indent=1))
+        atomic_write_text(skip, json.dumps({"source": str(path.resolve()), "reason": reason, "settings": settings},
+                                           indent=1))
         entry.unlink(missing_ok=True)  # an older entry would still be trained on
         return PreprocessResult(str(path), vid, "skipped", reason)
 
@@ -408,7 +473,7 @@ def preprocess_video(
     meta = {
         "video": vid,
         "identity": settings["identity"],
-        "source": str(path),
+        "source": str(path.resolve()),  # absolute: finds this entry again when the file's content changes
         "fps": fps,
         "source_size": [int(w), int(h)],
         "sampled_frames": len(frames),
@@ -430,7 +495,9 @@ def _preprocess_job(kwargs: dict) -> PreprocessResult:
         except Exception as exc:  # report, don't kill the pool: one bad clip must not stop the other 72
             first = str(exc).splitlines()[0] if str(exc) else ""
             result = PreprocessResult(str(path), video_id_for(path), "failed", f"{type(exc).__name__}: {first}")
-    result.warnings = list(dict.fromkeys(str(w.message) for w in caught))
+    # a ResourceWarning is the garbage collector's news about some other object, not about this clip
+    result.warnings = list(dict.fromkeys(str(w.message) for w in caught
+                                         if not issubclass(w.category, ResourceWarning)))
     return result
 
 
@@ -486,6 +553,7 @@ def _run_jobs(jobs: list[dict], workers: int, on_result) -> None:
             on_result(_preprocess_job(job))
         return
     import concurrent.futures as cf
+    from concurrent.futures.process import BrokenProcessPool
 
     unfinished = dict(enumerate(jobs))
     try:
@@ -494,9 +562,17 @@ def _run_jobs(jobs: list[dict], workers: int, on_result) -> None:
             for fut in cf.as_completed(futures):
                 on_result(fut.result())
                 del unfinished[futures[fut]]
-    except BaseException:
+    except BaseException as exc:
         for job in unfinished.values():  # the pool is stopped: no worker writes any more
             _remove_temp_files(job)
+        if isinstance(exc, BrokenProcessPool):
+            # a worker killed from outside (out of memory) or crashed in native code (a decoder, dlib)
+            names = ", ".join(str(job["path"]) for job in list(unfinished.values())[:3])
+            more = f" and {len(unfinished) - 3} more" if len(unfinished) > 3 else ""
+            raise InputError(
+                f"a preprocessing worker died (killed for lack of memory, or crashed in a decoder) while "
+                f"{len(unfinished)} clips were unfinished ({names}{more}); the finished ones are kept: run the same "
+                "command again, with --workers 1 to find a clip that crashes it.") from None
         raise
 
 
@@ -532,6 +608,16 @@ def _warn_unlisted(files: list[Path], identities: dict[str, str], manifest) -> N
     if unlisted:
         warnings.warn(f"{len(unlisted)} of {len(files)} clips (e.g. {unlisted[0]}) are not in the manifest {manifest} "
                       "and get their file name as identity; its paths are relative to the CSV's folder.")
+
+
+def _drop_copies(files: list[Path]) -> list[Path]:
+    """One clip per cache id: copies of a file (same name, same bytes) in other folders are cached once."""
+    by_id: dict[str, Path] = {}
+    for p in files:
+        kept = by_id.setdefault(video_id_for(p), p)
+        if kept is not p:
+            warnings.warn(f"{p} is a copy of {kept} and is cached once.")
+    return list(by_id.values())
 
 
 def _warn_stale(results: list[PreprocessResult], out_dir: Path) -> None:
@@ -578,6 +664,7 @@ def preprocess(
     if not files:
         shown = ", ".join(str(v) for v in list(videos)[:3]) + (", ..." if len(videos) > 3 else "")
         raise InputError(f"no video files found in {shown}; pass .mp4/.mpg/... files or folders holding them.")
+    files = _drop_copies(files)
     identities = read_manifest(manifest) if manifest else {}
     if manifest:
         _warn_unlisted(files, identities, manifest)
@@ -708,7 +795,8 @@ class EpisodeDataset:
             if preload:
                 self._entries[i] = e
         self.meta = metas
-        self.videos = [m.get("video", f.stem) for m, f in zip(metas, self.files)]
+        # the file name is the clip's id (an entry renamed from a path-based id keeps its old meta)
+        self.videos = [f.stem for f in self.files]
         self.identities = [m.get("identity", v) for m, v in zip(metas, self.videos)]
         self.cache_size = int(metas[0]["size"])
         self.size = int(size or self.cache_size)

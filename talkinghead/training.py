@@ -728,8 +728,9 @@ def init_from_pretrained(name_or_dir: str, dataset) -> nn.Module:
     model.video_rows = {i: index[v] for i, v in enumerate(dataset.videos) if v in index}
     if trained and not model.video_rows:
         warnings.warn(f"--init-from {name_or_dir}: none of the cache's {len(dataset.videos)} clips is one of the "
-                      f"{len(trained)} it was trained on (a clip's id is its file name and a hash of its path when "
-                      "it was preprocessed), so every row of D's table starts at its clip's e_hat.", stacklevel=2)
+                      f"{len(trained)} it was trained on (a clip's id is its file name and a hash of its "
+                      "content; run `preprocess` again on an older cache named by paths), so every row of D's "
+                      "table starts at its clip's e_hat.", stacklevel=2)
     with torch.no_grad():
         for new, old in model.video_rows.items():
             model.discriminator.W.weight[new] = src.discriminator.W.weight[old]

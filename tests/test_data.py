@@ -211,3 +211,81 @@ def test_job_returns_its_warnings_instead_of_printing_them(tmp_path, monkeypatch
         warnings.simplefilter("always")
         result = data._preprocess_job({"path": tmp_path / "x.mp4"})
     assert result.warnings == ["Video x.mp4 seems truncated"] and not leaked
+
+
+def test_clip_id_follows_the_content_not_the_folder(tmp_path):
+    from talkinghead.data import video_id_for
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    data = np.random.default_rng(0).bytes(3 << 20)  # longer than the hashed head and tail together
+    (tmp_path / "a" / "clip.mp4").write_bytes(data)
+    (tmp_path / "b" / "clip.mp4").write_bytes(data)
+    assert video_id_for(tmp_path / "a" / "clip.mp4") == video_id_for(tmp_path / "b" / "clip.mp4")
+    assert video_id_for(tmp_path / "a" / "clip.mp4").startswith("clip-")
+    (tmp_path / "b" / "clip.mp4").write_bytes(data[:-1] + b"x")  # another last byte: another clip
+    assert video_id_for(tmp_path / "a" / "clip.mp4") != video_id_for(tmp_path / "b" / "clip.mp4")
+
+
+def test_an_older_cache_named_by_path_is_renamed_not_duplicated(tmp_path, astronaut):
+    import cv2
+
+    from talkinghead.data import legacy_video_id, video_id_for
+
+    lm = astronaut_landmarks(astronaut)
+    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    clip, out = tmp_path / "moving.mp4", tmp_path / "cache"
+    _write_clip(clip, [f for f, _ in moving_frames(small, lm / 2, 10, seed=1)])
+    preprocess([clip], out, size=64, max_frames=8, min_frames=5, progress=False)
+    new, old = video_id_for(clip), legacy_video_id(clip)
+    assert new != old
+    (out / f"{new}.npz").rename(out / f"{old}.npz")  # the cache as an older version named it
+    again = preprocess([clip], out, size=64, max_frames=8, min_frames=5, progress=False)
+    assert again.results[0].status == "exists" and again.results[0].video_id == new
+    assert [p.name for p in out.glob("*.npz")] == [f"{new}.npz"]
+    assert EpisodeDataset(out, k=2).videos == [new]
+
+
+def test_copies_of_a_clip_are_cached_once(tmp_path, astronaut):
+    import cv2
+
+    lm = astronaut_landmarks(astronaut)
+    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    _write_clip(tmp_path / "a" / "moving.mp4", [f for f, _ in moving_frames(small, lm / 2, 10, seed=1)])
+    (tmp_path / "b" / "moving.mp4").write_bytes((tmp_path / "a" / "moving.mp4").read_bytes())
+    with pytest.warns(UserWarning, match="b/moving.mp4 is a copy of .*a/moving.mp4 and is cached once"):
+        report = preprocess([tmp_path / "a", tmp_path / "b"], tmp_path / "cache", size=64, max_frames=8,
+                            min_frames=5, progress=False)
+    assert [r.status for r in report.results] == ["done"]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+
+
+def test_a_clip_whose_file_changed_is_cropped_again_and_its_old_crops_dropped(tmp_path, astronaut):
+    import cv2
+
+    lm = astronaut_landmarks(astronaut)
+    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    clip, out = tmp_path / "moving.mp4", tmp_path / "cache"
+    _write_clip(clip, [f for f, _ in moving_frames(small, lm / 2, 10, seed=1)])
+    first = preprocess([clip], out, size=64, max_frames=8, min_frames=5, progress=False)
+    _write_clip(clip, [f for f, _ in moving_frames(small, lm / 2, 10, seed=2)])  # the user re-exported it
+    second = preprocess([clip], out, size=64, max_frames=8, min_frames=5, progress=False)
+    assert second.results[0].status == "done" and second.results[0].video_id != first.results[0].video_id
+    assert [p.stem for p in out.glob("*.npz")] == [second.results[0].video_id]
+
+
+def test_manifest_rows_without_an_identity_are_not_clips(tmp_path):
+    from talkinghead.data import read_manifest
+
+    (tmp_path / "m.csv").write_text("path,identity,licence\nclips/a.mp4,alice,MIT\nsource/portrait.jpg,,MIT\n")
+    assert read_manifest(tmp_path / "m.csv") == {str((tmp_path / "clips" / "a.mp4").resolve()): "alice"}
+
+
+def test_the_shared_manifest_names_every_training_clip(data_dir):
+    from talkinghead.data import expand_videos, read_manifest
+
+    identities = read_manifest(data_dir / "MANIFEST.csv")  # it also lists the eval portraits, without identity
+    clips = expand_videos([data_dir / "train"])
+    assert clips and all(str(p.resolve()) in identities for p in clips)

@@ -144,3 +144,33 @@ def test_signal_stops_the_pool(tmp_path, clips, sig, to_group, code):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
+def test_a_killed_worker_is_one_line_and_the_finished_clips_are_kept(tmp_path, clips):
+    out = tmp_path / "cache"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "talkinghead", "preprocess", str(clips), "-o", str(out), "--size", "64",
+           "--max-frames", "60", "--workers", "2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.glob("*.npz")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = sorted(_children(proc.pid))
+        assert proc.poll() is None and workers, "finished or never started before the kill"
+        os.kill(workers[-1], signal.SIGKILL)  # what the out-of-memory killer does
+        rc = proc.wait(timeout=30)
+        err = proc.stderr.read().decode().strip().splitlines()
+        assert rc == 2, err
+        assert "Traceback" not in "\n".join(err)
+        assert "a preprocessing worker died" in err[-1] and "run the same command again" in err[-1]
+        kept = list(out.glob("*.npz"))
+        assert 1 <= len(kept) < 8 and not list(out.glob(".*"))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert len(list(out.glob("*.npz"))) == 8

@@ -51,3 +51,13 @@ def test_shipped_embedder_tells_two_people_apart(astronaut, grace_hopper):
         frames = model.model.generator(y.expand(2, -1, -1, -1), torch.stack([a, b]))
     # the same landmarks drawn with two identities give visibly different frames (measured 0.2)
     assert (frames[0] - frames[1]).abs().mean() > 0.05
+
+
+def test_shipped_discriminator_rows_match_the_training_clips_wherever_they_are(data_dir):
+    """D's table has one row per training clip; `train --init-from default` finds each clip's row by its
+    content-based id, so a copy of shared/data on another machine must give the same ids."""
+    from talkinghead.data import expand_videos, video_id_for
+
+    config = json.loads((repo_pretrained_dir() / "default" / "config.json").read_text())
+    ids = {video_id_for(p) for p in expand_videos([data_dir / "train"])}
+    assert set(config["training"]["videos"]) == ids

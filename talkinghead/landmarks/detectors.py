@@ -14,8 +14,10 @@ Nothing is loaded or downloaded at import or in constructors: models load on the
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,6 +296,31 @@ class FaceAlignmentDetector(LandmarkDetector):
 
 
 # ---------------------------------------------------------------------------------- mediapipe
+@contextlib.contextmanager
+def _native_stderr_muted():
+    """Send file descriptor 2 to /dev/null for the block.
+
+    MediaPipe's C++ side (TFLite, absl) writes INFO and WARNING lines straight to descriptor 2 when a
+    graph starts ("Created TensorFlow Lite XNNPACK delegate", "Feedback manager requires ..."); no
+    Python logging setting reaches them, and they bury the one-line message a user needs. Python's own
+    exceptions and warnings are not affected: they are raised, not written, inside the block.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no descriptor 2 to redirect
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class MediaPipeDetector(LandmarkDetector):
     """MediaPipe FaceMesh (468 points, mapped to iBUG 68 by :data:`MEDIAPIPE_TO_IBUG68`).
 
@@ -317,11 +344,13 @@ class MediaPipeDetector(LandmarkDetector):
         except (ImportError, AttributeError):
             raise WeightsError("The mediapipe backend needs mediapipe 0.10.21: run pip install --no-deps "
                                "mediapipe==0.10.21 'protobuf<5' absl-py attrs flatbuffers.") from None
-        self._mesh = mesh.FaceMesh(static_image_mode=not self.video, max_num_faces=self.max_faces,
-                                   refine_landmarks=False, min_detection_confidence=self.min_confidence)
+        with _native_stderr_muted():
+            self._mesh = mesh.FaceMesh(static_image_mode=not self.video, max_num_faces=self.max_faces,
+                                       refine_landmarks=False, min_detection_confidence=self.min_confidence)
 
     def _detect(self, image: np.ndarray) -> list[Face]:
-        res = self._mesh.process(image)
+        with _native_stderr_muted():
+            res = self._mesh.process(image)
         if not res.multi_face_landmarks:
             return []
         h, w = image.shape[:2]
