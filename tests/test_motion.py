@@ -98,3 +98,43 @@ def test_presets_talk_and_blink_deterministically(source):
 def test_bad_preset_arguments_are_clear_errors(source, kw):
     with pytest.raises(InputError):
         preset_motion(source, **{"preset": "talk", **kw})
+
+
+@pytest.mark.parametrize("degrees", [0.0, 30.0])
+def test_a_closed_source_mouth_closes_but_never_turns_inside_out(source, driving, degrees):
+    """A painting's closed mouth driven by a driver who presses its lips more than in the reference
+    frame: the lips meet (opening 0) instead of crossing, whatever the head's roll."""
+    from talkinghead.motion import CLOSING_PAIRS
+
+    closed = source.astype(np.float64).copy()
+    closed[[65, 66, 67]] = closed[[63, 62, 61]]  # inner lips touching, as in the Mona Lisa
+    pressed, opened = driving[0].astype(np.float64).copy(), driving[1].astype(np.float64)
+    _, size = face_frame(driving[0])
+    pressed[[61, 62, 63], 1] += 0.05 * size  # upper inner lip down...
+    pressed[[65, 66, 67], 1] -= 0.05 * size  # ...lower inner lip up: closer than in the reference
+    drv = np.stack([driving[0], pressed, opened])
+    c, _ = face_frame(closed)
+    a = np.deg2rad(degrees)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    closed = (closed - c) @ rot.T + c  # the source's head is rolled
+    out = transfer_motion(closed.astype(np.float32), drv.astype(np.float32), mode="relative", reference="first")
+    across = out[:, 42:48].mean(1) - out[:, 36:42].mean(1)
+    down = np.stack([-across[:, 1], across[:, 0]], -1) / np.linalg.norm(across, axis=-1, keepdims=True)
+    gaps = ((out[:, CLOSING_PAIRS[:, 1]] - out[:, CLOSING_PAIRS[:, 0]]) * down[:, None]).sum(-1)
+    assert gaps.min() > -1e-4, "an upper lid or lip crossed below its lower partner"
+    np.testing.assert_allclose(gaps[1, 4:], 0.0, atol=1e-4)  # pressed shut: the inner lips meet
+    opening = mouth_opening(out)
+    assert opening[1] < 0.02 and opening[2] > 0.1  # closed, not inverted open; and it opens with the driver
+    np.testing.assert_allclose(out[0], closed, atol=1e-3)  # the reference frame is the source
+
+
+def test_a_tilted_portrait_opens_its_mouth_along_its_own_vertical(source, driving):
+    c, _ = face_frame(source)
+    a = np.deg2rad(25.0)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    tilted = ((source - c) @ rot.T + c).astype(np.float32)
+    out = transfer_motion(tilted, driving[:2], mode="relative", reference="first")  # the driver opens, upright
+    move = out[1, 66] - out[0, 66]  # the lower inner lip's way down
+    face_down = rot @ np.array([0.0, 1.0])
+    cos = move @ face_down / np.linalg.norm(move)
+    assert cos > np.cos(np.deg2rad(5)), f"the lip moved {np.degrees(np.arccos(cos)):.0f} degrees off the face's vertical"

@@ -57,14 +57,14 @@ class EvalOptions:
         self.shots = tuple(sorted({int(t) for t in self.shots}))
         self.modes = tuple(dict.fromkeys(self.modes))
         if not self.shots or min(self.shots) < 1:
-            raise InputError("--shots needs positive numbers of few-shot frames, such as 1 8 32.")
+            raise InputError("shots (--shots) needs positive numbers of few-shot frames, such as 1 8 32.")
         bad = [m for m in self.modes if m not in MODES]
         if bad:
-            raise InputError(f"Unknown mode {bad[0]!r} in --modes: use ff (feed-forward) and/or ft (fine-tuned).")
+            raise InputError(f"Unknown mode {bad[0]!r} in modes (--modes): use ff (feed-forward) and/or ft (fine-tuned).")
         if self.frames < 1:
-            raise InputError("--frames must be at least 1 test frame per clip.")
+            raise InputError("frames (--frames) must be at least 1 test frame per clip.")
         if not 0 <= self.seed <= MAX_SEED:  # numpy's and torch's generators refuse negative seeds
-            raise InputError(f"--seed must be an integer from 0 to {MAX_SEED}.")
+            raise InputError(f"seed (--seed) must be an integer from 0 to {MAX_SEED}.")
 
 
 @dataclass
