@@ -14,7 +14,7 @@ args=(--data .gpu/cache -o "$RUN" --steps "${STEPS:-40000}" --batch "${BATCH:-8}
       --loss-weight content_stlpips=1.5 --loss-weight pixel=10)   # the shipped model's recipe
 if [ -f "$RUN/checkpoint.pt" ]; then args+=(--resume); else args+=(--config "${CONFIG:-cpu-256}"); fi
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
-# SIGTERM makes the trainer checkpoint at the next step boundary and exit 0
+# SIGTERM makes the trainer checkpoint at the next step boundary and exit 143 (no set -e: the export below runs)
 timeout -s TERM "${SECONDS_LIMIT:-520}" python3 -m talkinghead train "${args[@]}" 2>&1 | tail -n 20
 # the shipped format (E/G fp16, D int8), as scripts/export_default.py writes pretrained/default
 python3 scripts/export_default.py --run "$RUN" -o "$RUN/export"
