@@ -134,16 +134,22 @@ def _write_clip(path, frames, fps=25):
     write_video(path, frames, fps)
 
 
-def test_preprocess_resumable_with_report(tmp_path, astronaut):
+def _moving_clip(path: Path, astronaut, frames: int, seed: int) -> Path:
+    """A clip of the astronaut (256 px) under small random head motion."""
     import cv2
 
-    lm = astronaut_landmarks(astronaut)
     small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    lm = astronaut_landmarks(astronaut) / 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_clip(path, [f for f, _ in moving_frames(small, lm, frames, seed=seed)])
+    return path
+
+
+def test_preprocess_resumable_with_report(tmp_path, astronaut):
     clips = tmp_path / "clips"
-    clips.mkdir()
-    _write_clip(clips / "moving.mp4", [f for f, _ in moving_frames(small, lm / 2, 12, seed=1)])
+    _moving_clip(clips / "moving.mp4", astronaut, 12, seed=1)
     _write_clip(clips / "noface.mp4", [np.full((128, 128, 3), 90, np.uint8)] * 12)
-    _write_clip(clips / "short.mp4", [f for f, _ in moving_frames(small, lm / 2, 3, seed=2)])
+    _moving_clip(clips / "short.mp4", astronaut, 3, seed=2)
     (clips / "broken.mp4").write_bytes(b"not a video at all")
     out = tmp_path / "cache"
     report = preprocess([clips], out, size=64, max_frames=8, min_frames=5, progress=False)
@@ -162,12 +168,7 @@ def test_preprocess_resumable_with_report(tmp_path, astronaut):
 
 
 def test_changed_settings_are_reported_and_overwrite_replaces_stale_files(tmp_path, astronaut):
-    import cv2
-
-    lm = astronaut_landmarks(astronaut)
-    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
-    clip, out = tmp_path / "moving.mp4", tmp_path / "cache"
-    _write_clip(clip, [f for f, _ in moving_frames(small, lm / 2, 12, seed=1)])
+    clip, out = _moving_clip(tmp_path / "moving.mp4", astronaut, 12, seed=1), tmp_path / "cache"
     first = preprocess([clip], out, size=64, max_frames=8, min_frames=8, progress=False)
     assert first.results[0].status == "done"
     manifest = tmp_path / "m.csv"
@@ -228,14 +229,9 @@ def test_clip_id_follows_the_content_not_the_folder(tmp_path):
 
 
 def test_an_older_cache_named_by_path_is_renamed_not_duplicated(tmp_path, astronaut):
-    import cv2
-
     from talkinghead.data import legacy_video_id, video_id_for
 
-    lm = astronaut_landmarks(astronaut)
-    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
-    clip, out = tmp_path / "moving.mp4", tmp_path / "cache"
-    _write_clip(clip, [f for f, _ in moving_frames(small, lm / 2, 10, seed=1)])
+    clip, out = _moving_clip(tmp_path / "moving.mp4", astronaut, 10, seed=1), tmp_path / "cache"
     preprocess([clip], out, size=64, max_frames=8, min_frames=5, progress=False)
     new, old = video_id_for(clip), legacy_video_id(clip)
     assert new != old
@@ -247,13 +243,8 @@ def test_an_older_cache_named_by_path_is_renamed_not_duplicated(tmp_path, astron
 
 
 def test_copies_of_a_clip_are_cached_once(tmp_path, astronaut):
-    import cv2
-
-    lm = astronaut_landmarks(astronaut)
-    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
-    (tmp_path / "a").mkdir()
+    _moving_clip(tmp_path / "a" / "moving.mp4", astronaut, 10, seed=1)
     (tmp_path / "b").mkdir()
-    _write_clip(tmp_path / "a" / "moving.mp4", [f for f, _ in moving_frames(small, lm / 2, 10, seed=1)])
     (tmp_path / "b" / "moving.mp4").write_bytes((tmp_path / "a" / "moving.mp4").read_bytes())
     with pytest.warns(UserWarning, match="b/moving.mp4 is a copy of .*a/moving.mp4 and is cached once"):
         report = preprocess([tmp_path / "a", tmp_path / "b"], tmp_path / "cache", size=64, max_frames=8,
@@ -263,14 +254,9 @@ def test_copies_of_a_clip_are_cached_once(tmp_path, astronaut):
 
 
 def test_a_clip_whose_file_changed_is_cropped_again_and_its_old_crops_dropped(tmp_path, astronaut):
-    import cv2
-
-    lm = astronaut_landmarks(astronaut)
-    small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
-    clip, out = tmp_path / "moving.mp4", tmp_path / "cache"
-    _write_clip(clip, [f for f, _ in moving_frames(small, lm / 2, 10, seed=1)])
+    clip, out = _moving_clip(tmp_path / "moving.mp4", astronaut, 10, seed=1), tmp_path / "cache"
     first = preprocess([clip], out, size=64, max_frames=8, min_frames=5, progress=False)
-    _write_clip(clip, [f for f, _ in moving_frames(small, lm / 2, 10, seed=2)])  # the user re-exported it
+    _moving_clip(clip, astronaut, 10, seed=2)  # the user re-exported it
     second = preprocess([clip], out, size=64, max_frames=8, min_frames=5, progress=False)
     assert second.results[0].status == "done" and second.results[0].video_id != first.results[0].video_id
     assert [p.stem for p in out.glob("*.npz")] == [second.results[0].video_id]
