@@ -856,7 +856,9 @@ def _check_k(dataset, k: int) -> None:
 def _check_resumable(run_dir: Path, saved: dict, dataset, state: dict, opts: TrainOptions) -> None:
     """InputError, before anything is written, when resuming would train another run than the saved one."""
     videos = saved.get("videos")
-    if videos is not None and list(dataset.videos) != list(videos):
+    # an entry renamed from a path-based id (see data.legacy_video_id) still names that id in its meta
+    named_before = [m.get("video", v) for m, v in zip(dataset.meta, dataset.videos)]
+    if videos is not None and list(videos) not in (list(dataset.videos), named_before):
         was = saved.get("options", {}).get("data", "?")
         raise InputError(f"The cache {opts.data} holds other clips ({len(dataset.videos)}) than run {run_dir} was "
                          f"trained on ({len(videos)}, from {was}): resume with that cache, or start a new run with "

@@ -323,6 +323,19 @@ def test_resume_refuses_what_would_make_it_another_run(tiny_cache, tmp_path, ast
     assert json.loads((run / "training_options.json").read_text())["options"]["data"] == str(Path(tiny_cache).resolve())
 
 
+def test_resume_accepts_its_cache_after_preprocess_renamed_the_entries(tmp_path, astronaut):
+    """Caches named by path-based ids are renamed by `preprocess` (the entries' meta keep the old id):
+    a run recorded with the old ids resumes on them, and records the new ones."""
+    cache = build_tiny_cache(tmp_path / "cache", astronaut, videos=2, frames=6, size=64)
+    run = tmp_path / "run"
+    assert _cli_train(cache, run, "--steps", "1") == 0
+    for entry in sorted(cache.glob("*.npz")):
+        entry.rename(entry.with_name(f"{entry.stem}-0123abcd.npz"))
+    assert _cli_train(cache, run, "--steps", "2", "--resume") == 0
+    record = json.loads((run / "training_options.json").read_text())
+    assert record["videos"] == ["astronaut0-0123abcd", "astronaut1-0123abcd"]
+
+
 def test_train_cli_bad_run_folders_are_one_line(tiny_cache, tmp_path, capsys):
     from talkinghead.cli import main
 
