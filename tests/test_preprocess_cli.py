@@ -113,6 +113,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _interruptible() -> None:
+    """In the child: Ctrl-C as at a terminal. A shell starts background jobs (`make test &`, some CI
+    runners) with SIGINT ignored, and Python then keeps ignoring it, as the command should there."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
 @pytest.mark.parametrize("sig, to_group, code", [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)],
                          ids=["ctrl-c", "kill-main-pid"])
@@ -121,7 +127,8 @@ def test_signal_stops_the_pool(tmp_path, clips, sig, to_group, code):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "talkinghead", "preprocess", str(clips), "-o", str(out),
                              "--size", "64", "--max-frames", "60", "--workers", "2"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_interruptible)
     try:
         deadline = time.monotonic() + 60
         # signal once the workers are busy: the first clip is written
