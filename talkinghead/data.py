@@ -415,8 +415,10 @@ def preprocess_video(
     detector: str = "dlib",
     jpeg_quality: int = 95,
     overwrite: bool = False,
+    video_id: str | None = None,
 ) -> PreprocessResult:
-    """Crop the faces of one clip into ``out_dir/<video_id>.npz``.
+    """Crop the faces of one clip into ``out_dir/<video_id>.npz`` (``video_id``: :func:`video_id_for`'s,
+    computed when not given).
 
     Frames without a detected face are dropped. A clip that cannot be read, has no face, or keeps
     fewer than ``min_frames`` crops gets a ``<video_id>.skip.json`` with the reason instead.
@@ -428,7 +430,7 @@ def preprocess_video(
 
     path = Path(path)
     out_dir = Path(out_dir)
-    vid = video_id_for(path)
+    vid = video_id or video_id_for(path)
     _reconcile_earlier_files(path, out_dir, vid)
     entry, skip = out_dir / f"{vid}.npz", out_dir / f"{vid}.skip.json"
     settings = {"size": size, "max_frames": max_frames, "min_frames": min_frames, "margin": margin,
@@ -494,7 +496,8 @@ def _preprocess_job(kwargs: dict) -> PreprocessResult:
             result = preprocess_video(**kwargs)
         except Exception as exc:  # report, don't kill the pool: one bad clip must not stop the other 72
             first = str(exc).splitlines()[0] if str(exc) else ""
-            result = PreprocessResult(str(path), video_id_for(path), "failed", f"{type(exc).__name__}: {first}")
+            vid = kwargs.get("video_id") or video_id_for(path)
+            result = PreprocessResult(str(path), vid, "failed", f"{type(exc).__name__}: {first}")
     # a ResourceWarning is the garbage collector's news about some other object, not about this clip
     result.warnings = list(dict.fromkeys(str(w.message) for w in caught
                                          if not issubclass(w.category, ResourceWarning)))
@@ -526,7 +529,7 @@ def _stop_pool(pool, timeout: float = 5.0) -> None:
 
 def _remove_temp_files(job: dict) -> None:
     """Temporary files of a clip whose worker was ended mid-write (atomic_path names them ``.STEM.*.tmp*``)."""
-    vid = glob.escape(video_id_for(job["path"]))
+    vid = glob.escape(job["video_id"])
     for tmp in Path(job["out_dir"]).glob(f".{vid}.*.tmp*"):
         tmp.unlink(missing_ok=True)
 
@@ -610,14 +613,15 @@ def _warn_unlisted(files: list[Path], identities: dict[str, str], manifest) -> N
                       "and get their file name as identity; its paths are relative to the CSV's folder.")
 
 
-def _drop_copies(files: list[Path]) -> list[Path]:
-    """One clip per cache id: copies of a file (same name, same bytes) in other folders are cached once."""
+def _by_id(files: list[Path]) -> dict[str, Path]:
+    """``cache id -> clip``, one clip per id: copies of a file (same name, same bytes) in other folders
+    are cached once."""
     by_id: dict[str, Path] = {}
     for p in files:
         kept = by_id.setdefault(video_id_for(p), p)
         if kept is not p:
             warnings.warn(f"{p} is a copy of {kept} and is cached once.")
-    return list(by_id.values())
+    return by_id
 
 
 def _warn_stale(results: list[PreprocessResult], out_dir: Path) -> None:
@@ -664,7 +668,8 @@ def preprocess(
     if not files:
         shown = ", ".join(str(v) for v in list(videos)[:3]) + (", ..." if len(videos) > 3 else "")
         raise InputError(f"no video files found in {shown}; pass .mp4/.mpg/... files or folders holding them.")
-    files = _drop_copies(files)
+    by_id = _by_id(files)
+    files = list(by_id.values())
     identities = read_manifest(manifest) if manifest else {}
     if manifest:
         _warn_unlisted(files, identities, manifest)
@@ -672,8 +677,8 @@ def preprocess(
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [
         dict(path=p, out_dir=out_dir, size=size, max_frames=max_frames, min_frames=min_frames, margin=margin,
-             identity=identities.get(str(p.resolve())), detector=detector, overwrite=overwrite)
-        for p in files
+             identity=identities.get(str(p.resolve())), detector=detector, overwrite=overwrite, video_id=vid)
+        for vid, p in by_id.items()
     ]
     report = PreprocessReport()
     bar = tqdm(total=len(jobs), desc="preprocess", unit="clip", disable=not progress)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 # A preset longer than this is almost certainly a typo (1e9 s would try to allocate 186 GiB).
 MAX_PRESET_SECONDS = 3600.0
+MAX_SEED = 2**32 - 1  # numpy's seed range (EvalOptions checks the same bound)
 
 
 def bounded(kind, low: float, low_ok: bool, high: float | None = None):
@@ -36,6 +37,7 @@ positive_int = bounded(int, 1, True)     # 1, 2, ...
 positive_float = bounded(float, 0, False)
 non_negative_float = bounded(float, 0, True)
 preset_seconds = bounded(float, 0, False, MAX_PRESET_SECONDS)
+seed = bounded(int, 0, True, MAX_SEED)
 
 
 def same_file(a, b) -> bool:

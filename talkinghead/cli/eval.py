@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import bounded
+from ._common import bounded, seed
 
 # Upper bounds that catch typos (--shots 100000000 would first try to hold that many frames).
-MAX_SHOTS, MAX_FRAMES, MAX_FT_STEPS, MAX_SEED = 1000, 10000, 100000, 2**32 - 1
+MAX_SHOTS, MAX_FRAMES, MAX_FT_STEPS = 1000, 10000, 100000
 
 
 def register(subparsers, formatter_class) -> None:
@@ -33,7 +33,7 @@ def register(subparsers, formatter_class) -> None:
                    help="landmark detector (crops, driving landmarks and AKD)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
     p.add_argument("--no-baselines", action="store_true", help="skip the nearest-frame and warp baselines")
-    p.add_argument("--seed", type=bounded(int, 0, True, MAX_SEED), default=0, help="seed for fine-tuning")
+    p.add_argument("--seed", type=seed, default=0, help="seed for fine-tuning")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="folder for the report")
     p.set_defaults(func=run)
 

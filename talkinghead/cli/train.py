@@ -1,9 +1,8 @@
 """``talkinghead train``: meta-learning of E, G and D on a preprocessing cache."""
 from __future__ import annotations
 
-from ._common import add_loss_weight_option, bounded, count, parse_loss_weights, positive_float, positive_int
+from ._common import add_loss_weight_option, bounded, count, parse_loss_weights, positive_float, positive_int, seed
 
-seed = bounded(int, 0, True, 2**32 - 1)  # numpy's seed range
 d_steps = bounded(int, 1, True, 10)  # BigGAN uses 2; more only starves G
 batch = bounded(int, 1, True, 256)  # episodes per process: a larger one is a typo that would fill the memory
 
