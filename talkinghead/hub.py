@@ -52,6 +52,7 @@ __all__ = [
     "repo_pretrained_dir",
     "installed_pretrained_dir",
     "read_safetensors",
+    "is_offline",
 ]
 
 FORMAT_VERSION = 1
@@ -91,7 +92,11 @@ def cache_dir() -> Path:
     return Path(home).expanduser() if home else Path.home() / ".cache" / "talkinghead"
 
 
-def _offline() -> bool:
+def is_offline() -> bool:
+    """True when ``$TALKINGHEAD_OFFLINE`` is ``1``, ``true``, ``yes`` or ``on`` (any case): no downloads.
+
+    The one rule for every download in the package (weights here, VGG trunks, face-alignment files).
+    """
     return os.environ.get("TALKINGHEAD_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -158,7 +163,7 @@ def resolve_pretrained(name_or_dir: str | os.PathLike) -> Path:
 
 def _download(name: str, dest: Path) -> Path:
     """Fetch the files of ``PRETRAINED_URLS[name]`` into ``dest``, checking their SHA-256."""
-    if _offline():
+    if is_offline():
         raise WeightsError(
             f"Weights {name!r} are not in {dest} and TALKINGHEAD_OFFLINE is set: download "
             f"{', '.join(PRETRAINED_URLS[name])} into {dest} by hand."

@@ -33,6 +33,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .errors import WeightsError
+from .hub import is_offline
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
@@ -185,10 +186,6 @@ class ContentBackbones(nn.Module):
 # weights lookup
 
 
-def _offline() -> bool:
-    return os.environ.get("TALKINGHEAD_OFFLINE", "").strip().lower() in ("1", "true", "yes")
-
-
 def hub_checkpoints_dir() -> Path:
     """torch hub's ``checkpoints/`` folder, where third-party weights are looked up and downloaded."""
     return Path(torch.hub.get_dir()) / "checkpoints"
@@ -236,7 +233,7 @@ def load_weights(filename: str, url: str | None, path: str | os.PathLike | None 
         return _load_file(local)
     folder = hub_checkpoints_dir()
     if download is None:
-        download = not _offline()
+        download = not is_offline()
     if not download or url is None:
         raise WeightsError(f"{filename} is not in {folder}; download it from {url} into that folder (Python callers can also pass path=).")
     try:

@@ -117,10 +117,23 @@ def test_missing_explicit_path(tmp_path):
         TalkingHeadModel.from_pretrained(tmp_path / "nothing" / "here")
 
 
-def test_download_is_refused_offline(tmp_path, monkeypatch):
+@pytest.mark.parametrize("value, offline", [("1", True), ("on", True), ("true", True), ("yes", True),
+                                            (" On ", True), ("", False), ("0", False), ("off", False)])
+def test_is_offline_rule(monkeypatch, value, offline):
+    monkeypatch.setenv("TALKINGHEAD_OFFLINE", value)
+    assert hub.is_offline() is offline
+
+
+def test_is_offline_unset(monkeypatch):
+    monkeypatch.delenv("TALKINGHEAD_OFFLINE", raising=False)
+    assert not hub.is_offline()
+
+
+@pytest.mark.parametrize("value", ["1", "on", "true", "yes", "ON"])
+def test_download_is_refused_offline(tmp_path, monkeypatch, value):
     monkeypatch.setattr(hub, "repo_pretrained_dir", lambda: tmp_path / "r")
     monkeypatch.setenv("TALKINGHEAD_HOME", str(tmp_path / "h"))
-    monkeypatch.setenv("TALKINGHEAD_OFFLINE", "1")
+    monkeypatch.setenv("TALKINGHEAD_OFFLINE", value)
     monkeypatch.setitem(hub.PRETRAINED_URLS, "remote", {"model.safetensors": ("https://example.invalid/m", "")})
     with pytest.raises(WeightsError, match="TALKINGHEAD_OFFLINE"):
         hub.resolve_pretrained("remote")

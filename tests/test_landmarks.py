@@ -110,8 +110,12 @@ def test_auto_picks_dlib_without_face_alignment_weights(empty_hub):
     assert get_detector("auto").name == "face-alignment"  # nothing is loaded until detect()
 
 
-def test_face_alignment_offline_error(empty_hub, monkeypatch, astronaut):
-    monkeypatch.setenv("TALKINGHEAD_OFFLINE", "1")
+@pytest.mark.parametrize("value", ["1", "on", "true", "yes", "ON"])
+def test_face_alignment_offline_error(empty_hub, monkeypatch, astronaut, value):
+    import torch.hub
+
+    monkeypatch.setenv("TALKINGHEAD_OFFLINE", value)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded offline"))
     with pytest.raises(WeightsError) as err:
         get_detector("face-alignment").detect(astronaut)
     msg = str(err.value)

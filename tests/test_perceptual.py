@@ -73,8 +73,9 @@ def test_missing_paper_weights_raise_with_file_and_folder(empty_hub, fn, filenam
     assert len(calls) == 1  # tried the download once
 
 
-def test_offline_switch_skips_download(empty_hub, monkeypatch):
-    monkeypatch.setenv("TALKINGHEAD_OFFLINE", "1")
+@pytest.mark.parametrize("value", ["1", "on", "true", "yes", "ON"])
+def test_offline_switch_skips_download(empty_hub, monkeypatch, value):
+    monkeypatch.setenv("TALKINGHEAD_OFFLINE", value)
     with pytest.raises(WeightsError, match=P.VGG19_FILE):
         P.build_content_backbones("paper")
     assert empty_hub[1] == []

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError, NoFaceError, WeightsError
+from ..hub import is_offline
 
 BACKENDS = ("auto", "dlib", "face-alignment", "mediapipe")
 
@@ -213,10 +214,6 @@ def face_alignment_weights_present() -> bool:
     return all((d / f).is_file() for f in (FA_DETECTOR_FILE, FA_LANDMARK_FILE))
 
 
-def _offline() -> bool:
-    return os.environ.get("TALKINGHEAD_OFFLINE", "").strip().lower() in ("1", "true", "yes")
-
-
 def _fa_missing_error(d: Path, missing: Sequence[str], why: str) -> WeightsError:
     return WeightsError(
         f"face-alignment weights {' and '.join(missing)} are missing from {d} ({why}): download "
@@ -261,8 +258,8 @@ class FaceAlignmentDetector(LandmarkDetector):
     def _weights(self) -> None:
         d = face_alignment_weights_dir()
         missing = [name for name in (FA_DETECTOR_FILE, FA_LANDMARK_FILE) if not (d / name).is_file()]
-        if missing and _offline():
-            raise _fa_missing_error(d, missing, "TALKINGHEAD_OFFLINE=1")
+        if missing and is_offline():
+            raise _fa_missing_error(d, missing, "TALKINGHEAD_OFFLINE is set")
         for name in missing:
             from torch.hub import download_url_to_file
 
