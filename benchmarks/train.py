@@ -30,11 +30,12 @@ def one(config: str, data: str, steps: int, k: int, device: str, threads: int, c
     from talkinghead.data import EpisodeDataset, EpisodeSampler
     from talkinghead.models import TalkingHeadModel
     from talkinghead.config import get_config
-    from talkinghead.training import MetaLearningTask, Trainer, TrainOptions, build_loss, resolve_device
+    from talkinghead.devices import resolve_device
+    from talkinghead.training import MetaLearningTask, Trainer, TrainOptions, build_loss
 
     if threads:
         torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev = resolve_device(device, local_rank=0)
     torch.manual_seed(0)
     ds = EpisodeDataset(data, k=k)
     cfg = get_config(config, num_videos=len(ds))

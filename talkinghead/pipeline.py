@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path, atomic_write_text
+from .devices import resolve_device  # also public here: talkinghead.pipeline.resolve_device
 from .errors import InputError, WeightsError
 
 AVATAR_FORMAT = 1
@@ -36,34 +37,6 @@ RECOMMENDED_MAX_PHOTOS = 32
 FINE_TUNE_LR = 2e-4  # G' (D': 4x); meta-learning uses 5e-5, see personalize
 SAME_PERSON_DISTANCE = 0.6  # dlib's descriptor distance below which two faces are the same person
 CONTENT_CHOICES = ("auto", "paper", "stlpips", "none")  # content-loss backbones, see training.build_loss
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` picks CUDA where available, else CPU; an unknown name, or a GPU this machine lacks, is a
-    clear :class:`InputError`."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        parsed = None
-    if parsed is None or parsed.type not in ("cpu", "cuda", "mps"):
-        raise InputError(f'Unknown device {device!r}: use "auto", "cpu", "cuda" or "cuda:N".')
-    _check_available(parsed)
-    return parsed
-
-
-def _check_available(device: torch.device) -> None:
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f'Device "{device}" was asked for but MPS is not available here: use "cpu" or "auto".')
-    if device.type != "cuda":
-        return
-    if not torch.cuda.is_available():
-        raise InputError(f'Device "{device}" was asked for but no CUDA GPU is available: use "cpu" or "auto".')
-    count = torch.cuda.device_count()
-    if device.index is not None and device.index >= count:
-        raise InputError(f'Device "{device}" does not exist: this machine has {count} CUDA GPU(s), '
-                         f'so use "cuda:0" to "cuda:{count - 1}".')
 
 
 def _check_int(name: str, value, minimum: int) -> int:

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path, atomic_write_text
+from .devices import resolve_device
 from .errors import InputError, WeightsError
 from .io import check_output_folder
 
@@ -142,21 +143,12 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA when available, else CPU. ``cuda`` under torchrun means ``cuda:LOCAL_RANK``.
-    Unknown names and missing GPUs are :class:`InputError` s, as in :func:`talkinghead.pipeline.resolve_device`."""
-    from .pipeline import resolve_device as resolve
-
-    device = resolve(name)
-    return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
-
-
 def init_distributed(device_name: str = "auto") -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by ``torchrun`` (NCCL on GPUs, gloo on CPUs)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local)
+    device = resolve_device(device_name, local_rank=local)  # cuda under torchrun -> cuda:LOCAL_RANK
     info = DistInfo(rank, world, local)
     if world > 1:
         import torch.distributed as dist
