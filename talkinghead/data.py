@@ -819,6 +819,7 @@ class EpisodeDataset:
         import torch
 
         from .landmarks.draw import landmark_images
+        from .tensors import to_tensor
 
         if isinstance(key, (tuple, list)):
             vi, seed = int(key[0]), key[1]
@@ -847,7 +848,7 @@ class EpisodeDataset:
                 lm = flip_landmarks(lm, S)
             frames.append(np.ascontiguousarray(img))
             lms.append(lm.astype(np.float32))
-        x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        x = to_tensor(np.stack(frames))
         y = landmark_images(np.stack(lms), S)
         if y.dtype == torch.uint8:
             y = y.float().div_(127.5).sub_(1.0)

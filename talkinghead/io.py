@@ -157,8 +157,9 @@ def _tensor_to_rgb(frame: Any, name: str) -> np.ndarray:
         t = t[0]
     if t.ndim != 3 or t.shape[0] != 3:
         raise InputError(f"{_cap(name)} is a tensor of shape {tuple(t.shape)}: pass (3, H, W) in [-1, 1].")
-    a = ((t.float().clamp(-1, 1) + 1) * 127.5).round().to("cpu").numpy().astype(np.uint8)
-    return np.ascontiguousarray(a.transpose(1, 2, 0))
+    from .tensors import to_uint8
+
+    return np.ascontiguousarray(to_uint8(t))
 
 
 def _is_pil_image(obj: Any) -> bool:

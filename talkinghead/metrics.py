@@ -226,8 +226,9 @@ def lpips(a, b, net: str = "auto", device=None) -> MetricResult:
             if t.ndim != 4 or t.shape[1] != 3:
                 raise ValueError(f"torch images must be (B, 3, H, W) in [-1, 1], got {tuple(t.shape)}")
             return t.float()
-        arr = _to_uint8_stack(x, "image")
-        return torch.from_numpy(arr).float().permute(0, 3, 1, 2) / 127.5 - 1
+        from .tensors import to_tensor as from_pixels
+
+        return from_pixels(_to_uint8_stack(x, "image"))
 
     x, y = to_tensor(a), to_tensor(b)
     if x.shape != y.shape:

@@ -29,6 +29,7 @@ import torch
 from .atomic import atomic_path, atomic_write_text
 from .devices import resolve_device  # also public here: talkinghead.pipeline.resolve_device
 from .errors import InputError, WeightsError
+from .tensors import to_tensor, to_uint8  # also public here: talkinghead.pipeline.to_tensor / to_uint8
 
 AVATAR_FORMAT = 1
 AVATAR_CONFIG = "avatar.json"
@@ -44,17 +45,6 @@ def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, not {value!r}.")
     return int(value)
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 ``(H, W, 3)`` RGB -> float ``(3, H, W)`` in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float ``(B, 3, H, W)`` in [-1, 1] -> uint8 ``(B, H, W, 3)`` RGB."""
-    x = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
 @dataclass

@@ -54,6 +54,7 @@ from .atomic import atomic_path, atomic_write_text
 from .devices import resolve_device
 from .errors import InputError, WeightsError
 from .io import check_output_folder
+from .tensors import to_uint8
 
 __all__ = [
     "TrainOptions",
@@ -582,7 +583,7 @@ class Trainer:
             self.task.train(was_training)
         tiles = torch.cat([out["y"], out["real"], out["fake"].float()], dim=3)  # (b, 3, S, 3S)
         grid = torch.cat(list(tiles), dim=1)  # (3, b*S, 3S)
-        img = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        img = to_uint8(grid)
         path = self.run_dir / "samples" / f"step-{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_image(path, img, model_name=self.opts.config)

@@ -77,12 +77,10 @@ def landmark_images(landmarks: np.ndarray, size: int | tuple[int, int] = 256, ba
     ``landmarks``: ``(T, 68, 2)`` or ``(68, 2)`` (-> ``T = 1``), in pixels of the ``size`` canvas.
     ``device`` and ``dtype`` are the caller's (default CPU float32).
     """
-    import torch
+    from ..tensors import to_tensor
 
     lm = np.asarray(landmarks)
     if lm.ndim == 2:
         lm = lm[None]
     imgs = draw_landmarks(lm, size, background, thickness)  # (T, H, W, 3)
-    t = torch.from_numpy(np.ascontiguousarray(imgs.transpose(0, 3, 1, 2)))
-    t = t.to(device=device, dtype=dtype or torch.float32)
-    return t / 127.5 - 1.0
+    return to_tensor(imgs, device, dtype).contiguous()
