@@ -19,6 +19,9 @@ was measured (PAPER.md: state the LPIPS backbone; CSIM depends on the face-ident
 - ``akd``: mean landmark distance between generated and real frames over the inter-ocular distance
   (outer eye corners 36 and 45 of the real frame); the caller detects landmarks; frames without a
   detection (NaN rows) are counted, not silently dropped.
+- ``mouth_region_metrics``: SSIM and LPIPS (same backbone as ``lpips``) of a padded square box around
+  the lips, placed by the real frame's landmarks, cut from both frames and resized to 64 px, over
+  the frames whose mouth is open (inner-lip gap / mouth width > ``MOUTH_OPEN_THRESHOLD`` = 0.08).
 - ``fid_available()`` / ``fid``: FID needs Inception weights; without them it says why instead of
   returning a made-up number.
 """
@@ -34,7 +37,9 @@ import numpy as np
 from .errors import InputError, WeightsError
 
 __all__ = ["MetricResult", "ssim", "lpips", "csim", "face_descriptor", "akd", "fid_available", "fid",
-           "evaluate_frames", "mouth_opening", "eye_opening", "relative_motion_distance", "opening_correlation"]
+           "evaluate_frames", "MOUTH_OPEN_THRESHOLD", "MOUTH_REGION_PAD", "MOUTH_REGION_SIZE", "mouth_open_ratio",
+           "mouth_is_open", "mouth_box", "mouth_crops", "mouth_region_metrics", "mouth_opening", "eye_opening",
+           "relative_motion_distance", "opening_correlation"]
 
 
 @dataclass
@@ -96,6 +101,7 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------- SSIM
 
 _SSIM_SIGMA, _SSIM_TRUNCATE = 1.5, 3.5  # radius int(3.5 * 1.5 + 0.5) = 5: the 11x11 window
+_SSIM_BACKBONE = "gaussian11-sigma1.5-{channel}"
 
 
 def _ssim_2d(x: np.ndarray, y: np.ndarray, data_range: float = 255.0) -> float:
@@ -130,7 +136,7 @@ def ssim(a, b, channel: str = "rgb") -> MetricResult:
             vals.append(_ssim_2d(x @ w, y @ w))
         else:
             vals.append(float(np.mean([_ssim_2d(x[..., c], y[..., c]) for c in range(3)])))
-    return MetricResult("ssim", _nanmean(vals), f"gaussian11-sigma1.5-{channel}", vals)
+    return MetricResult("ssim", _nanmean(vals), _SSIM_BACKBONE.format(channel=channel), vals)
 
 
 # --------------------------------------------------------------------------------------------- LPIPS
@@ -191,10 +197,17 @@ class _PackageLPIPS:
             return self.model(x, y).flatten()
 
 
-def _lpips_model(net: str):
+def _resolve_lpips_net(net: str) -> str:
+    """``"auto"`` -> ``"alex"`` where the lpips package and its trunk are ready, else ``"st-lpips-vgg16"``."""
+    if net not in ("auto", "alex", "vgg", "st-lpips-vgg16"):
+        raise ValueError(f"net must be 'auto', 'alex', 'vgg' or 'st-lpips-vgg16', got {net!r}")
     if net == "auto":
-        net = "alex" if _lpips_package_ready("alex")[0] else "st-lpips-vgg16"
-    return _lpips_model_named(net)
+        return "alex" if _lpips_package_ready("alex")[0] else "st-lpips-vgg16"
+    return net
+
+
+def _lpips_model(net: str):
+    return _lpips_model_named(_resolve_lpips_net(net))
 
 
 @functools.lru_cache(maxsize=4)
@@ -417,25 +430,162 @@ def fid(real, fake, batch_size: int = 32, device="cpu") -> MetricResult:
     return MetricResult("fid", value, "inception-v3-pool3-2048", [], {"n_real": len(real), "n_fake": len(fake)})
 
 
+# -------------------------------------------------------------------------------------- mouth region
+
+#: A frame's mouth is open when the inner-lip gap (mean of 61-67, 62-66, 63-65) over the mouth width
+#: (corners 48-54) exceeds this. Closed lips give 0 to about 0.03 (the inner-lip points of a detector
+#: sit on or just apart from each other); from about 0.1 the lips are parted wide enough to show teeth
+#: or the mouth's inside, which a warp of a closed-mouth shot cannot produce. 0.08 lies between the two.
+MOUTH_OPEN_THRESHOLD = 0.08
+#: Padding of the mouth box on each side, as a fraction of the mouth width (48-54).
+MOUTH_REGION_PAD = 0.25
+#: Side in pixels the mouth box is resized to before SSIM and LPIPS (LPIPS needs at least 32).
+MOUTH_REGION_SIZE = 64
+_MOUTH = slice(48, 68)  # iBUG 68: outer lips 48-59, inner lips 60-67
+
+
+def _landmark_stack(landmarks, what: str = "landmarks") -> np.ndarray:
+    lm = np.asarray(landmarks, np.float64)
+    if lm.ndim == 2:
+        lm = lm[None]
+    if lm.ndim != 3 or lm.shape[1:] != (68, 2):
+        raise ValueError(f"{what} must be (T, 68, 2) or (68, 2) iBUG points, got {lm.shape}")
+    return lm
+
+
+def mouth_open_ratio(landmarks) -> np.ndarray:
+    """Inner-lip gap over mouth width: ``(T, 68, 2)`` or ``(68, 2)`` -> ``(T,)``.
+
+    The gap is the mean distance of the upper inner-lip points 61, 62, 63 to the lower ones 67, 66, 65;
+    the width is the distance of the mouth corners 48 and 54, so the ratio does not depend on the face's
+    size. NaN where a frame has NaN points or a zero width. (:func:`mouth_opening` divides the same gap
+    by the face's size instead, for motion following.)
+    """
+    lm = _landmark_stack(landmarks)
+    gap = np.linalg.norm(lm[:, [61, 62, 63]] - lm[:, [67, 66, 65]], axis=-1).mean(-1)
+    width = np.linalg.norm(lm[:, 54] - lm[:, 48], axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(width > 0, gap / width, np.nan)
+
+
+def mouth_is_open(landmarks, threshold: float = MOUTH_OPEN_THRESHOLD) -> np.ndarray:
+    """``(T,)`` bool: :func:`mouth_open_ratio` above ``threshold`` (False for NaN frames)."""
+    r = mouth_open_ratio(landmarks)
+    return np.isfinite(r) & (r > threshold)
+
+
+def mouth_box(landmarks, shape, pad: float = MOUTH_REGION_PAD) -> tuple[int, int, int, int] | None:
+    """The mouth's square box ``(x0, y0, x1, y1)`` (pixels, ``x1``/``y1`` exclusive) in an image of ``shape``.
+
+    ``landmarks``: one face's ``(68, 2)`` points in that image's pixels; ``shape``: ``(H, W)`` (or an
+    ``(H, W, C)`` shape, or an int for a square image). The box bounds the lips (48-67), padded on
+    each side by ``pad`` times the mouth width (48-54), widened to a square about its centre, moved into
+    the image where it fits (as far as the lips stay in it), then clipped to it. None where the points
+    are NaN or the box is empty (a mouth outside the image).
+    """
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape != (68, 2):
+        raise ValueError(f"landmarks must be one face's (68, 2) points, got {lm.shape}")
+    h, w = (int(shape), int(shape)) if np.isscalar(shape) else (int(shape[0]), int(shape[1]))
+    lips = lm[_MOUTH]
+    if not np.isfinite(lips).all():
+        return None
+    margin = pad * float(np.linalg.norm(lm[54] - lm[48]))
+    (x0, y0), (x1, y1) = lips.min(0) - margin, lips.max(0) + margin
+    half = max(x1 - x0, y1 - y0) / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    los = [int(np.floor(c - half)) for c in (cx, cy)]  # whole pixels holding the square, same side both ways
+    side = max(int(np.ceil(c + half)) - lo for c, lo in zip((cx, cy), los))
+    box = []
+    for lo, limit, a, b in zip(los, (w, h), np.floor(lips.min(0)), np.ceil(lips.max(0))):
+        if side <= limit:  # move inside where it fits, as far as the lips stay in the box
+            lo = min(max(lo, 0), limit - side)
+            lo = min(max(lo, int(b) - side), int(a))
+        box.append((min(max(lo, 0), limit), min(max(lo + side, 0), limit)))
+    (bx0, bx1), (by0, by1) = box
+    if bx1 - bx0 < 2 or by1 - by0 < 2:
+        return None
+    return bx0, by0, bx1, by1
+
+
+def mouth_crops(images, boxes: Sequence[tuple[int, int, int, int]], size: int = MOUTH_REGION_SIZE) -> np.ndarray:
+    """Each image's box (see :func:`mouth_box`) resized to ``size`` x ``size``: uint8 ``(N, size, size, 3)``."""
+    import cv2
+
+    arr = np.clip(np.rint(_to_uint8_stack(images, "image")), 0, 255).astype(np.uint8)
+    if len(arr) != len(boxes):
+        raise ValueError(f"{len(arr)} images but {len(boxes)} boxes")
+    out = np.empty((len(arr), size, size, 3), np.uint8)
+    for i, (img, (x0, y0, x1, y1)) in enumerate(zip(arr, boxes)):
+        patch = img[y0:y1, x0:x1]
+        shrink = min(patch.shape[:2]) >= size
+        out[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return out
+
+
+def mouth_region_metrics(generated, real, landmarks_real, lpips_net: str = "auto",
+                         threshold: float = MOUTH_OPEN_THRESHOLD, size: int = MOUTH_REGION_SIZE,
+                         pad: float = MOUTH_REGION_PAD) -> dict[str, MetricResult]:
+    """LPIPS and SSIM of the mouth region, over the frames whose mouth is open.
+
+    The region is :func:`mouth_box` of the REAL frame's landmarks ``landmarks_real`` (``(N, 68, 2)``, in
+    the frames' pixels); the same box is cut from the generated and the real frame and resized to
+    ``size`` px. Only frames where :func:`mouth_is_open` (real landmarks, ``threshold``) count: there a
+    model must make teeth and the mouth's inside that a closed-mouth shot does not show. Returns
+    ``{"mouth_lpips", "mouth_ssim"}`` with one ``per_item`` per frame (NaN for a closed mouth), ``value``
+    the mean over open-mouth frames (NaN when there is none) and ``extra``: ``frames``,
+    ``mouth_open_frames``, ``mouth_open`` (per frame), ``open_ratio``, ``threshold``, ``size``, ``pad``.
+    LPIPS uses ``lpips_net`` as :func:`lpips` does (pass the main LPIPS's net to report the same backbone).
+    """
+    g, r = (np.clip(np.rint(x), 0, 255).astype(np.uint8) for x in _pair(generated, real))  # torch input too
+    lm = _landmark_stack(landmarks_real, "landmarks_real")
+    if len(lm) != len(r):
+        raise ValueError(f"{len(r)} frames but {len(lm)} landmark sets")
+    ratio = mouth_open_ratio(lm)
+    boxes = [mouth_box(p, r.shape[1:3], pad) for p in lm]
+    use = [i for i in range(len(r)) if ratio[i] > threshold and boxes[i] is not None]
+    lp, ss = [float("nan")] * len(r), [float("nan")] * len(r)
+    net = _resolve_lpips_net(lpips_net)
+    lp_name, ss_name = _lpips_model(net).name, _SSIM_BACKBONE.format(channel="rgb")
+    if use:
+        sel = [boxes[i] for i in use]
+        cg, cr = mouth_crops(g[use], sel, size), mouth_crops(r[use], sel, size)
+        res_l, res_s = lpips(cg, cr, net=net), ssim(cg, cr)
+        lp_name, ss_name = res_l.backbone, res_s.backbone
+        for k, i in enumerate(use):
+            lp[i], ss[i] = res_l.per_item[k], res_s.per_item[k]
+    extra = {"frames": len(r), "mouth_open_frames": len(use), "mouth_open": [i in use for i in range(len(r))],
+             "open_ratio": [float(x) for x in ratio], "threshold": float(threshold), "size": int(size),
+             "pad": float(pad)}
+    return {"mouth_lpips": MetricResult("mouth_lpips", _nanmean(lp), lp_name, lp, dict(extra)),
+            "mouth_ssim": MetricResult("mouth_ssim", _nanmean(ss), ss_name, ss, dict(extra))}
+
+
 # ------------------------------------------------------------------------------------------ protocol
 
 
 def evaluate_frames(generated, real, landmarks_generated=None, landmarks_real=None,
                     detector: str = "unspecified", lpips_net: str = "auto",
-                    with_csim: bool = True) -> dict[str, MetricResult]:
+                    with_csim: bool = True, mouth_landmarks=None) -> dict[str, MetricResult]:
     """All per-frame metrics for generated frames against the real frames they should reproduce.
 
     The protocol of the paper is self-reenactment: the model is driven by the landmarks of held-out
     frames of a video and compared with those real frames (say so when reporting). Frames: uint8 RGB
     ``(N, H, W, 3)`` (or lists); landmarks, if given, ``(N, 68, 2)`` detected by the caller on both
-    sets with ``detector``. Returns ``{"ssim", "lpips", "csim"?, "akd"?}``; FID is a set-level metric,
-    see :func:`fid` / :func:`fid_available`.
+    sets with ``detector``. ``mouth_landmarks``: the real frames' ``(N, 68, 2)`` points that place the
+    mouth region (the protocol passes those that drove the generation); with them the result has
+    ``mouth_lpips`` and ``mouth_ssim`` (:func:`mouth_region_metrics`, LPIPS with the same backbone as
+    ``lpips``). Returns ``{"ssim", "lpips", "csim"?, "akd"?, "mouth_lpips"?, "mouth_ssim"?}``; FID is a
+    set-level metric, see :func:`fid` / :func:`fid_available`.
     """
-    out = {"ssim": ssim(generated, real), "lpips": lpips(generated, real, net=lpips_net)}
+    net = _resolve_lpips_net(lpips_net)  # once, so that the mouth's LPIPS cannot get another backbone
+    out = {"ssim": ssim(generated, real), "lpips": lpips(generated, real, net=net)}
     if with_csim:
         out["csim"] = csim(generated, real)
     if landmarks_generated is not None and landmarks_real is not None:
         out["akd"] = akd(landmarks_generated, landmarks_real, detector=detector)
+    if mouth_landmarks is not None:
+        out.update(mouth_region_metrics(generated, real, mouth_landmarks, lpips_net=net))
     return out
 
 

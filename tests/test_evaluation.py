@@ -125,6 +125,56 @@ def short_clip(tmp_path_factory, astronaut):
     return write_video(tmp_path_factory.mktemp("clip") / "astronaut.mp4", frames, fps=25)
 
 
+@pytest.fixture(scope="module")
+def closed_mouth_clip(tmp_path_factory, grace_hopper):
+    """A 4-frame 256 px clip of Grace Hopper, whose lips stay closed (H.264)."""
+    import cv2
+
+    from talkinghead.io import write_video
+
+    img = cv2.resize(grace_hopper[:512], (256, 256), interpolation=cv2.INTER_AREA)
+    frames = [cv2.warpAffine(img, cv2.getRotationMatrix2D((128.0, 110.0), 1.5 * i, 1.0), (256, 256),
+                             borderMode=cv2.BORDER_REFLECT101) for i in range(4)]
+    return write_video(tmp_path_factory.mktemp("clip") / "grace.mp4", frames, fps=25)
+
+
+def test_mouth_columns_for_every_method_and_none_for_a_clip_without_an_open_mouth(
+        tiny_model, short_clip, closed_mouth_clip):
+    """The astronaut smiles with her teeth shown; Grace Hopper's lips are closed: her
+    clip's mouth values are None, and the pooled means are the astronaut's."""
+    from talkinghead.evaluation import markdown
+
+    opts = EvalOptions(shots=(1,), modes=("ff",), frames=1, backend="dlib", samples=1)
+    report = evaluate(tiny_model, [short_clip, closed_mouth_clip], opts, log=None).report
+    assert report["mouth_region"]["threshold"] == M.MOUTH_OPEN_THRESHOLD
+    assert report["mouth_region"]["lpips_backbone"] == report["backbones"]["lpips"]
+    assert {r["method"] for r in report["results"]} == {"ff", "nearest-frame", "warp"}
+    for r in report["results"]:
+        astro, grace = r["per_clip"]
+        assert astro["mouth_open_frames"] == 1 and grace["mouth_open_frames"] == 0
+        assert astro["mouth_lpips"] >= 0 and -1 <= astro["mouth_ssim"] <= 1
+        assert grace["mouth_lpips"] is None and grace["mouth_ssim"] is None
+        assert grace["lpips"] is not None  # the whole frame is scored as before
+        assert r["mouth_open_frames"] == 1 and r["test_frames"] == grace["frames"] + astro["frames"] == 2
+        assert r["mouth_lpips"] == pytest.approx(astro["mouth_lpips"])
+        assert r["mouth_ssim"] == pytest.approx(astro["mouth_ssim"])
+    # a real few-shot frame of the same smiling face: its mouth is the nearest to the truth
+    near = next(r for r in report["results"] if r["method"] == "nearest-frame")
+    ff = next(r for r in report["results"] if r["method"] == "ff")
+    assert near["mouth_lpips"] < ff["mouth_lpips"] and near["mouth_ssim"] > ff["mouth_ssim"]
+    md = markdown(report)
+    header = next(line for line in md.splitlines() if line.startswith("| method |"))
+    assert header.endswith("| mouth LPIPS ↓ | mouth SSIM ↑ | mouth-open frames |")
+    rows = [line for line in md.splitlines() if line.startswith(("| ours", "| nearest", "| piecewise"))]
+    assert len(rows) == 3 and all(line.endswith(" | 1 |") for line in rows)
+    assert all(line.count("|") == header.count("|") for line in rows)
+    clip_header = next(line for line in md.splitlines() if line.startswith("| clip |"))
+    per_clip = [line for line in md.splitlines() if line.startswith("| grace.mp4 |")]
+    assert len(per_clip) == 3 and all(line.endswith("| n/a | n/a | 0 |") for line in per_clip)
+    assert all(line.count("|") == clip_header.count("|") for line in per_clip)
+    assert "mouth is open" in md
+
+
 @pytest.mark.slow
 def test_report_shape_on_the_tiny_config(tiny_model, short_clip, grace_hopper_path, tmp_path):
     opts = EvalOptions(shots=(1, 2), modes=("ff", "ft"), frames=2, ft_steps=1, content="none", backend="dlib")
@@ -143,6 +193,8 @@ def test_report_shape_on_the_tiny_config(tiny_model, short_clip, grace_hopper_pa
         assert r["test_frames"] == 2 and len(r["per_clip"]) == 1
         assert r["ssim"] is not None and -1 <= r["ssim"] <= 1 and r["lpips"] >= 0
         assert 0 <= r["akd_no_face_share"] <= 1
+        assert {"mouth_lpips", "mouth_ssim", "mouth_open_frames"} <= set(r) & set(r["per_clip"][0])
+        assert r["mouth_open_frames"] == 2 and r["mouth_lpips"] >= 0  # the astronaut smiles: teeth shown
     # the baselines are real face crops: faces are found and they resemble the test frames
     near = next(r for r in data["results"] if r["method"] == "nearest-frame" and r["shots"] == 2)
     assert near["akd_no_face_share"] == 0 and near["ssim"] > 0.5 and near["csim"] > 0.8

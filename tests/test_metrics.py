@@ -138,3 +138,126 @@ def test_evaluate_frames_reports_every_metric_with_its_backbone(face64):
     assert set(res) == {"ssim", "lpips", "akd"}
     assert all(r.backbone for r in res.values()) and res["akd"].value == 0.0
     assert len(res["ssim"].per_item) == 2 and "backbone" in res["lpips"].to_dict()
+
+
+# ------------------------------------------------------------------------------------ mouth region
+def _synthetic_mouth(gap: float, width: float = 40.0, at=(60.0, 80.0)) -> np.ndarray:
+    """68 points with only the mouth placed: corners 48/54 ``width`` apart, inner lips ``gap`` apart."""
+    lm = np.full((68, 2), 10.0)
+    cx, cy = at
+    lm[48], lm[54] = (cx - width / 2, cy), (cx + width / 2, cy)
+    for k, (up, lo) in enumerate(((61, 67), (62, 66), (63, 65))):
+        x = cx + (k - 1) * width / 4
+        lm[up], lm[lo] = (x, cy - gap / 2), (x, cy + gap / 2)
+    lm[[60, 64]] = lm[[48, 54]] * 0.9 + np.array([cx, cy]) * 0.1
+    outer = np.linspace(0, 2 * np.pi, 12, endpoint=False)  # 48-59 on an ellipse around the inner lips
+    lm[48:60] = np.stack([cx - width / 2 * np.cos(outer), cy + (gap / 2 + 6) * np.sin(outer)], 1)
+    return lm
+
+
+def test_mouth_open_against_closed_and_the_threshold():
+    assert 0 < M.MOUTH_OPEN_THRESHOLD < 0.2
+    closed, ajar, open_ = _synthetic_mouth(0.0), _synthetic_mouth(0.05 * 40), _synthetic_mouth(0.3 * 40)
+    r = M.mouth_open_ratio(np.stack([closed, ajar, open_]))
+    np.testing.assert_allclose(r, [0.0, 0.05, 0.3], atol=1e-9)
+    assert M.mouth_is_open(np.stack([closed, ajar, open_])).tolist() == [False, False, True]
+    # the ratio is the gap over the mouth width: the same mouth, larger or moved, is as open
+    assert M.mouth_open_ratio(open_ * 3 + 7)[0] == pytest.approx(0.3)
+    just = M.MOUTH_OPEN_THRESHOLD * 40
+    near = np.stack([_synthetic_mouth(just * 0.9), _synthetic_mouth(just * 1.1)])
+    assert M.mouth_is_open(near).tolist() == [False, True]
+    nan = open_.copy()
+    nan[62] = np.nan
+    assert np.isnan(M.mouth_open_ratio(nan)[0]) and not M.mouth_is_open(nan)[0]
+
+
+@pytest.fixture(scope="module")
+def face_crops(astronaut, grace_hopper):
+    """Real 128 px face crops with their landmarks: the astronaut smiles with teeth shown (open), Grace
+    Hopper's lips are closed."""
+    from talkinghead.landmarks import crop_from_landmarks, crop_image, get_detector, transform_landmarks
+
+    det = get_detector("dlib").load()
+    out = {}
+    for name, img in (("astronaut", astronaut), ("grace_hopper", grace_hopper)):
+        lm = det.detect(img)[0].landmarks
+        c = crop_from_landmarks(lm, 128)
+        out[name] = (crop_image(img, c), transform_landmarks(lm, c).astype(np.float64))
+    return out
+
+
+def test_real_faces_mouth_open_and_closed(face_crops):
+    assert M.mouth_is_open(face_crops["astronaut"][1])[0]
+    assert not M.mouth_is_open(face_crops["grace_hopper"][1])[0]
+
+
+def test_mouth_box_is_a_padded_square_inside_the_crop_around_the_lips(face_crops):
+    for crop, lm in face_crops.values():
+        x0, y0, x1, y1 = M.mouth_box(lm, crop.shape)
+        assert 0 <= x0 < x1 <= 128 and 0 <= y0 < y1 <= 128
+        lips = lm[48:68]
+        assert (lips >= (x0, y0)).all() and (lips <= (x1, y1)).all()
+        width = np.linalg.norm(lm[54] - lm[48])
+        assert abs((x1 - x0) - (y1 - y0)) <= 1  # square
+        # padded by a quarter of the mouth width on each side (rounding out: at most 1 px more)
+        assert lips[:, 0].min() - x0 >= 0.25 * width - 1e-6 and x1 - lips[:, 0].max() >= 0.25 * width - 1e-6
+        assert x1 - x0 <= np.ptp(lips[:, 0]) + 0.5 * width + 2
+        # on the mouth, not elsewhere on the face: below the nose tip (30), above the chin (8)
+        assert y0 > lm[30, 1] - 0.5 * width and y1 < lm[8, 1] + 0.5 * width
+    # a mouth at the crop's edge: the box moves inside and still holds the lips
+    crop, lm = face_crops["astronaut"]
+    low = lm + np.array([0.0, 128 - lm[48:68, 1].max() - 1])
+    x0, y0, x1, y1 = M.mouth_box(low, 128)
+    assert y1 == 128 and (low[48:68] >= (x0, y0)).all() and (low[48:68] <= (x1, y1)).all()
+    assert x1 - x0 == y1 - y0
+    nan = lm.copy()
+    nan[50] = np.nan
+    assert M.mouth_box(nan, 128) is None
+    assert M.mouth_box(lm + 1000, 128) is None  # a mouth outside the crop has no box
+    with pytest.raises(ValueError, match="68, 2"):
+        M.mouth_box(lm[:20], 128)
+
+
+def test_mouth_scores_see_a_spoilt_mouth_that_whole_frame_scores_hardly_see(face_crops):
+    crop, lm = face_crops["astronaut"]
+    (lx0, ly0), (lx1, ly1) = np.floor(lm[48:68].min(0)).astype(int), np.ceil(lm[48:68].max(0)).astype(int)
+    grey = crop.copy()
+    grey[ly0:ly1, lx0:lx1] = 128  # the lips and teeth greyed out
+    blurred = crop.copy()
+    blurred[ly0:ly1, lx0:lx1] = cv2.GaussianBlur(crop, (0, 0), 4)[ly0:ly1, lx0:lx1]
+    forehead = crop.copy()  # as much spoilt, but far from the mouth
+    fy = int(lm[19, 1]) - 2 - (ly1 - ly0)
+    forehead[fy:fy + ly1 - ly0, lx0:lx1] = 128
+    gen = np.stack([crop.copy(), grey, blurred, forehead])
+    real = np.stack([crop] * 4)
+    res = M.evaluate_frames(gen, real, lpips_net="st-lpips-vgg16", with_csim=False, mouth_landmarks=np.stack([lm] * 4))
+    ml, ms = res["mouth_lpips"].per_item, res["mouth_ssim"].per_item
+    wl, ws = res["lpips"].per_item, res["ssim"].per_item
+    assert res["mouth_lpips"].backbone == res["lpips"].backbone == "st-lpips-vgg16"
+    assert res["mouth_ssim"].backbone == res["ssim"].backbone
+    assert res["mouth_lpips"].extra["mouth_open_frames"] == 4
+    assert ml[0] == pytest.approx(0.0, abs=1e-6) and ms[0] == pytest.approx(1.0)
+    for k in (1, 2):  # the mouth spoilt: the mouth scores drop far more than the whole frame's
+        assert ws[k] > 0.93 and wl[k] < 0.07
+        assert ml[k] > 0.1 and ml[k] > 3 * wl[k]
+        assert 1 - ms[k] > 3 * (1 - ws[k])
+    assert ml[1] > ml[2] and ms[1] < ms[2]  # grey is worse than blur
+    # the forehead spoilt as much: the whole frame sees it, the mouth box does not
+    assert wl[3] > 0.01 and ws[3] < 0.99
+    assert ml[3] < 0.01 and ms[3] > 0.99
+
+
+def test_mouth_scores_count_only_open_mouths(face_crops):
+    (a, lm_a), (g, lm_g) = face_crops["astronaut"], face_crops["grace_hopper"]
+    gen = np.stack([cv2.GaussianBlur(a, (0, 0), 2), cv2.GaussianBlur(g, (0, 0), 2)])
+    res = M.mouth_region_metrics(gen, np.stack([a, g]), np.stack([lm_a, lm_g]), lpips_net="st-lpips-vgg16")
+    ml, ms = res["mouth_lpips"], res["mouth_ssim"]
+    assert ml.extra["mouth_open_frames"] == 1 and ml.extra["mouth_open"] == [True, False]
+    assert ml.per_item[0] > 0 and np.isnan(ml.per_item[1]) and ml.value == pytest.approx(ml.per_item[0])
+    assert 0 < ms.per_item[0] < 1 and np.isnan(ms.per_item[1])
+    # no open mouth at all: NaN values, the backbone still named, no frame counted
+    none = M.mouth_region_metrics(gen[1:], np.stack([g]), lm_g, lpips_net="st-lpips-vgg16")
+    assert np.isnan(none["mouth_lpips"].value) and np.isnan(none["mouth_ssim"].value)
+    assert none["mouth_lpips"].backbone == "st-lpips-vgg16" and none["mouth_lpips"].extra["mouth_open_frames"] == 0
+    with pytest.raises(ValueError, match="landmark"):
+        M.mouth_region_metrics(gen, np.stack([a, g]), lm_a)

@@ -15,7 +15,8 @@ def register(subparsers, formatter_class) -> None:
         description="The paper's protocol: the first T frames of each clip are the few shots (T in --shots),\n"
                     "--frames evenly spaced later frames are generated from their own landmarks (each in its\n"
                     "own crop) and compared with the real crops. Baselines: the nearest few-shot frame and a\n"
-                    "piecewise affine warp of it. Writes report.json, report.md, plots and sample strips.\n"
+                    "piecewise affine warp of it. The mouth region is also scored alone, over the test frames\n"
+                    "whose mouth is open. Writes report.json, report.md, plots and sample strips.\n"
                     "Interrupted (Ctrl-C), it resumes: the same command reuses what REPORT_DIR/.partial kept.\n\n"
                     "  talkinghead eval --videos held_out/*.mp4 --shots 1 8 32 --modes ff ft -o report/\n"
                     "  talkinghead eval --videos clip.mp4 --sources mona_lisa.jpg -o report/   # + cross-identity",
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     report = write_report(result, args.output)
     shutil.rmtree(work, ignore_errors=True)  # the report holds the results now
     for r in report["results"]:
-        vals = "  ".join(f"{k} {'n/a' if r[k] is None else format(r[k], '.3f')}" for k in ("ssim", "lpips", "csim", "akd"))
-        print(f"{r['label']:>24s} T={r['shots']:<3d} {vals}")
+        vals = "  ".join(f"{k} {'n/a' if r[k] is None else format(r[k], '.3f')}"
+                         for k in ("ssim", "lpips", "csim", "akd", "mouth_lpips", "mouth_ssim"))
+        print(f"{r['label']:>24s} T={r['shots']:<3d} {vals} (mouth open in {r['mouth_open_frames']} frames)")
     print(f"wrote {args.output}/report.md ({report['protocol']}; {len(report['files']['samples'])} sample strips)")
     return 0

@@ -4,7 +4,9 @@ Self-reenactment (same person, as in the paper's tables): the first T frames of 
 shots; N evenly spaced frames after the first ``max(shots)`` frames are the test frames. Each test frame
 is cropped with its own crop from its own landmarks (``crop_from_landmarks``, as the training data is),
 the personalised model generates it from its landmarks in that crop, and the result is compared with
-the real crop. The baselines get the same few-shot crops and test landmarks.
+the real crop. The baselines get the same few-shot crops and test landmarks. The mouth region (a padded
+square around the lips of the real test frame's crop landmarks) is also scored on its own, over the test
+frames whose mouth is open (``metrics.mouth_region_metrics``): where a warp of a closed-mouth shot fails.
 
 Cross-identity (puppeteering): a portrait is personalised and driven by the test frames' landmarks
 (relative motion transfer); identity kept = CSIM to the portrait, motion followed = landmarks detected
@@ -200,10 +202,13 @@ def _render(avatar, crop_lm: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate([avatar.render(crop_lm[i:i + batch]) for i in range(0, len(crop_lm), batch)])
 
 
-def _frame_metrics(gen, real, lm_gen, lm_real, detector_name: str, lpips_net: str) -> dict[str, Any]:
+def _frame_metrics(gen, real, lm_gen, lm_real, detector_name: str, lpips_net: str,
+                   mouth_lm: np.ndarray | None = None) -> dict[str, Any]:
+    """``mouth_lm``: the real crops' landmarks that place the mouth region (``crop_lms``)."""
     from .. import metrics as M
 
-    res = M.evaluate_frames(gen, real, lm_gen, lm_real, detector=detector_name, lpips_net=lpips_net)
+    res = M.evaluate_frames(gen, real, lm_gen, lm_real, detector=detector_name, lpips_net=lpips_net,
+                            mouth_landmarks=mouth_lm)
     out = {k: v.to_dict() for k, v in res.items()}
     out["akd"]["missing_share"] = out["akd"]["missing"] / max(1, out["akd"]["frames"])
     return out
@@ -360,7 +365,7 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
                                             for k, lm in zip(near, crop_lms)])
             for method, gen in outputs.items():
                 lm_gen = _detect_all(detector, gen)
-                m = _frame_metrics(gen, reals, lm_gen, lm_real, detector.name, opts.lpips_net)
+                m = _frame_metrics(gen, reals, lm_gen, lm_real, detector.name, opts.lpips_net, crop_lms)
                 rows[(method, t)].append({"video": clip.name, "shots_used": len(shot_idx), **m})
                 acc = pooled.setdefault((method, t), {"real": [], "gen": []})
                 acc["real"].extend(reals)
@@ -372,11 +377,14 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
     backbones: dict[str, str] = {}
     for (method, t), per_clip in rows.items():
         entry: dict[str, Any] = {"method": method, "label": METHOD_LABELS[method], "shots": t}
-        for key in ("ssim", "lpips", "csim", "akd"):
+        for key in ("ssim", "lpips", "csim", "akd", "mouth_lpips", "mouth_ssim"):
+            # pooled over frames: a closed-mouth frame's mouth values are NaN and do not count
             vals = [v for r in per_clip for v in r[key]["per_item"]]
             arr = np.asarray(vals, np.float64)
             entry[key] = float(arr[np.isfinite(arr)].mean()) if np.isfinite(arr).any() else None
-            backbones[key] = per_clip[0][key]["backbone"]
+            if not key.startswith("mouth_"):
+                backbones[key] = per_clip[0][key]["backbone"]
+        entry["mouth_open_frames"] = sum(r["mouth_lpips"]["mouth_open_frames"] for r in per_clip)
         frames_total = sum(r["akd"]["frames"] for r in per_clip)
         entry["akd_no_face_share"] = sum(r["akd"]["missing"] for r in per_clip) / max(1, frames_total)
         entry["csim_no_face_share"] = sum(sum(r["csim"]["no_face"]) for r in per_clip) / max(1, frames_total)
@@ -404,6 +412,16 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
                    "shot_frames_without_face": {str(t): len(c.split.shots[t]) - len(c.shot_indices(t)) for t in opts.shots},
                    "test_frames": c.test_indices,
                    "test_frames_without_face": len(c.split.test) - len(c.test_indices)} for c in clips],
+        "mouth_region": {
+            "text": (f"Mouth region: a square around the lips (iBUG 48-67) of the real test frame's crop landmarks, "
+                     f"padded by {M.MOUTH_REGION_PAD:.0%} of the mouth width on each side, clipped to the crop, cut "
+                     f"from both frames and resized to {M.MOUTH_REGION_SIZE} px; mouth LPIPS (backbone "
+                     f"{backbones.get('lpips', 'n/a')}) and SSIM are over the test frames whose mouth is open "
+                     f"(inner-lip gap / mouth width > {M.MOUTH_OPEN_THRESHOLD:g}), counted in 'mouth-open frames': "
+                     "there teeth and the inside of the mouth must be made, which a closed-mouth shot does not show."),
+            "threshold": M.MOUTH_OPEN_THRESHOLD, "pad": M.MOUTH_REGION_PAD, "size": M.MOUTH_REGION_SIZE,
+            "lpips_backbone": backbones.get("lpips"), "ssim_backbone": backbones.get("ssim"),
+            "landmarks": "the real test frame's crop landmarks (those that drive the generation)"},
         "results": table,
     }
     if sources:
@@ -414,8 +432,11 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
 
 
 def _clip_row(r: dict) -> dict:
+    """One clip's means; its mouth values are None when none of its test frames has an open mouth."""
     return {"video": r["video"], "shots_used": r["shots_used"], "ssim": _num(r["ssim"]["value"]),
             "lpips": _num(r["lpips"]["value"]), "csim": _num(r["csim"]["value"]), "akd": _num(r["akd"]["value"]),
+            "mouth_lpips": _num(r["mouth_lpips"]["value"]), "mouth_ssim": _num(r["mouth_ssim"]["value"]),
+            "mouth_open_frames": r["mouth_lpips"]["mouth_open_frames"],
             "akd_no_face_share": r["akd"]["missing_share"], "frames": r["akd"]["frames"]}
 
 

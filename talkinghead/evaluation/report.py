@@ -12,6 +12,10 @@ import numpy as np
 from ..atomic import atomic_path, atomic_write_text
 
 COLUMNS = (("ssim", "SSIM ↑"), ("lpips", "LPIPS ↓"), ("csim", "CSIM ↑"), ("akd", "AKD ↓"))
+# the mouth region over the test frames whose mouth is open (metrics.mouth_region_metrics)
+MOUTH_COLUMNS = (("mouth_lpips", "mouth LPIPS ↓"), ("mouth_ssim", "mouth SSIM ↑"))
+MOUTH_HEADER = " | ".join(c for _, c in MOUTH_COLUMNS) + " | mouth-open frames"
+MOUTH_TEXT = "Mouth columns: not measured when this report was made (n/a)."  # for reports from before them
 
 
 def _fmt(x, digits: int = 3) -> str:
@@ -45,6 +49,12 @@ def _ft_line(opts: dict[str, Any]) -> list[str]:
             + (f", loss weights: {weights}" if weights else "") + ".", ""]
 
 
+def _mouth_cells(row: dict[str, Any]) -> str:
+    """Mouth LPIPS, SSIM and the open-mouth frame count of a row (n/a in reports from before them)."""
+    n = row.get("mouth_open_frames")
+    return " | ".join(_fmt(row.get(k)) for k, _ in MOUTH_COLUMNS) + f" | {'n/a' if n is None else n}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: protocol, backbones, the method x shots table, per-clip rows."""
     b = report["backbones"]
@@ -54,21 +64,26 @@ def markdown(report: dict[str, Any]) -> str:
              "Backbones: " + "; ".join(f"{k.upper()}: {v}" for k, v in b.items()) + ".",
              "AKD is the mean landmark distance over the inter-ocular distance of the real crop; frames where "
              "no face was found on either side are left out and their share is given. CSIM uses dlib's 128-d "
-             "descriptor, so its values are not comparable with ArcFace-based numbers in papers.", "",
-             "| method | shots | " + " | ".join(c for _, c in COLUMNS) + " | FID ↓ | AKD no face |",
-             "|---|---|" + "---|" * (len(COLUMNS) + 2)]
+             "descriptor, so its values are not comparable with ArcFace-based numbers in papers.",
+             report.get("mouth_region", {}).get("text", MOUTH_TEXT), "",
+             "| method | shots | " + " | ".join(c for _, c in COLUMNS) + " | FID ↓ | AKD no face | "
+             + MOUTH_HEADER + " |",
+             "|---|---|" + "---|" * (len(COLUMNS) + 2 + len(MOUTH_COLUMNS) + 1)]
     fid_na = "n/a" if b.get("fid", "").startswith("not available") else None
     for r in report["results"]:
         cells = [_fmt(r[k]) for k, _ in COLUMNS]
         lines.append(f"| {r['label']} | {r['shots']} | " + " | ".join(cells)
-                     + f" | {fid_na or _fmt(r['fid'], 1)} | {r['akd_no_face_share']:.0%} |")
+                     + f" | {fid_na or _fmt(r['fid'], 1)} | {r['akd_no_face_share']:.0%} | "
+                     + _mouth_cells(r) + " |")
     lines += ["", "## Per clip", "",
-              "| clip | method | shots | " + " | ".join(c for _, c in COLUMNS) + " | frames |",
-              "|---|---|---|" + "---|" * (len(COLUMNS) + 1)]
+              "| clip | method | shots | " + " | ".join(c for _, c in COLUMNS) + " | frames | "
+              + MOUTH_HEADER + " |",
+              "|---|---|---|" + "---|" * (len(COLUMNS) + 1 + len(MOUTH_COLUMNS) + 1)]
     for r in report["results"]:
         for c in r["per_clip"]:
             lines.append(f"| {c['video']} | {r['label']} | {r['shots']} | "
-                         + " | ".join(_fmt(c[k]) for k, _ in COLUMNS) + f" | {c['frames']} |")
+                         + " | ".join(_fmt(c[k]) for k, _ in COLUMNS) + f" | {c['frames']} | "
+                         + _mouth_cells(c) + " |")
     lines += ["", "## Clips", ""]
     for c in report["clips"]:
         lines.append(f"- `{c['name']}`: {c['num_frames']} frames at {c['fps']:g} fps; test frames "
