@@ -16,6 +16,7 @@ def main() -> None:
     import torch
 
     from talkinghead.config import create_model, list_configs, model_summary
+    from talkinghead.models.families import example_inputs, run_generator
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="*", default=list_configs())
@@ -30,9 +31,10 @@ def main() -> None:
         cfg = model.config
         s, d = cfg.image_size, cfg.embed_dim
         img = torch.rand(1, 3, s, s, device=args.device) * 2 - 1
+        gen_inputs = example_inputs(cfg, device=args.device)
         calls = {
             "embedder": lambda: model.embedder(img[:, None], img[:, None]),
-            "generator": lambda: model.generator(img, torch.rand(1, d, device=args.device)),
+            "generator": lambda: run_generator(model.generator, gen_inputs),
             "discriminator": lambda: model.discriminator(img, img, video_index=torch.zeros(1, dtype=torch.long, device=args.device)),
         }
         summary = {r["network"]: r for r in model_summary(cfg)}

@@ -12,6 +12,10 @@ the weights so that a checkpoint rebuilds without code edits. Named configs::
                 11.6 GFLOPs per frame instead of 61 (embedder/discriminator: half the paper's channels
                 above 16x16, 9.5 GFLOPs per frame).
     tiny        64x64 with a few channels, for tests (forward + backward in well under a second).
+    warp-256    the warp family (``generator="warp"``): the shots' pixels moved by a thin-plate spline from
+                the landmarks, refined by a 128x128 AdaIN U-Net (mouth interior, eyelids, what a turn
+                uncovers); cpu-256's embedder and discriminator. About 1.5 GFLOPs per frame.
+    warp-tiny   64x64 warp-family test config.
 
 ``get_config(name, **overrides)`` returns a copy with fields replaced, e.g.
 ``get_config("paper-256", num_videos=145_000)``. Importing this module does not import torch.
@@ -33,6 +37,10 @@ __all__ = [
     "create_model",
     "model_summary",
 ]
+
+
+# names of the generator families; models/families.py maps each to its class
+GENERATOR_FAMILIES = ("paper", "warp")
 
 
 @dataclass(frozen=True)
@@ -60,11 +68,22 @@ class ModelConfig:
     attention_up: int | None = 64
     # rows of the discriminator's projection table W: the number of training videos
     num_videos: int = 1
+    # the generator family (GENERATOR_FAMILIES; models/families.py): "paper" paints every pixel from the
+    # landmark image (the generator_* fields above); "warp" moves the shots' own pixels by a thin-plate
+    # spline and refines them with an AdaIN encoder-decoder (the warp_* fields below)
+    generator: str = "paper"
+    # warp family: the U-Net's encoder channels (the decoder mirrors them), its AdaIN residual blocks at
+    # the bottleneck, how many times smaller than image_size it runs, and how many of the nearest shots
+    # each frame blends
+    warp_channels: tuple[int, ...] = (16, 32, 64, 128)
+    warp_blocks: int = 2
+    warp_downscale: int = 2
+    warp_shots: int = 4
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep tuples so the dataclass stays hashable and comparable.
-        for name in ("embedder_channels", "generator_down_channels", "generator_up_channels"):
+        for name in ("embedder_channels", "generator_down_channels", "generator_up_channels", "warp_channels"):
             value = getattr(self, name)
             if not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -81,10 +100,23 @@ class ModelConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, got {v!r}")
-        for name in ("bottleneck_blocks", "discriminator_extra_blocks"):
+        for name in ("bottleneck_blocks", "discriminator_extra_blocks", "warp_blocks"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"ModelConfig.{name} must be a non-negative int, got {v!r}")
+        if self.generator not in GENERATOR_FAMILIES:
+            raise ValueError(f"ModelConfig.generator must be one of {', '.join(GENERATOR_FAMILIES)}, "
+                             f"got {self.generator!r}")
+        for name in ("warp_downscale", "warp_shots"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"ModelConfig.{name} must be a positive int, got {v!r}")
+        positive_ints("warp_channels", self.warp_channels)
+        net = self.image_size // self.warp_downscale
+        if self.image_size % self.warp_downscale or net % (2 ** (len(self.warp_channels) - 1)) or self.image_size % 4:
+            raise ValueError(
+                f"ModelConfig.image_size={self.image_size} must be divisible by 4 and by warp_downscale="
+                f"{self.warp_downscale}, and image_size / warp_downscale by 2**{len(self.warp_channels) - 1}")
         positive_ints("embedder_channels", self.embedder_channels)
         positive_ints("generator_down_channels", self.generator_down_channels)
         positive_ints("generator_up_channels", self.generator_up_channels)
@@ -246,3 +278,18 @@ def _tiny() -> ModelConfig:
         num_videos=4,
         description="64x64 test config with a few channels",
     )
+
+
+@register_config("warp-256")
+def _warp_256() -> ModelConfig:
+    # the embedder and discriminator of cpu-256 (so the shipped E and D can start its training)
+    return _cpu_256().replace(
+        generator="warp", warp_channels=(16, 32, 64, 128), warp_blocks=2, warp_downscale=2, warp_shots=4,
+        description="warp-guided generator at 256x256: TPS-warped shots refined by a 128x128 AdaIN U-Net "
+                    "(cpu-256's embedder and discriminator)")
+
+
+@register_config("warp-tiny")
+def _warp_tiny() -> ModelConfig:
+    return _tiny().replace(generator="warp", warp_channels=(8, 16, 16), warp_blocks=1, warp_downscale=2,
+                           warp_shots=2, description="64x64 warp-family test config")

@@ -771,6 +771,7 @@ class EpisodeDataset:
 
     - ``frames``: float32 ``(K+1, 3, S, S)`` in [-1, 1]; the first K are the few shots, the last the target
     - ``landmarks``: float32 ``(K+1, 3, S, S)`` landmark images in [-1, 1]
+    - ``points``: float32 ``(K+1, 68, 2)`` the same landmarks in crop pixels (for the warp family)
     - ``video_index``: int64 scalar (row of the discriminator's W)
 
     Augmentation (``augment=True``) keeps frames and landmarks consistent: one horizontal flip per
@@ -852,4 +853,5 @@ class EpisodeDataset:
         y = landmark_images(np.stack(lms), S)
         if y.dtype == torch.uint8:
             y = y.float().div_(127.5).sub_(1.0)
-        return {"frames": x, "landmarks": y.float(), "video_index": torch.tensor(vi, dtype=torch.long)}
+        return {"frames": x, "landmarks": y.float(), "points": torch.from_numpy(np.stack(lms)),
+                "video_index": torch.tensor(vi, dtype=torch.long)}

@@ -20,7 +20,8 @@ Lookup order for ``load_pretrained(name_or_dir)``:
 A name is a bare word such as ``paper-256-vox2``; anything with a path separator, a leading ``.`` or
 ``~``, or a file extension is taken as a path.
 
-``config.json`` holds ``format_version`` (:data:`FORMAT_VERSION`), ``class_name``, ``dtype`` (of the
+``config.json`` holds ``format_version`` (:data:`FORMAT_VERSION`), ``class_name``, ``family`` (the
+generator family, :mod:`talkinghead.models.families`; folders without it hold the paper's), ``dtype`` (of the
 stored tensors) and ``config`` (:meth:`ModelConfig.to_dict`). Tensors stored in half precision are cast
 back to float32 on load. ``int8_prefixes`` lists sub-networks whose weight matrices are stored as int8
 with one float32 scale per output channel (``<key>.int8_scale``); loading dequantizes them. The shipped
@@ -52,6 +53,7 @@ __all__ = [
     "repo_pretrained_dir",
     "installed_pretrained_dir",
     "read_safetensors",
+    "check_tensors",
     "is_offline",
 ]
 
@@ -289,6 +291,7 @@ def save_pretrained(model, directory: str | os.PathLike, dtype=None, int8_prefix
     meta = {
         "format_version": FORMAT_VERSION,
         "class_name": type(model).__name__,
+        "family": model.config.generator,  # the generator family: what load_pretrained builds
         "dtype": str(stored).replace("torch.", ""),
         "config": model.config.to_dict(),
     }
@@ -336,6 +339,16 @@ def _read_config(path: Path):
         )
     if meta.get("class_name") not in _MODEL_CLASSES:
         raise WeightsError(f"{path} describes a {meta.get('class_name')!r}, not a TalkingHeadModel.")
+    from .config import GENERATOR_FAMILIES
+
+    # folders written before generator families existed have neither field: the paper's generator
+    family = meta.get("family", meta["config"].get("generator", "paper"))
+    if family not in GENERATOR_FAMILIES:
+        raise WeightsError(f"{path} holds a generator of family {family!r}, which this talkinghead does not know "
+                           f"({', '.join(GENERATOR_FAMILIES)}): upgrade talkinghead.")
+    if meta["config"].get("generator", "paper") != family:
+        raise WeightsError(f"{path} names generator family {family!r} but its config builds "
+                           f"{meta['config'].get('generator', 'paper')!r}: save the model again.")
     try:
         cfg = ModelConfig.from_dict(meta["config"])
     except (ValueError, TypeError) as exc:
@@ -349,7 +362,8 @@ def _read_config(path: Path):
     return cfg, training
 
 
-def _check_tensors(path: Path, tensors: dict, expected: dict) -> None:
+def check_tensors(path: Path, tensors: dict, expected: dict) -> None:
+    """WeightsError naming missing, unexpected and wrongly shaped tensors of ``path`` (one line)."""
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [
@@ -387,7 +401,7 @@ def load_pretrained(name_or_dir: str | os.PathLike, map_location="cpu"):
     tensors = _dequantize(read_safetensors(weights))
     model = TalkingHeadModel(cfg)
     expected = model.state_dict()
-    _check_tensors(weights, tensors, expected)
+    check_tensors(weights, tensors, expected)
     # half-precision storage comes back as the model's dtype (float32)
     tensors = {k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
     model.load_state_dict(tensors, strict=True)

@@ -7,6 +7,11 @@ Generator side (embedder + generator, or G' during fine-tuning)::
           + w_fm  * sum_l |D_l(x, y) - D_l(x_hat, y)|_1                    feature matching
           + w_mch * |e_hat - W_i|_1                                        embedding match (optional)
           + w_pix * |x - x_hat|_1                                          pixel (not in the paper; 0)
+          + auxiliary terms of the generator family's outputs (warp family, not in the paper):
+            w_fs * (|d flow/dx|_1 + |d flow/dy|_1)                         flow_smoothness
+            w_fm2 * mean(flow^2)                                           flow_magnitude
+            w_mask * mean(1 - mask)                                        mask (keep the warp unless
+                                                                           the network has a reason)
 
 Discriminator side: hinge, ``mean(relu(1 + r_hat)) + mean(relu(1 - r))``.
 
@@ -37,7 +42,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-__all__ = ["LossWeights", "GeneratorLoss", "content_loss", "feature_matching_loss", "discriminator_loss"]
+__all__ = ["LossWeights", "GeneratorLoss", "content_loss", "feature_matching_loss", "discriminator_loss",
+           "auxiliary_terms"]
 
 
 @dataclass
@@ -51,6 +57,10 @@ class LossWeights:
     feature_matching: float = 10.0
     embedding_match: float = 80.0
     pixel: float = 0.0
+    # regularisers of the warp family's auxiliaries (ignored for a family without them)
+    flow_smoothness: float = 10.0
+    flow_magnitude: float = 10.0
+    mask: float = 0.1
 
     def __post_init__(self):
         # a NaN, infinite or negative weight trains towards nonsense without any error
@@ -138,6 +148,23 @@ def discriminator_loss(score_real: torch.Tensor, score_fake: torch.Tensor) -> tu
     return total, terms
 
 
+def auxiliary_terms(weights: LossWeights, aux: dict) -> dict[str, torch.Tensor]:
+    """Weighted regularisers of a generator family's auxiliaries (terms with weight 0 are left out):
+    ``flow`` ``(B,S,S,2)`` in grid units -> ``flow_smoothness`` (total variation) and ``flow_magnitude``;
+    ``mask`` ``(B,1,S,S)`` in [0, 1] (1 = the warped shots) -> ``mask``."""
+    terms: dict[str, torch.Tensor] = {}
+    flow, mask = aux.get("flow"), aux.get("mask")
+    if flow is not None:
+        if weights.flow_smoothness:
+            tv = (flow[:, 1:] - flow[:, :-1]).abs().mean() + (flow[:, :, 1:] - flow[:, :, :-1]).abs().mean()
+            terms["flow_smoothness"] = weights.flow_smoothness * tv
+        if weights.flow_magnitude:
+            terms["flow_magnitude"] = weights.flow_magnitude * flow.square().mean()
+    if mask is not None and weights.mask:
+        terms["mask"] = weights.mask * (1.0 - mask).mean()
+    return terms
+
+
 class GeneratorLoss(nn.Module):
     """Loss of the embedder and generator (or of G' in fine-tuning).
 
@@ -155,7 +182,8 @@ class GeneratorLoss(nn.Module):
 
     def forward(self, real: torch.Tensor, fake: torch.Tensor, score_fake: torch.Tensor,
                 feats_real: Sequence[torch.Tensor], feats_fake: Sequence[torch.Tensor],
-                e_hat: torch.Tensor | None = None, w_i: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                e_hat: torch.Tensor | None = None, w_i: torch.Tensor | None = None,
+                aux: dict | None = None) -> tuple[torch.Tensor, dict]:
         """Weighted sum of the terms.
 
         Args:
@@ -164,6 +192,8 @@ class GeneratorLoss(nn.Module):
             feats_real, feats_fake: D's intermediate features for real and fake (same shapes per layer).
             e_hat, w_i: ``(B, D)`` embedder output and D's video embedding ``W_i``; both or neither
                 (neither for fine-tuning and the feed-forward variant).
+            aux: the generator family's outputs; ``flow`` ``(B,S,S,2)`` and ``mask`` ``(B,1,S,S)`` get
+                their regularisers (:func:`auxiliary_terms`) when present.
 
         Returns:
             ``(total, terms)``: ``terms`` has ``content_<backbone>`` per backbone, ``pixel`` (when its
@@ -189,6 +219,8 @@ class GeneratorLoss(nn.Module):
             if e_hat.shape != w_i.shape:
                 raise ValueError(f"e_hat {tuple(e_hat.shape)} and w_i {tuple(w_i.shape)} differ in shape")
             terms["embedding_match"] = w.embedding_match * F.l1_loss(e_hat, w_i)
+        if aux:
+            terms.update(auxiliary_terms(w, aux))
         total = sum(terms.values())
         logged = {k: v.detach() for k, v in terms.items()}
         logged["total"] = total.detach()

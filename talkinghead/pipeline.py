@@ -31,7 +31,8 @@ from .devices import resolve_device  # also public here: talkinghead.pipeline.re
 from .errors import InputError, WeightsError
 from .tensors import to_tensor, to_uint8  # also public here: talkinghead.pipeline.to_tensor / to_uint8
 
-AVATAR_FORMAT = 1
+AVATAR_FORMAT = 2  # 2: generator families (the state's tensors under "state."); 1: the paper family's psi
+AVATAR_FORMATS_READ = (1, 2)
 AVATAR_CONFIG = "avatar.json"
 AVATAR_WEIGHTS = "avatar.safetensors"
 RECOMMENDED_MAX_PHOTOS = 32
@@ -123,6 +124,17 @@ def prepare_sources(photos, size: int, backend: str = "auto", face_index: int = 
         out.append(SourceFace(image, face.landmarks.astype(np.float32),
                               crop_from_landmarks(face.landmarks, size), name, len(faces)))
     return out
+
+
+def shot_state(sources: Sequence[SourceFace], size: int, device=None) -> dict[str, torch.Tensor]:
+    """What a family that reads the photos' pixels keeps of them: ``shots`` ``(K, 3, S, S)`` in [-1, 1]
+    (the face crops) and ``shot_points`` ``(K, 68, 2)`` (their landmarks in crop pixels)."""
+    from .landmarks import transform_landmarks
+
+    crops = [s.crop_and_landmark_image(size)[0] for s in sources]
+    points = np.stack([transform_landmarks(s.landmarks, s.crop) for s in sources]).astype(np.float32)
+    return {"shots": torch.stack([to_tensor(c) for c in crops]).to(device),
+            "shot_points": torch.from_numpy(points).to(device)}
 
 
 def _check_same_person(sources: Sequence[SourceFace]) -> None:
@@ -240,6 +252,7 @@ class TalkingHead:
         _check_same_person(sources)
         e_hat = self.embed(sources)
         generator = self.model.generator
+        shots = shot_state(sources, self.image_size, self.device) if generator.needs_shots else {}
         info: dict = {"photos": [s.name for s in sources], "fine_tune_steps": 0}
         if fine_tune_steps > 0:
             generator, psi, info = self._fine_tune(sources, e_hat, fine_tune_steps, ft_device,
@@ -248,7 +261,8 @@ class TalkingHead:
         else:
             with torch.no_grad():
                 psi = generator.psi_from_embedding(e_hat[None])[0]
-        avatar = Avatar(generator, psi, e_hat, sources[0], model_name=self.name, config=self.config, info=info)
+        state = {"psi": psi, **{k: v.to(psi.device) for k, v in shots.items()}}
+        avatar = Avatar(generator, state, e_hat, sources[0], model_name=self.name, config=self.config, info=info)
         return avatar.to(psi.device)
 
     def _fine_tune(self, sources, e_hat, steps, device, batch_size, patience, progress, seed, content, loss_weights,
@@ -384,16 +398,22 @@ class Avatar:
     """A personalised generator: what animation needs, nothing more.
 
     Attributes:
-        generator: the (fine-tuned) :class:`talkinghead.models.Generator`.
-        psi: ``(n_psi,)`` AdaIN parameters (``P e_hat`` in feed-forward mode, trained psi' after FT).
+        generator: the (fine-tuned) generator, of the config's family (:mod:`talkinghead.models.families`).
+        state: the person as the family keeps it, unbatched: ``psi`` ``(n_psi,)`` (AdaIN parameters:
+            ``P e_hat`` in feed-forward mode, trained psi' after FT) and, for the warp family, ``shots``
+            ``(K, 3, S, S)`` and ``shot_points`` ``(K, 68, 2)`` (the photos' crops and landmarks).
+        psi: ``state["psi"]``.
         e_hat: ``(D,)`` the photos' mean embedding.
         source: the first photo (image, landmarks, crop) the animation starts from and is pasted into.
     """
 
-    def __init__(self, generator, psi: torch.Tensor, e_hat: torch.Tensor, source: SourceFace,
+    def __init__(self, generator, state: dict | torch.Tensor, e_hat: torch.Tensor, source: SourceFace,
                  model_name: str, config, info: dict | None = None):
         self.generator = generator.eval()
-        self.psi = psi.detach().reshape(-1)
+        if torch.is_tensor(state):  # a bare psi (the paper family's whole state)
+            state = {"psi": state}
+        self.state = {k: v.detach() for k, v in state.items()}
+        self.state["psi"] = self.state["psi"].reshape(-1)
         self.e_hat = e_hat.detach().reshape(-1)
         self.source = source
         self.model_name = model_name
@@ -405,13 +425,21 @@ class Avatar:
         return self.config.image_size
 
     @property
+    def psi(self) -> torch.Tensor:
+        return self.state["psi"]
+
+    @psi.setter
+    def psi(self, value: torch.Tensor) -> None:
+        self.state["psi"] = value.detach().reshape(-1)
+
+    @property
     def device(self) -> torch.device:
         return next(self.generator.parameters()).device
 
     def to(self, device) -> "Avatar":
         device = resolve_device(device)
         self.generator.to(device)
-        self.psi = self.psi.to(device)
+        self.state = {k: v.to(device) for k, v in self.state.items()}
         self.e_hat = self.e_hat.to(device)
         return self
 
@@ -426,8 +454,9 @@ class Avatar:
         from .landmarks import landmark_images
 
         y = landmark_images(crop_landmarks, self.image_size).to(self.device, self.psi.dtype)
-        psi = self.psi[None].expand(len(y), -1)
-        return to_uint8(self.generator(y, psi=psi))
+        points = torch.as_tensor(np.asarray(crop_landmarks, np.float32), device=self.device)
+        state = {k: v[None] for k, v in self.state.items()}  # a batch of one, shared by every frame
+        return to_uint8(self.generator.generate(y, points, state)["fake"])
 
     def animate(self, driving, motion: str = "relative", reference: str | int = "best", crop_only: bool = False,
                 backend: str = "auto", face_index: int = 0, smooth: bool = True, max_frames: int | None = None,
@@ -486,14 +515,14 @@ class Avatar:
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``avatar.json`` + ``avatar.safetensors`` (generator, psi, e_hat, source) atomically."""
+        """Write ``avatar.json`` + ``avatar.safetensors`` (generator, state, e_hat, source) atomically."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in self.generator.state_dict().items()}
+        tensors.update({f"state.{k}": v.detach().cpu().contiguous() for k, v in self.state.items()})
         tensors.update({
-            "psi": self.psi.cpu().contiguous(),
             "e_hat": self.e_hat.cpu().contiguous(),
             "source.image": torch.from_numpy(np.array(self.source.image, np.uint8)),
             "source.landmarks": torch.from_numpy(np.array(self.source.landmarks, np.float32)),
@@ -501,7 +530,8 @@ class Avatar:
         with atomic_path(directory / AVATAR_WEIGHTS) as tmp:
             save_file(tensors, str(tmp))
         crop = self.source.crop
-        meta = {"format_version": AVATAR_FORMAT, "model_name": self.model_name, "model_config": self.config.to_dict(),
+        meta = {"format_version": AVATAR_FORMAT, "class_name": "Avatar", "family": self.config.generator,
+                "model_name": self.model_name, "model_config": self.config.to_dict(),
                 "source": {"name": self.source.name, "crop": {"center": list(crop.center), "side": crop.side, "size": crop.size}},
                 "info": self.info}
         atomic_write_text(directory / AVATAR_CONFIG, json.dumps(meta, indent=1))
@@ -510,13 +540,12 @@ class Avatar:
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | torch.device = "auto") -> "Avatar":
         """Rebuild an avatar written by :meth:`save` on ``device`` (``auto``: CUDA where available);
-        bad or foreign files raise :class:`WeightsError`."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
+        bad or foreign files raise :class:`WeightsError`. Avatars of format 1 (the paper family, saved
+        before generator families existed) load too."""
+        from .hub import check_tensors, read_safetensors
         from .config import ModelConfig
         from .landmarks import FaceCrop
-        from .models import Generator
+        from .models import build_generator
 
         device = resolve_device(device)  # a bad name fails before the weights are read
         directory = Path(directory)
@@ -526,29 +555,37 @@ class Avatar:
                                "create one with `talkinghead finetune` or Avatar.save().")
         try:
             meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+            version = meta.get("format_version")
+            if version not in AVATAR_FORMATS_READ:
+                raise WeightsError(f"{cfg_path} has avatar format {version}, this version reads "
+                                   f"{', '.join(map(str, AVATAR_FORMATS_READ))}: save the avatar again with this "
+                                   "version, or upgrade talkinghead.")
             config = ModelConfig.from_dict(meta["model_config"])
+            if version >= 2 and meta.get("family") != config.generator:
+                raise ValueError(f"family {meta.get('family')!r} differs from the config's {config.generator!r}")
             crop = FaceCrop(tuple(meta["source"]["crop"]["center"]), float(meta["source"]["crop"]["side"]),
                             int(meta["source"]["crop"]["size"]))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise WeightsError(f"{cfg_path} is not a valid avatar config ({exc}): save the avatar again.") from None
-        if meta.get("format_version") != AVATAR_FORMAT:
-            raise WeightsError(f"{cfg_path} has avatar format {meta.get('format_version')}, this version reads "
-                               f"{AVATAR_FORMAT}: save the avatar again with this version.")
-        try:
-            tensors = load_file(str(w_path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise WeightsError(f"{w_path} is not a readable safetensors file ({exc}): it may be truncated; "
-                               "save the avatar again.") from None
-        generator = Generator(config)
-        state = {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")}
-        try:
-            generator.load_state_dict(state)
-            source = SourceFace(tensors["source.image"].numpy(), tensors["source.landmarks"].numpy(), crop,
-                                meta["source"]["name"])
-            psi, e_hat = tensors["psi"], tensors["e_hat"]
-        except (RuntimeError, KeyError) as exc:
-            raise WeightsError(f"{w_path} does not match {cfg_path} ({str(exc).splitlines()[0]}): save the avatar again.") from None
-        avatar = cls(generator, psi, e_hat, source, meta["model_name"], config, meta.get("info"))
+        tensors = read_safetensors(w_path)  # refuses pickles, truncated and corrupt files in one line
+        if version == 1:  # psi alone, stored at the top level
+            tensors = {("state.psi" if k == "psi" else k): v for k, v in tensors.items()}
+        generator = build_generator(config)
+        weights = {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")}
+        check_tensors(w_path, weights, generator.state_dict())
+        generator.load_state_dict(weights)
+        state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
+        needed = ("psi", "shots", "shot_points") if generator.needs_shots else ("psi",)
+        missing = [f"state.{k}" for k in needed if k not in state] + \
+            [k for k in ("e_hat", "source.image", "source.landmarks") if k not in tensors]
+        if missing:
+            raise WeightsError(f"{w_path} does not match {cfg_path} (missing {', '.join(missing)}): save the avatar again.")
+        if state["psi"].numel() != generator.n_psi:
+            raise WeightsError(f"{w_path} does not match {cfg_path} (psi has {state['psi'].numel()} values, the "
+                               f"generator takes {generator.n_psi}): save the avatar again.")
+        source = SourceFace(tensors["source.image"].numpy(), tensors["source.landmarks"].numpy(), crop,
+                            meta["source"]["name"])
+        avatar = cls(generator, state, tensors["e_hat"], source, meta["model_name"], config, meta.get("info"))
         return avatar.to(device)
 
 

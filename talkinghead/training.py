@@ -106,6 +106,8 @@ class TrainOptions:
     export: bool = True
     progress: bool = True
     init_from: str = ""  # a pretrained name or folder to start E, G, D from (fresh optimisers, step 0)
+    # "pretrained": the init model's architecture; "config": `config`'s, taking each pretrained part that fits
+    init_architecture: str = "pretrained"
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -195,13 +197,20 @@ def _broadcast_module(module: nn.Module) -> None:
 
 
 def _split_episode(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """``frames``/``landmarks`` ``(B, K+1, 3, S, S)`` -> shots ``(B,K,...)``, target ``(B,3,S,S)``."""
+    """``frames``/``landmarks`` ``(B, K+1, 3, S, S)`` and ``points`` ``(B, K+1, 68, 2)`` -> shots
+    ``(B,K,...)`` and target ``(B,...)``; the points are ``None`` for batches without them."""
     x = batch["frames"].to(device, non_blocking=True)
     y = batch["landmarks"].to(device, non_blocking=True)
     if x.dim() != 5 or x.shape != y.shape:
         raise ValueError(f"episode frames and landmarks must be (B, K+1, 3, S, S), got {tuple(x.shape)} and {tuple(y.shape)}")
+    p = batch.get("points")
+    if p is not None:
+        p = p.to(device, non_blocking=True).float()
+        if tuple(p.shape) != (*x.shape[:2], 68, 2):
+            raise ValueError(f"episode points must be {(*x.shape[:2], 68, 2)}, got {tuple(p.shape)}")
     vi = batch["video_index"].to(device).long()
-    return x[:, :-1], y[:, :-1], x[:, -1], y[:, -1], vi
+    return x[:, :-1], y[:, :-1], x[:, -1], y[:, -1], vi, (p[:, :-1] if p is not None else None), \
+        (p[:, -1] if p is not None else None)
 
 
 def _generator_loss(task: nn.Module, out: dict, loss_fn, **match) -> tuple[torch.Tensor, dict]:
@@ -211,7 +220,7 @@ def _generator_loss(task: nn.Module, out: dict, loss_fn, **match) -> tuple[torch
     score_fake, feats_fake = D(out["fake"], out["y"], **cond)
     with torch.no_grad():
         _, feats_real = D(out["real"], out["y"], **cond)
-    return loss_fn(out["real"], out["fake"], score_fake, feats_real, feats_fake, **match)
+    return loss_fn(out["real"], out["fake"], score_fake, feats_real, feats_fake, aux=out, **match)
 
 
 class MetaLearningTask(nn.Module):
@@ -238,11 +247,13 @@ class MetaLearningTask(nn.Module):
         return list(self.model.discriminator.parameters())
 
     def generate(self, batch: dict, device: torch.device, generator: nn.Module | None = None) -> dict:
-        """Fake target frames: ``{"fake" (B,3,S,S), "real", "y", "vi", "e_hat" (B,D)}``."""
-        xs, ys, xt, yt, vi = _split_episode(batch, device)
+        """Fake target frames: ``{"fake" (B,3,S,S), "real", "y", "vi", "e_hat" (B,D)}`` plus the
+        generator family's auxiliaries (warped shots, mask, flow)."""
+        xs, ys, xt, yt, vi, ps, pt = _split_episode(batch, device)
         _, e_hat = self.model.embedder(xs, ys)
-        fake = (generator or self.model.generator)(yt, e_hat)
-        return {"fake": fake, "real": xt, "y": yt, "vi": vi, "e_hat": e_hat}
+        G = generator or self.model.generator
+        out = G.generate(yt, pt, G.identity_state(e_hat, xs, ps))  # the family's fake and auxiliaries
+        return {**out, "real": xt, "y": yt, "vi": vi, "e_hat": e_hat}
 
     def d_condition(self, out: dict, detach_table: bool = False) -> dict:
         D = self.model.discriminator
@@ -292,9 +303,15 @@ class FineTuneTask(nn.Module):
         return list(D.trunk.parameters()) + [D.b, self.w]
 
     def generate(self, batch: dict, device: torch.device, generator: nn.Module | None = None) -> dict:
-        _, _, xt, yt, vi = _split_episode(batch, device)
-        fake = (generator or self.model.generator)(yt, psi=self.psi.unsqueeze(0))
-        return {"fake": fake, "real": xt, "y": yt, "vi": vi}
+        """A family that reads shots takes them from the batch (``shots`` ``(B,K,3,S,S)``, ``shot_points``
+        ``(B,K,68,2)``: the other photos of each target, see :func:`fine_tune_batches`)."""
+        _, _, xt, yt, vi, _, pt = _split_episode(batch, device)
+        state = {"psi": self.psi.unsqueeze(0)}
+        for key in ("shots", "shot_points"):
+            if key in batch:
+                state[key] = batch[key].to(device, non_blocking=True)
+        out = (generator or self.model.generator).generate(yt, pt, state)
+        return {**out, "real": xt, "y": yt, "vi": vi}
 
     def d_condition(self, out: dict, detach_table: bool = False) -> dict:
         w = self.w.unsqueeze(0).expand(out["real"].shape[0], -1)
@@ -695,14 +712,20 @@ def build_loss(opts: TrainOptions, device: torch.device):
     return GeneratorLoss(LossWeights.from_dict(opts.loss_weights) if opts.loss_weights else LossWeights(), backbones)
 
 
-def init_from_pretrained(name_or_dir: str, dataset) -> nn.Module:
+def init_from_pretrained(name_or_dir: str, dataset, config: str | None = None) -> nn.Module:
     """A pretrained model re-shaped for ``dataset``: E, G, D's trunk, w0 and b as trained; D's table ``W``
     resized to the dataset's videos, keeping the trained row of every video the model was trained on
     (``model.video_rows``: new row -> trained row; the rest are set by :func:`init_embedding_table`).
 
+    With ``config`` (a registered name), the model has that architecture and takes every pretrained
+    tensor whose name and shape fit it, except the generator's when the generator family differs
+    (a warp generator starts from the shipped paper-family E and D, say); ``model.init_parts`` lists
+    the networks taken whole.
+
     Continuing meta-learning from the shipped weights (on more data, on a GPU) needs no checkpoint:
     optimisers start afresh and the run counts its steps from 0 (the record keeps where it started).
     """
+    from .config import get_config
     from .hub import load_pretrained
     from .models import TalkingHeadModel
 
@@ -713,13 +736,26 @@ def init_from_pretrained(name_or_dir: str, dataset) -> nn.Module:
         src = load_pretrained(name_or_dir)
     except (InputError, WeightsError) as exc:
         raise InputError(f"--init-from {name_or_dir}: {exc}") from None
-    model = TalkingHeadModel(src.config.replace(num_videos=len(dataset)))
-    state = {k: v for k, v in src.state_dict().items() if k != "discriminator.W.weight"}
+    cfg = src.config if config is None else get_config(config)
+    model = TalkingHeadModel(cfg.replace(num_videos=len(dataset)))
+    target = model.state_dict()
+    same_family = cfg.generator == src.config.generator
+    state = {k: v for k, v in src.state_dict().items()
+             if k != "discriminator.W.weight" and k in target and tuple(v.shape) == tuple(target[k].shape)
+             and (same_family or not k.startswith("generator."))}
     model.load_state_dict(state, strict=False)
+    model.init_parts = [net for net in ("embedder", "generator", "discriminator")
+                        if all(k in state for k in target if k.startswith(net + ".") and k != "discriminator.W.weight")]
+    if config is not None and len(model.init_parts) < 3:
+        fresh = [n for n in ("embedder", "generator", "discriminator") if n not in model.init_parts]
+        warnings.warn(f"--init-from {name_or_dir} with --config {config}: the {' and '.join(fresh)} start(s) "
+                      "at random (another architecture or generator family).", stacklevel=2)
     trained = list(src.training_info.get("videos") or [])
     index = {v: i for i, v in enumerate(trained)}
     model.video_rows = {i: index[v] for i, v in enumerate(dataset.videos) if v in index}
-    if trained and not model.video_rows:
+    if "discriminator" not in model.init_parts:  # D starts afresh: so do its rows (and w0)
+        model.video_rows = {}
+    if trained and not model.video_rows and "discriminator" in model.init_parts:
         warnings.warn(f"--init-from {name_or_dir}: none of the cache's {len(dataset.videos)} clips is one of the "
                       f"{len(trained)} it was trained on (a clip's id is its file name and a hash of its "
                       "content; run `preprocess` again on an older cache named by paths), so every row of D's "
@@ -728,9 +764,9 @@ def init_from_pretrained(name_or_dir: str, dataset) -> nn.Module:
         for new, old in model.video_rows.items():
             model.discriminator.W.weight[new] = src.discriminator.W.weight[old]
     info = src.training_info
-    model.training_info = {"config_name": info.get("config_name"),
+    model.training_info = {"config_name": info.get("config_name") if config is None else config,
                            "init_from": {"model": str(name_or_dir), "steps": info.get("steps"),
-                                         "init_from": info.get("init_from")}}
+                                         "parts": model.init_parts, "init_from": info.get("init_from")}}
     return model
 
 
@@ -785,7 +821,12 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     saved = _saved_record(run_dir) if state is not None else {}
     if state is not None:
         _check_resumable(run_dir, saved, dataset, state, opts)
-    init = init_from_pretrained(opts.init_from, dataset) if state is None and opts.init_from else None
+    if opts.init_architecture not in ("pretrained", "config"):
+        raise InputError(f"init_architecture must be pretrained or config, not {opts.init_architecture!r}.")
+    init = None
+    if state is None and opts.init_from:
+        init = init_from_pretrained(opts.init_from, dataset,
+                                    config=opts.config if opts.init_architecture == "config" else None)
     if init is not None:  # the architecture is the pretrained model's
         cfg = init.config
         opts = dataclasses.replace(opts, config=init.training_info.get("config_name") or opts.config)
@@ -797,7 +838,8 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     model = init if init is not None else TalkingHeadModel(cfg)
     task = MetaLearningTask(model, feed_forward=opts.feed_forward).to(device)
     if state is None:
-        init_embedding_table(model, dataset, device, keep=init.video_rows if init is not None else None)
+        init_embedding_table(model, dataset, device,
+                             keep=init.video_rows if init is not None and "discriminator" in init.init_parts else None)
     if dist.enabled:
         _broadcast_module(task)
     loss_fn = build_loss(opts, device)

@@ -57,3 +57,24 @@ def grace_hopper(grace_hopper_path) -> np.ndarray:
 
     bgr = cv2.imread(str(grace_hopper_path), cv2.IMREAD_COLOR)
     return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+@pytest.fixture(scope="session")
+def astronaut_face(astronaut):
+    """``(crop uint8 (256, 256, 3), landmarks float32 (68, 2) in crop pixels)``: the astronaut's face
+    crop as the library makes it (dlib landmarks, ``crop_from_landmarks``)."""
+    from talkinghead.landmarks import crop_from_landmarks, crop_image, get_detector, transform_landmarks
+
+    lm = get_detector("dlib").detect(astronaut)[0].landmarks
+    crop = crop_from_landmarks(lm, 256)
+    return crop_image(astronaut, crop), transform_landmarks(lm, crop).astype(np.float32)
+
+
+def scaled_face(face, size: int):
+    """The astronaut's face crop and landmarks at ``size`` pixels (pixel centres at integers)."""
+    import cv2
+
+    crop, lm = face
+    r = size / crop.shape[0]
+    img = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA) if size != crop.shape[0] else crop
+    return img, ((lm + 0.5) * r - 0.5).astype(np.float32)

@@ -8,7 +8,7 @@ from talkinghead.config import create_model, get_config, list_configs
 from talkinghead.models import Embedder, Generator, ProjectionDiscriminator, TalkingHeadModel
 from talkinghead.models.layers import AdaIN, ResBlockDown, ResBlockUp, SelfAttention
 
-SLOW = {"paper-256"}  # cpu-256 takes ~2.5 s on one core
+SLOW = {"paper-256"}  # cpu-256 takes ~2.5 s on one core, warp-256 ~2 s
 
 
 
@@ -50,11 +50,15 @@ def test_blocks_change_resolution_and_attention_starts_as_identity():
 
 
 def _run_all(model: TalkingHeadModel, b: int, k: int):
+    from talkinghead.models.families import example_inputs
+
     s = model.config.image_size
     x, y = images(b, k, 3, s, s, seed=1), images(b, k, 3, s, s, seed=2)
     yt = images(b, 3, s, s, seed=3)
     e, e_hat = model.embedder(x, y)
-    fake = model.generator(yt, e_hat)
+    ex = example_inputs(model.config, b, k)  # landmark points for families that warp the shots
+    state = model.generator.identity_state(e_hat, x, ex["shot_points"])
+    fake = model.generator.generate(yt, ex["points"], state)["fake"]
     score, feats = model.discriminator(fake, yt, video_index=torch.zeros(b, dtype=torch.long))
     return e, e_hat, fake, score, feats
 

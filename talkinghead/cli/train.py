@@ -31,7 +31,9 @@ def register(subparsers, formatter_class) -> None:
                               description=DESCRIPTION, formatter_class=formatter_class)
     p.add_argument("--config", default=None, help="model config name (paper-256, cpu-256, tiny); default cpu-256")
     p.add_argument("--init-from", default=None, metavar="NAME|DIR",
-                   help="start from a pretrained model's E, G, D (its config) instead of random weights")
+                   help="start from a pretrained model's E, G, D (its config) instead of random weights; with "
+                        "--config, that architecture, taking E, D and G from the model where they fit (G only "
+                        "of the same generator family)")
     p.add_argument("--data", default=None, metavar="CACHE", help="cache folder from `talkinghead preprocess`")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder")
     p.add_argument("--steps", type=positive_int, default=None, help="total generator steps (default 1000)")
@@ -72,8 +74,6 @@ def run(args) -> int:
     run_dir = Path(args.output)
     if args.resume and args.init_from:
         raise InputError("--init-from starts a new run and --resume continues one: give one of them.")
-    if args.init_from and args.config:
-        raise InputError("--init-from brings its own architecture: leave out --config.")
     check_output_folder(run_dir, f"Run folder {run_dir}", "choose another -o")  # before its record is read
     if args.resume:
         saved = run_dir / OPTIONS
@@ -93,6 +93,8 @@ def run(args) -> int:
         if "data" not in given:
             raise InputError("--data CACHE is required: build a cache with `talkinghead preprocess VIDEOS -o CACHE`.")
         opts = TrainOptions.from_dict({**given, "run_dir": str(run_dir)})
+        if args.init_from and args.config:  # that architecture, with every pretrained part that fits it
+            opts.init_architecture = "config"
     weights = parse_loss_weights(args.loss_weight)
     if weights is not None:  # on --resume too: the run's saved weights, with these replaced
         opts.loss_weights = {**opts.loss_weights, **weights}

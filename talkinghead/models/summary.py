@@ -18,7 +18,7 @@ def count_parameters(module: torch.nn.Module) -> int:
 def model_summary(cfg: ModelConfig | str) -> list[dict[str, Any]]:
     """``[{"network", "params", "gflops"}]`` for the embedder, generator and discriminator.
 
-    GFLOPs are forward FLOPs for one frame (batch 1, K = 1) as counted by
+    GFLOPs are forward FLOPs for one frame (batch 1, K = 1 shot for the warp family) as counted by
     ``torch.utils.flop_counter.FlopCounterMode``: convolutions and matrix products at 2 FLOPs per
     multiply-add; norms, activations and softmax are not counted. The networks are built on the
     ``meta`` device without spectral norm (same parameters; its per-forward weight rescaling is one
@@ -28,6 +28,7 @@ def model_summary(cfg: ModelConfig | str) -> list[dict[str, Any]]:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    from .families import example_inputs, run_generator
     from .layers import without_spectral_norm
     from .talking_head import TalkingHeadModel
 
@@ -40,7 +41,7 @@ def model_summary(cfg: ModelConfig | str) -> list[dict[str, Any]]:
         kshot = torch.zeros(1, 1, c, s, s)
         calls = {
             "embedder": lambda: model.embedder(kshot, kshot),
-            "generator": lambda: model.generator(img, e_hat=torch.zeros(1, cfg.embed_dim)),
+            "generator": lambda: run_generator(model.generator, example_inputs(cfg)),
             "discriminator": lambda: model.discriminator(img, img, video_index=torch.zeros(1, dtype=torch.long)),
         }
         rows = []

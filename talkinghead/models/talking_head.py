@@ -8,7 +8,7 @@ from torch import nn
 from ..config import ModelConfig, get_config
 from .discriminator import ProjectionDiscriminator
 from .embedder import Embedder
-from .generator import Generator
+from .families import build_generator
 
 __all__ = ["TalkingHeadModel"]
 
@@ -16,8 +16,9 @@ __all__ = ["TalkingHeadModel"]
 class TalkingHeadModel(nn.Module):
     """Holds ``.embedder``, ``.generator``, ``.discriminator`` and ``.config`` (a :class:`ModelConfig`).
 
-    It has no ``forward``: callers use the networks directly, e.g.
-    ``e, e_hat = m.embedder(x, y)`` then ``m.generator(y_t, e_hat)``.
+    It has no ``forward``: callers use the networks directly through the family interface, e.g.
+    ``e, e_hat = m.embedder(x, y)``, ``state = m.generator.identity_state(e_hat, shots, shot_points)``,
+    then ``m.generator.generate(y_t, points_t, state)["fake"]``.
     Weights travel as ``config.json`` + ``model.safetensors`` (:mod:`talkinghead.hub`).
     """
 
@@ -25,7 +26,7 @@ class TalkingHeadModel(nn.Module):
         super().__init__()
         self.config = get_config(config)
         self.embedder = Embedder(self.config)
-        self.generator = Generator(self.config)
+        self.generator = build_generator(self.config)  # the config's family (models/families.py)
         self.discriminator = ProjectionDiscriminator(self.config)
         # how the weights were trained (loss weights, steps); saved in config.json's "training" and
         # used by fine-tuning to keep the meta-training loss balance

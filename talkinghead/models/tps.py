@@ -1,0 +1,123 @@
+"""Thin-plate-spline motion fields from 68 landmarks: batched torch, for ``grid_sample``.
+
+Coordinates: landmarks come in crop pixels (pixel centres at integers, OpenCV's convention) and are
+mapped to ``grid_sample``'s normalised ``[-1, 1]`` with ``align_corners=False``: ``u = (x + 0.5) / S * 2 - 1``.
+Fixed points on the crop border (:func:`talkinghead.evaluation.baselines.edge_points`, the same ones as
+the piecewise-affine baseline) are added to both point sets, so the background at the crop's edge stays.
+
+Backward mapping: for each output pixel we need where to read in the shot, so the spline is fitted
+from the *target* points to the *shot* points (``[K + lam I, P; P^T, 0] [w; a] = [v; 0]`` with
+``K_ij = U(|c_i - c_j|)``, ``U(r) = r^2 log r^2``, ``P = [1, x, y]``) and evaluated at every pixel.
+The target's kernel rows are computed once and shared by all K shots. Landmarks are data, not
+parameters, so no gradient flows through the fit; the field is computed in float32 (float64 solve).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["to_normalised", "border_points", "tps_grid", "identity_grid", "warp_images", "landmark_distance"]
+
+# lam: a small ridge on the kernel so that points that coincide (closed lips, a tracker's double point)
+# give a smooth compromise instead of a singular system; in normalised units (the crop is 2 wide)
+TPS_REGULARIZATION = 1e-3
+
+
+def to_normalised(points: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop pixels ``(..., 2)`` -> ``grid_sample`` coordinates (``align_corners=False``)."""
+    return (points + 0.5) * (2.0 / size) - 1.0
+
+
+def border_points(size: int, per_side: int = 3) -> torch.Tensor:
+    """``(4 * per_side, 2)`` normalised points on the crop border (the baseline's edge points)."""
+    from ..evaluation.baselines import edge_points
+
+    return to_normalised(torch.from_numpy(edge_points(size, per_side)).float(), size)
+
+
+def identity_grid(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``(S, S, 2)`` normalised (x, y) of every pixel centre: ``grid_sample`` with it returns the input."""
+    t = (torch.arange(size, device=device, dtype=dtype) + 0.5) * (2.0 / size) - 1.0
+    gy, gx = torch.meshgrid(t, t, indexing="ij")
+    return torch.stack([gx, gy], dim=-1)
+
+
+def _kernel(sq_dist: torch.Tensor) -> torch.Tensor:
+    """``U = r^2 log r^2`` from squared distances (0 at r = 0)."""
+    return sq_dist * torch.log(sq_dist.clamp_min(1e-12))
+
+
+@torch.no_grad()
+def tps_grid(target: torch.Tensor, shots: torch.Tensor, size: int, border: torch.Tensor | None = None,
+             regularization: float = TPS_REGULARIZATION) -> torch.Tensor:
+    """Sampling grids that move each shot's landmarks onto the target's.
+
+    Args:
+        target: ``(B, 68, 2)`` target landmarks in crop pixels.
+        shots: ``(B, K, 68, 2)`` landmarks of the K shots in their own crop pixels.
+        size: the crop's side S (grids are ``S x S``).
+        border: ``(E, 2)`` normalised fixed points (default :func:`border_points`).
+
+    Returns:
+        ``(B, K, S, S, 2)`` normalised coordinates: ``grid_sample(shot_k, grid[:, k])`` is shot k warped
+        to the target's landmarks.
+    """
+    if target.dim() != 3 or target.shape[1:] != (68, 2):
+        raise ValueError(f"target landmarks must be (B, 68, 2), got {tuple(target.shape)}")
+    if shots.dim() != 4 or shots.shape[0] != target.shape[0] or shots.shape[2:] != (68, 2):
+        raise ValueError(f"shot landmarks must be (B, K, 68, 2) with B = {target.shape[0]}, got {tuple(shots.shape)}")
+    if target.device.type not in ("cpu", "cuda"):  # meta (FLOP counts), mps: no autocast to leave
+        return _tps_grid(target, shots, size, border, regularization)
+    with torch.autocast(target.device.type, enabled=False):  # coordinates need float32 at least
+        return _tps_grid(target, shots, size, border, regularization)
+
+
+def _tps_grid(target, shots, size, border, regularization):
+    b, k = shots.shape[:2]
+    device = target.device
+    if border is None:
+        border = border_points(size)
+    border = border.to(device, torch.float64)
+    e = border.shape[0]
+    c = torch.cat([to_normalised(target.double(), size), border.expand(b, e, 2)], dim=1)  # (B, N, 2)
+    v = torch.cat([to_normalised(shots.double(), size), border.expand(b, k, e, 2)], dim=2)  # (B, K, N, 2)
+    n = c.shape[1]
+    kmat = _kernel(torch.cdist(c, c).square()) + regularization * torch.eye(n, dtype=c.dtype, device=device)
+    p = torch.cat([torch.ones(b, n, 1, dtype=c.dtype, device=device), c], dim=2)  # (B, N, 3)
+    top = torch.cat([kmat, p], dim=2)
+    bottom = torch.cat([p.transpose(1, 2), torch.zeros(b, 3, 3, dtype=c.dtype, device=device)], dim=2)
+    system = torch.cat([top, bottom], dim=1)  # (B, N+3, N+3)
+    rhs = torch.cat([v.permute(0, 2, 1, 3).reshape(b, n, 2 * k),
+                     torch.zeros(b, 3, 2 * k, dtype=c.dtype, device=device)], dim=1)
+    coef = torch.linalg.solve(system, rhs).float()  # (B, N+3, 2K)
+    g = identity_grid(size, device).reshape(1, size * size, 2).expand(b, -1, -1)
+    basis = torch.cat([_kernel(torch.cdist(g, c.float()).square()),
+                       torch.ones(b, size * size, 1, device=device), g], dim=2)  # (B, S*S, N+3)
+    out = torch.bmm(basis, coef)  # (B, S*S, 2K)
+    return out.reshape(b, size, size, k, 2).permute(0, 3, 1, 2, 4).contiguous()
+
+
+def warp_images(images: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
+    """``grid_sample`` of ``(B, K, C, S, S)`` images with ``(B, K, S, S, 2)`` grids -> ``(B, K, C, S, S)``
+    (bilinear, border padding, ``align_corners=False``)."""
+    b, k = images.shape[:2]
+    out = F.grid_sample(images.flatten(0, 1), grids.flatten(0, 1).to(images.dtype), mode="bilinear",
+                        padding_mode="border", align_corners=False)
+    return out.reshape(b, k, *out.shape[1:])
+
+
+def landmark_distance(target: torch.Tensor, shots: torch.Tensor) -> torch.Tensor:
+    """``(B, K)`` mean distance between the target's and each shot's landmarks after removing position
+    and scale (stable-point centre and spread), as :func:`talkinghead.evaluation.nearest_shot` measures
+    it: how far each shot's pose and expression are from the target's."""
+
+    from ..motion import STABLE  # the stable points (nose, eye corners), as motion.normalise uses them
+
+    def normalise(lm: torch.Tensor) -> torch.Tensor:
+        pts = lm[..., list(STABLE), :]
+        centre = pts.mean(dim=-2, keepdim=True)
+        spread = (pts - centre).square().sum(-1).mean(-1).sqrt().clamp_min(1e-6)
+        return (lm - centre) / spread[..., None, None]
+
+    return (normalise(shots) - normalise(target)[:, None]).norm(dim=-1).mean(-1)

@@ -1,0 +1,210 @@
+"""Generator families through their one interface: the paper's generator and the warp-guided one."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import scaled_face
+from talkinghead import hub
+from talkinghead.config import get_config
+from talkinghead.errors import WeightsError
+from talkinghead.evaluation.baselines import piecewise_affine_warp
+from talkinghead.models import FAMILIES, TalkingHeadModel, WarpGenerator, build_generator, family_of
+from talkinghead.models.tps import tps_grid, warp_images
+from talkinghead.pipeline import to_tensor, to_uint8
+
+TINY = {"paper": "tiny", "warp": "warp-tiny"}
+
+
+def opened_mouth(lm: np.ndarray, px: float) -> np.ndarray:
+    """Landmarks with the jaw, lower lip and lower inner lip moved down by ``px`` (a mouth opening)."""
+    out = lm.copy()
+    lower = list(range(4, 13)) + [55, 56, 57, 58, 59, 65, 66, 67]
+    out[lower, 1] += px
+    return out
+
+
+def face_batch(face, size: int, b: int, k: int):
+    """Shots, their points, target landmark images and points from the astronaut's real face."""
+    from talkinghead.landmarks import landmark_images
+
+    img, lm = scaled_face(face, size)
+    rng = np.random.default_rng(0)
+    shot_pts = np.stack([[lm + rng.normal(0, size / 200, lm.shape) for _ in range(k)] for _ in range(b)])
+    target = np.stack([opened_mouth(lm, size / 40) for _ in range(b)]).astype(np.float32)
+    shots = to_tensor(img)[None, None].expand(b, k, -1, -1, -1).clone()
+    y = landmark_images(target, size).float()
+    if y.max() > 1.5:  # uint8 landmark images
+        y = y / 127.5 - 1
+    return shots, torch.tensor(shot_pts, dtype=torch.float32), y, torch.from_numpy(target)
+
+
+def test_registry_matches_the_config_names():
+    from talkinghead.config import GENERATOR_FAMILIES
+
+    assert tuple(FAMILIES) == GENERATOR_FAMILIES
+    for family, name in TINY.items():
+        g = build_generator(get_config(name))
+        assert family_of(g) == family and isinstance(g, FAMILIES[family])
+    assert get_config("warp-256").generator == "warp" and get_config("cpu-256").generator == "paper"
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_family_interface_shapes_backward_finite(family, astronaut_face):
+    torch.manual_seed(0)
+    model = TalkingHeadModel(TINY[family])
+    cfg, G = model.config, model.generator
+    shots, shot_pts, y, pts = face_batch(astronaut_face, cfg.image_size, b=2, k=3)
+    _, e_hat = model.embedder(shots, shots)
+    state = G.identity_state(e_hat, shots, shot_pts)
+    assert state["psi"].shape == (2, G.n_psi)
+    if G.needs_shots:
+        assert state["shots"].shape == shots.shape and state["shot_points"].shape == (2, 3, 68, 2)
+    out = G.generate(y, pts, state)
+    fake = out["fake"]
+    assert fake.shape == (2, 3, cfg.image_size, cfg.image_size) and torch.isfinite(fake).all()
+    assert fake.abs().max() <= 1.0 + 1e-5
+    if family == "warp":
+        s = cfg.image_size
+        assert out["mask"].shape == (2, 1, s, s) and out["flow"].shape == (2, s, s, 2)
+        assert out["weights"].shape == (2, cfg.warp_shots, 1, s, s)
+        assert torch.allclose(out["weights"].sum(1), torch.ones(2, 1, s, s), atol=1e-5)
+    (fake.square().mean() + sum(v.float().mean() for k, v in out.items() if k in ("mask", "flow"))).backward()
+    grads = [p.grad for p in G.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(torch.isfinite(g).all() for g in grads if g is not None)
+    # the identity path reaches every family's weights: e_hat gets a gradient through psi
+    e = torch.zeros(2, cfg.embed_dim, requires_grad=True)
+    G.generate(y, pts, {**state, "psi": G.psi_from_embedding(e)})["fake"].mean().backward()
+    assert e.grad is not None
+
+
+def test_untrained_warp_generator_is_the_warp_baseline(astronaut_face):
+    """Untrained, the warp family reproduces a warp of the shot: the thin-plate spline exactly (up to
+    the mask's 0.7%), and the evaluation's piecewise-affine baseline within a few grey levels."""
+    torch.manual_seed(0)
+    cfg = get_config("warp-256")
+    G = WarpGenerator(cfg).eval()
+    img, lm = scaled_face(astronaut_face, 256)
+    target = opened_mouth(lm, 8.0) + np.array([3.0, -2.0], np.float32)
+    shots = to_tensor(img)[None, None]
+    state = G.identity_state(torch.rand(1, cfg.embed_dim), shots, torch.from_numpy(lm)[None, None])
+    from talkinghead.landmarks import landmark_images
+
+    y = landmark_images(target[None], 256).float()
+    y = y / 127.5 - 1 if y.max() > 1.5 else y
+    with torch.no_grad():
+        out = G.generate(y, torch.from_numpy(target)[None], state)
+        tps = warp_images(shots, tps_grid(torch.from_numpy(target)[None], torch.from_numpy(lm)[None, None], 256))[:, 0]
+    assert (out["fake"] - tps).abs().max() < 0.01
+    ours = to_uint8(out["fake"])[0].astype(np.float64)
+    baseline = piecewise_affine_warp(img, lm, target).astype(np.float64)
+    # inside the face, where the two warps are defined by the same 68 points
+    x0, y0 = np.floor(target.min(0)).astype(int)
+    x1, y1 = np.ceil(target.max(0)).astype(int)
+    face = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
+    ours_err = np.abs(ours[face] - baseline[face]).mean()
+    unwarped_err = np.abs(img.astype(np.float64)[face] - baseline[face]).mean()
+    assert ours_err < 4.0, ours_err  # grey levels of 255
+    assert ours_err < 0.5 * unwarped_err, (ours_err, unwarped_err)  # and the test can tell a warp from none
+
+
+def test_warp_blends_the_nearest_shots(astronaut_face):
+    """The prior picks the shots whose pose and expression are nearest; at most warp_shots are warped."""
+    torch.manual_seed(0)
+    cfg = get_config("warp-256", warp_shots=2)
+    G = WarpGenerator(cfg).eval()
+    img, lm = scaled_face(astronaut_face, 256)
+    grey = np.full_like(img, 128)
+    far = opened_mouth(lm, 30.0)  # wide open: far from a closed-mouth target
+    shots = torch.stack([to_tensor(grey), to_tensor(img), to_tensor(grey)])[None]
+    shot_pts = torch.from_numpy(np.stack([far, lm, far]))[None]
+    state = G.identity_state(torch.rand(1, cfg.embed_dim), shots, shot_pts)
+    y = torch.zeros(1, 3, 256, 256)
+    with torch.no_grad():
+        out = G.generate(y, torch.from_numpy(lm)[None], state)
+    assert out["shot_index"].shape == (1, 2) and out["shot_index"][0, 0] == 1
+    gen = to_uint8(out["fake"])[0].astype(np.float64)
+    assert np.abs(gen - img).mean() < 3.0  # the astronaut, not the grey shots
+
+
+def test_warp_heads_learn(astronaut_face):
+    """The zero-initialised heads get gradients, so one step moves the mask, the flow and the rgb."""
+    torch.manual_seed(0)
+    model = TalkingHeadModel("warp-tiny")
+    G = model.generator
+    shots, shot_pts, y, pts = face_batch(astronaut_face, 64, b=1, k=2)
+    state = G.identity_state(torch.rand(1, model.config.embed_dim), shots, shot_pts)
+    before = G.generate(y, pts, state)
+    opt = torch.optim.Adam(G.parameters(), lr=1e-2)
+    ((before["fake"] - torch.ones_like(before["fake"])).abs().mean()).backward()
+    opt.step()
+    with torch.no_grad():
+        after = G.generate(y, pts, state)
+    assert not torch.allclose(after["mask"], before["mask"].detach())
+    assert after["flow"].abs().max() > 0 and not torch.allclose(after["rgb"], before["rgb"].detach())
+
+
+# ---- weights on disk: hub dispatch -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def saved_warp(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TalkingHeadModel("warp-tiny")
+    with torch.no_grad():  # non-zero heads, so the comparison covers every tensor
+        model.generator.head.weight.normal_(0, 0.01)
+        model.generator.scorer[-1].weight.normal_(0, 0.01)
+    folder = tmp_path_factory.mktemp("w") / "warp-tiny-test"
+    model.save_pretrained(folder)
+    return model.eval(), folder
+
+
+def test_hub_round_trip_builds_the_saved_family(saved_warp, astronaut_face):
+    model, folder = saved_warp
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["family"] == "warp" and meta["config"]["generator"] == "warp"
+    loaded = TalkingHeadModel.from_pretrained(folder)
+    assert isinstance(loaded.generator, WarpGenerator)
+    shots, shot_pts, y, pts = face_batch(astronaut_face, 64, b=1, k=2)
+    with torch.no_grad():
+        a = [m.generator.generate(y, pts, m.generator.identity_state(torch.ones(1, 32), shots, shot_pts))["fake"]
+             for m in (model, loaded)]
+    assert torch.equal(a[0], a[1])
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: m.update(family="diffusion"), "family 'diffusion'.*upgrade talkinghead"),
+    (lambda m: m.update(family="paper"), "names generator family 'paper' but its config builds 'warp'"),
+])
+def test_unknown_or_mismatched_family_is_one_line(saved_warp, tmp_path, change, words):
+    import shutil
+
+    _, folder = saved_warp
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    meta = json.loads((bad / "config.json").read_text())
+    change(meta)
+    (bad / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(WeightsError, match=words) as info:
+        hub.load_pretrained(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_folder_from_before_families_loads_as_the_paper_generator(tmp_path):
+    """A model saved before generator families existed (no ``family``, no ``generator``/``warp_*``
+    fields) is the paper's generator."""
+    from talkinghead.models import Generator
+
+    torch.manual_seed(0)
+    model = TalkingHeadModel("tiny")
+    folder = tmp_path / "old"
+    model.save_pretrained(folder)
+    meta = json.loads((folder / "config.json").read_text())
+    del meta["family"]
+    for key in [k for k in meta["config"] if k == "generator" or k.startswith("warp_")]:
+        del meta["config"][key]
+    (folder / "config.json").write_text(json.dumps(meta))
+    loaded = TalkingHeadModel.from_pretrained(folder)
+    assert isinstance(loaded.generator, Generator) and loaded.config.generator == "paper"
