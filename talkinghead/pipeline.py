@@ -13,11 +13,9 @@ driving clip is. Only the driving clip's landmark track (``T x 68 x 2`` floats) 
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,76 +265,23 @@ class TalkingHead:
 
     def _fine_tune(self, sources, e_hat, steps, device, batch_size, patience, progress, seed, content, loss_weights,
                    lr, train_generator, amp, log, callback):
-        from tqdm import tqdm
+        """The photos as tensors for :func:`talkinghead.training.fine_tune`; its snapshots as Avatars."""
+        from .training import fine_tune
 
-        from .training import FineTuneTask, Trainer, TrainOptions, build_loss
-
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        size = self.image_size
-        pairs = [s.crop_and_landmark_image(size) for s in sources]
+        pairs = [s.crop_and_landmark_image(self.image_size) for s in sources]
         frames = torch.stack([to_tensor(c) for c, _ in pairs])
         marks = torch.stack([to_tensor(l) for _, l in pairs])
-        model = copy.deepcopy(self.model).to(device).train()
-        task = FineTuneTask(model, e_hat.to(device), train_generator=train_generator).to(device)
-        opts = TrainOptions(config=self.name, data="", run_dir="", steps=steps, batch=batch_size,
-                            k=0, device=str(device), d_steps=1, content=content, progress=False,
-                            lr_g=lr, lr_d=4 * lr, amp=amp,
-                            loss_weights=dict(self.loss_weights if loss_weights is None else loss_weights))
-        loss_fn = build_loss(opts, device)
-        trainer = Trainer(task, loss_fn, opts, device, run_dir=None)
 
-        def batches() -> Iterator[dict]:
-            while True:
-                idx = rng.integers(0, len(sources), batch_size)
-                flip = rng.random(batch_size) < 0.5
-                x, y = frames[idx].clone(), marks[idx].clone()
-                # a mirrored photo is another view of the same face: flip image and drawn landmarks alike
-                x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-                yield {"frames": x[:, None], "landmarks": y[:, None],
-                       "video_index": torch.zeros(batch_size, dtype=torch.long)}
+        def snapshot(generator, psi) -> Avatar:
+            return Avatar(generator, psi, e_hat, sources[0], model_name=self.name, config=self.config)
 
-        def snapshot() -> Avatar:  # copies: the optimiser updates G' and psi' in place
-            return Avatar(copy.deepcopy(task.model.generator), task.psi.detach().clone(), e_hat, sources[0],
-                          model_name=self.name, config=self.config)
-
-        stream = batches()
-        best, since, history = float("inf"), 0, []
-        t0 = time.time()
-        bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress)
-        for step in bar:
-            terms = trainer.train_step(stream)
-            _check_finite(terms, step + 1, opts)
-            g = terms.get("g_total", float("nan"))
-            # early stop on the reconstruction terms (content, pixel), smoothed: the adversarial terms
-            # swing by design and would end fine-tuning at a random step
-            recon = [v for k, v in terms.items() if k.startswith("g_content_") or k == "g_pixel"]
-            history.append(float(sum(recon)) if recon else g)
-            smooth = float(np.mean(history[-10:]))
-            if smooth < best - 0.005 * abs(best):
-                best, since = smooth, 0
-            else:
-                since += 1
-            bar.set_postfix(g=f"{g:.3f}", d=f"{terms.get('d_total', float('nan')):.3f}")
-            if log is not None:
-                log({"step": step + 1, **terms})
-            if callback is not None:
-                callback(step + 1, terms, snapshot)
-            if patience and since >= patience:
-                break
-        bar.close()
-        _check_finite_weights(task, len(history), opts)
-        # G' itself, not the EMA copy: with a decay of 0.999 a few hundred steps would leave the EMA
-        # mostly the meta-learned generator while psi' is fully trained.
-        generator = copy.deepcopy(task.model.generator).eval()
-        info = {"photos": [s.name for s in sources], "fine_tune_steps": len(history), "asked_steps": steps,
-                "stopped_early": len(history) < steps, "final_g_loss": g if history else None,
-                "final_reconstruction_loss": history[-1] if history else None,
-                "seconds": round(time.time() - t0, 2), "device": str(device),
-                "content_backbones": list(loss_fn.backbones.names) if loss_fn.backbones is not None else [],
-                "loss_weights": loss_fn.weights.to_dict(), "lr_g": opts.lr_g, "lr_d": opts.lr_d,
-                "train_generator": train_generator, "amp": "bf16" if trainer.amp else "off"}
-        return generator, task.psi.detach(), info
+        generator, psi, info = fine_tune(
+            self.model, frames, marks, e_hat, steps, device, lr=lr, batch_size=batch_size, patience=patience,
+            progress=progress, seed=seed, content=content,
+            loss_weights=self.loss_weights if loss_weights is None else loss_weights,
+            train_generator=train_generator, amp=amp, model_name=self.name, log=log, callback=callback,
+            make_snapshot=snapshot)
+        return generator, psi, {"photos": [s.name for s in sources], **info}
 
 
 def _check_fine_tune_settings(content: str, lr: float, amp: str, loss_weights: dict | None) -> float:
@@ -361,26 +306,6 @@ def _check_fine_tune_settings(content: str, lr: float, amp: str, loss_weights: d
         except (TypeError, ValueError) as exc:
             raise InputError(f"loss_weights: {exc}.") from None
     return float(lr)
-
-
-def _diverged(step: int, what: str, opts) -> InputError:
-    return InputError(f"Fine-tuning diverged at step {step} ({what}) with lr={opts.lr_g:g}: lower the learning "
-                      "rate (lr) or the loss weights and try again.")
-
-
-def _check_finite(terms: dict, step: int, opts) -> None:
-    """Stop at the first NaN or infinite loss: every later step would only spread it through G'."""
-    bad = [k for k, v in terms.items() if isinstance(v, float) and not math.isfinite(v)]
-    if bad:
-        key = "g_total" if "g_total" in bad else sorted(bad)[0]  # the generator's loss says the most
-        raise _diverged(step, f"{key} is {terms[key]}", opts)
-
-
-def _check_finite_weights(task, steps: int, opts) -> None:
-    """The last update can break the weights after a finite loss; never hand back such an avatar."""
-    params = [task.psi, *task.model.generator.parameters()]
-    if not all(bool(torch.isfinite(p).all()) for p in params):
-        raise _diverged(steps, "the generator's weights are not finite", opts)
 
 
 def load(name_or_dir: str | os.PathLike = "default", device: str | torch.device = "auto") -> TalkingHead:

@@ -8,6 +8,7 @@ and discriminator losses of a batch. Two tasks share it:
   embedding match; ``feed_forward=True`` drops the match term: the paper's FF variant).
 - :class:`FineTuneTask`: G' with trainable AdaIN parameters psi (initialised to ``P e_hat``) and D'
   with a trainable projection vector w (initialised to ``w0 + e_hat``) on a few photos; no match term.
+  :func:`fine_tune` runs it on one person's photos (behind ``TalkingHead.personalize``).
 
 Every step is ``gen_update`` then ``d_steps`` x ``dis_update`` (the first reuses the detached fake).
 A run folder holds::
@@ -36,6 +37,7 @@ import csv
 import dataclasses
 import io as _io
 import json
+import math
 import os
 import random
 import signal
@@ -66,6 +68,7 @@ __all__ = [
     "init_distributed",
     "load_checkpoint",
     "export_pretrained",
+    "fine_tune",
 ]
 
 CHECKPOINT = "checkpoint.pt"
@@ -947,3 +950,122 @@ def export_pretrained(run_dir: str | os.PathLike, out_dir: str | os.PathLike | N
     out = Path(out_dir) if out_dir is not None else run_dir / "model"
     model.save_pretrained(out)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# fine-tuning on one person's photos (the loop behind TalkingHead.personalize)
+# --------------------------------------------------------------------------------------------
+
+
+def fine_tune(model: nn.Module, frames: torch.Tensor, marks: torch.Tensor, e_hat: torch.Tensor, steps: int,
+              device: torch.device, *, lr: float, batch_size: int = 2, patience: int = 50, progress: bool = True,
+              seed: int = 0, content: str = "auto", loss_weights: dict | None = None, train_generator: bool = True,
+              amp: str = "auto", model_name: str = "", log=None, callback=None,
+              make_snapshot=None) -> tuple[nn.Module, torch.Tensor, dict]:
+    """Fine-tune a copy of ``model`` on one person's photos (paper, sec. 3.3) with :class:`FineTuneTask`.
+
+    ``frames`` and ``marks`` are the photos' face crops and landmark images, ``(K, 3, S, S)`` in [-1, 1]
+    (kept where they are; each batch moves to ``device``), ``e_hat`` ``(D,)`` their mean embedding.
+    Each step draws ``batch_size`` photos at random, mirrors each with probability 1/2, and trains G'
+    (psi' from ``P e_hat``, and G's weights with ``train_generator``) at ``lr`` and D' (``w' = w0 +
+    e_hat``) at ``4 * lr``, with the content and adversarial losses (``content``: the backbones of
+    :func:`build_loss`; ``loss_weights``: overrides of :class:`~talkinghead.losses.LossWeights`). It
+    stops after ``steps``, or once the smoothed reconstruction loss has not improved for ``patience``
+    steps (0: never early). ``model`` itself is not changed.
+
+    ``log(terms)`` gets every step's ``{"step", **terms}``; ``callback(step, terms, snapshot)`` runs after
+    each step, where ``snapshot()`` gives ``make_snapshot(generator, psi)`` of copies of the current G'
+    and psi' (``(generator, psi)`` itself without ``make_snapshot``).
+
+    Returns ``(generator, psi, info)``: G' in eval mode (not the EMA copy), psi' ``(n_psi,)``, and what
+    the run did (steps, losses, seconds, device, backbones, loss weights, learning rates, amp).
+
+    Raises:
+        InputError: at the first NaN or infinite loss, or when G' ends with non-finite weights.
+    """
+    from tqdm import tqdm
+
+    if frames.dim() != 4 or frames.shape[1] != 3 or frames.shape != marks.shape:
+        raise ValueError(f"frames and marks must both be (K, 3, S, S), got {tuple(frames.shape)} and "
+                         f"{tuple(marks.shape)}")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = copy.deepcopy(model).to(device).train()
+    task = FineTuneTask(model, e_hat.to(device), train_generator=train_generator).to(device)
+    opts = TrainOptions(config=model_name, data="", run_dir="", steps=steps, batch=batch_size,
+                        k=0, device=str(device), d_steps=1, content=content, progress=False,
+                        lr_g=lr, lr_d=4 * lr, amp=amp, loss_weights=dict(loss_weights or {}))
+    loss_fn = build_loss(opts, device)
+    trainer = Trainer(task, loss_fn, opts, device, run_dir=None)
+
+    def batches() -> Iterator[dict]:
+        while True:
+            idx = rng.integers(0, len(frames), batch_size)
+            flip = rng.random(batch_size) < 0.5
+            x, y = frames[idx].clone(), marks[idx].clone()
+            # a mirrored photo is another view of the same face: flip image and drawn landmarks alike
+            x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
+            yield {"frames": x[:, None], "landmarks": y[:, None],
+                   "video_index": torch.zeros(batch_size, dtype=torch.long)}
+
+    def snapshot():  # copies: the optimiser updates G' and psi' in place
+        generator, psi = copy.deepcopy(task.model.generator), task.psi.detach().clone()
+        return (generator, psi) if make_snapshot is None else make_snapshot(generator, psi)
+
+    stream = batches()
+    best, since, history = float("inf"), 0, []
+    t0 = time.time()
+    bar = tqdm(range(steps), desc="fine-tune", unit="step", disable=not progress)
+    for step in bar:
+        terms = trainer.train_step(stream)
+        _check_finite(terms, step + 1, opts)
+        g = terms.get("g_total", float("nan"))
+        # early stop on the reconstruction terms (content, pixel), smoothed: the adversarial terms
+        # swing by design and would end fine-tuning at a random step
+        recon = [v for k, v in terms.items() if k.startswith("g_content_") or k == "g_pixel"]
+        history.append(float(sum(recon)) if recon else g)
+        smooth = float(np.mean(history[-10:]))
+        if smooth < best - 0.005 * abs(best):
+            best, since = smooth, 0
+        else:
+            since += 1
+        bar.set_postfix(g=f"{g:.3f}", d=f"{terms.get('d_total', float('nan')):.3f}")
+        if log is not None:
+            log({"step": step + 1, **terms})
+        if callback is not None:
+            callback(step + 1, terms, snapshot)
+        if patience and since >= patience:
+            break
+    bar.close()
+    _check_finite_weights(task, len(history), opts)
+    # G' itself, not the EMA copy: with a decay of 0.999 a few hundred steps would leave the EMA
+    # mostly the meta-learned generator while psi' is fully trained.
+    generator = copy.deepcopy(task.model.generator).eval()
+    info = {"fine_tune_steps": len(history), "asked_steps": steps,
+            "stopped_early": len(history) < steps, "final_g_loss": g if history else None,
+            "final_reconstruction_loss": history[-1] if history else None,
+            "seconds": round(time.time() - t0, 2), "device": str(device),
+            "content_backbones": list(loss_fn.backbones.names) if loss_fn.backbones is not None else [],
+            "loss_weights": loss_fn.weights.to_dict(), "lr_g": opts.lr_g, "lr_d": opts.lr_d,
+            "train_generator": train_generator, "amp": "bf16" if trainer.amp else "off"}
+    return generator, task.psi.detach(), info
+
+def _diverged(step: int, what: str, opts) -> InputError:
+    return InputError(f"Fine-tuning diverged at step {step} ({what}) with lr={opts.lr_g:g}: lower the learning "
+                      "rate (lr) or the loss weights and try again.")
+
+
+def _check_finite(terms: dict, step: int, opts) -> None:
+    """Stop at the first NaN or infinite loss: every later step would only spread it through G'."""
+    bad = [k for k, v in terms.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        key = "g_total" if "g_total" in bad else sorted(bad)[0]  # the generator's loss says the most
+        raise _diverged(step, f"{key} is {terms[key]}", opts)
+
+
+def _check_finite_weights(task, steps: int, opts) -> None:
+    """The last update can break the weights after a finite loss; never hand back such an avatar."""
+    params = [task.psi, *task.model.generator.parameters()]
+    if not all(bool(torch.isfinite(p).all()) for p in params):
+        raise _diverged(steps, "the generator's weights are not finite", opts)
+
