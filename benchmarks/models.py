@@ -15,7 +15,8 @@ import time
 def main() -> None:
     import torch
 
-    from talkinghead.config import create_model, list_configs, model_summary
+    from talkinghead.config import list_configs
+    from talkinghead.models import create_model, model_summary
     from talkinghead.models.families import example_inputs, run_generator
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

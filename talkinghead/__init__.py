@@ -46,7 +46,8 @@ _LAZY = {
     "ModelConfig": "config",
     "get_config": "config",
     "list_configs": "config",
-    "create_model": "config",
+    "create_model": "models",
+    "model_summary": "models",
     # motion
     "transfer_motion": "motion",
     "preset_motion": "motion",

@@ -18,7 +18,8 @@ the weights so that a checkpoint rebuilds without code edits. Named configs::
     warp-tiny   64x64 warp-family test config.
 
 ``get_config(name, **overrides)`` returns a copy with fields replaced, e.g.
-``get_config("paper-256", num_videos=145_000)``. Importing this module does not import torch.
+``get_config("paper-256", num_videos=145_000)``. Importing this module does not import torch; models are
+built from configs in :mod:`talkinghead.models` (``create_model``, ``model_summary``).
 """
 from __future__ import annotations
 
@@ -34,8 +35,6 @@ __all__ = [
     "register_config",
     "get_config",
     "list_configs",
-    "create_model",
-    "model_summary",
 ]
 
 
@@ -230,21 +229,6 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
         ) from None
     cfg = factory()
     return cfg.replace(**overrides) if overrides else cfg
-
-
-def create_model(name_or_cfg: "str | ModelConfig", **overrides: Any):
-    """A freshly initialised :class:`talkinghead.models.TalkingHeadModel` (float32, CPU) for a
-    registered name or a :class:`ModelConfig`."""
-    from .models import TalkingHeadModel
-
-    return TalkingHeadModel(get_config(name_or_cfg, **overrides))
-
-
-def model_summary(cfg: "str | ModelConfig") -> list[dict[str, Any]]:
-    """Parameters and forward GFLOPs per frame of each network; see :func:`talkinghead.models.model_summary`."""
-    from .models.summary import model_summary as _summary
-
-    return _summary(get_config(cfg))
 
 
 @register_config("paper-256")

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from talkinghead import hub
-from talkinghead.config import create_model
 from talkinghead.errors import WeightsError
-from talkinghead.models import TalkingHeadModel
+from talkinghead.models import TalkingHeadModel, create_model
 
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from talkinghead.config import create_model, get_config, list_configs
-from talkinghead.models import Embedder, Generator, ProjectionDiscriminator, TalkingHeadModel
+from talkinghead.config import get_config, list_configs
+from talkinghead.models import Embedder, Generator, ProjectionDiscriminator, TalkingHeadModel, create_model
 from talkinghead.models.layers import AdaIN, ResBlockDown, ResBlockUp, SelfAttention
 
 SLOW = {"paper-256"}  # cpu-256 takes ~2.5 s on one core, warp-256 ~2 s
@@ -16,6 +16,20 @@ SLOW = {"paper-256"}  # cpu-256 takes ~2.5 s on one core, warp-256 ~2 s
 def tiny() -> TalkingHeadModel:
     torch.manual_seed(0)
     return create_model("tiny")
+
+
+def test_create_model_lives_with_the_models():
+    import subprocess
+    import sys
+
+    import talkinghead as th
+    from talkinghead import models
+
+    assert th.create_model is models.create_model and th.model_summary is models.model_summary
+    model = create_model("tiny", num_videos=5)
+    assert isinstance(model, TalkingHeadModel) and model.config == get_config("tiny", num_videos=5)
+    code = "import sys, talkinghead.config; assert 'talkinghead.models' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)  # config needs nothing from models
 
 
 def images(*shape, seed=0):

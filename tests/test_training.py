@@ -92,7 +92,7 @@ def test_init_from_a_trained_model_keeps_its_weights_and_its_videos_rows(tiny_ca
     e_hat), the record says where the run started, and the run's own export is loadable."""
     import shutil
 
-    from talkinghead.config import create_model
+    from talkinghead.models import create_model
     from talkinghead.errors import InputError
     from talkinghead.models import TalkingHeadModel
     from talkinghead.training import init_from_pretrained
@@ -179,7 +179,7 @@ def test_ctrl_c_checkpoints_at_a_step_boundary_and_resumes_exactly(tiny_cache, t
 
 
 def test_finetune_task_reuses_the_trainer(tiny_cache):
-    from talkinghead.config import create_model
+    from talkinghead.models import create_model
     from talkinghead.data import EpisodeDataset
 
     torch.manual_seed(0)
@@ -236,7 +236,7 @@ def test_embedding_table_starts_at_the_embedder_and_e_hat_survives(tiny_cache, t
     (the shipped model's first run lost it within 10 steps when W started near 0)."""
     import csv
 
-    from talkinghead.config import create_model
+    from talkinghead.models import create_model
     from talkinghead.data import EpisodeDataset
     from talkinghead.training import init_embedding_table
 

@@ -22,7 +22,8 @@ def register(subparsers, formatter_class) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..config import list_configs, model_summary
+    from ..config import list_configs
+    from ..models import model_summary
 
     names = args.configs or list_configs()
     rows = []
