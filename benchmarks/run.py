@@ -126,7 +126,7 @@ def bench_animation(th, frames: int, batch: int) -> dict:
     canvas[oy:oy + 1024, ox:ox + 1024] = cv2.resize(src.image, (1024, 1024), interpolation=cv2.INTER_LINEAR)
     lm_hd = (src.landmarks + 0.5) * 2 - 0.5 + np.array([ox, oy], np.float32)
     src_hd = SourceFace(canvas, lm_hd, crop_from_landmarks(lm_hd, th.image_size), "astronaut-1080p")
-    avatar_hd = Avatar(avatar.generator, avatar.psi, avatar.e_hat, src_hd, th.name, th.config)
+    avatar_hd = Avatar(avatar.generator, avatar.state, avatar.e_hat, src_hd, th.name, th.config)
     out = {"frames": frames, "batch": batch, "source": "skimage astronaut, FF avatar, talk preset"}
     for key, av, crop_only, size in (("crop_only", avatar, True, th.image_size), ("paste_512", avatar, False, 512),
                                      ("paste_1080p", avatar_hd, False, "1920x1080")):

@@ -255,7 +255,7 @@ class TalkingHead:
         if fine_tune_steps > 0:
             generator, psi, info = self._fine_tune(sources, e_hat, fine_tune_steps, ft_device,
                                                    batch_size, patience, progress, seed, content, loss_weights,
-                                                   lr, train_generator, amp, log, callback)
+                                                   lr, train_generator, amp, log, callback, shots)
         else:
             with torch.no_grad():
                 psi = generator.psi_from_embedding(e_hat[None])[0]
@@ -264,7 +264,7 @@ class TalkingHead:
         return avatar.to(psi.device)
 
     def _fine_tune(self, sources, e_hat, steps, device, batch_size, patience, progress, seed, content, loss_weights,
-                   lr, train_generator, amp, log, callback):
+                   lr, train_generator, amp, log, callback, shots: dict):
         """The photos as tensors for :func:`talkinghead.training.fine_tune`; its snapshots as Avatars."""
         from .training import fine_tune
 
@@ -273,14 +273,15 @@ class TalkingHead:
         marks = torch.stack([to_tensor(l) for _, l in pairs])
 
         def snapshot(generator, psi) -> Avatar:
-            return Avatar(generator, psi, e_hat, sources[0], model_name=self.name, config=self.config)
+            state = {"psi": psi, **{k: v.to(psi.device) for k, v in shots.items()}}
+            return Avatar(generator, state, e_hat, sources[0], model_name=self.name, config=self.config)
 
         generator, psi, info = fine_tune(
             self.model, frames, marks, e_hat, steps, device, lr=lr, batch_size=batch_size, patience=patience,
             progress=progress, seed=seed, content=content,
             loss_weights=self.loss_weights if loss_weights is None else loss_weights,
             train_generator=train_generator, amp=amp, model_name=self.name, log=log, callback=callback,
-            make_snapshot=snapshot)
+            make_snapshot=snapshot, points=shots["shot_points"].cpu() if shots else None)
         return generator, psi, {"photos": [s.name for s in sources], **info}
 
 

@@ -99,6 +99,7 @@ class TrainOptions:
     device: str = "auto"
     seed: int = 0
     feed_forward: bool = False
+    freeze_embedder: bool = False  # keep E as it starts (a pretrained one): G and D get the compute
     content: str = "auto"  # content backbones: auto | paper | stlpips | none
     loss_weights: dict = field(default_factory=dict)  # overrides of LossWeights fields
     augment: bool = True
@@ -234,17 +235,30 @@ class MetaLearningTask(nn.Module):
     never pushes D's table towards fakes.
     """
 
-    def __init__(self, model: nn.Module, feed_forward: bool = False):
+    def __init__(self, model: nn.Module, feed_forward: bool = False, freeze_embedder: bool = False):
         super().__init__()
         self.model = model
         self.feed_forward = feed_forward
+        # a frozen E (a pretrained one, when the CPU budget is for G and D) runs in eval mode without a
+        # graph; the match term then moves only D's table W towards e_hat
+        self.freeze_embedder = freeze_embedder
+        if freeze_embedder:
+            model.embedder.requires_grad_(False)
+            model.embedder.eval()
+
+    def train(self, mode: bool = True) -> "MetaLearningTask":
+        super().train(mode)
+        if self.freeze_embedder:
+            self.model.embedder.eval()
+        return self
 
     @property
     def generator(self) -> nn.Module:
         return self.model.generator
 
     def g_parameters(self) -> list[nn.Parameter]:
-        return list(self.model.embedder.parameters()) + list(self.model.generator.parameters())
+        embedder = [] if self.freeze_embedder else list(self.model.embedder.parameters())
+        return embedder + list(self.model.generator.parameters())
 
     def d_parameters(self) -> list[nn.Parameter]:
         return list(self.model.discriminator.parameters())
@@ -253,7 +267,8 @@ class MetaLearningTask(nn.Module):
         """Fake target frames: ``{"fake" (B,3,S,S), "real", "y", "vi", "e_hat" (B,D)}`` plus the
         generator family's auxiliaries (warped shots, mask, flow)."""
         xs, ys, xt, yt, vi, ps, pt = _split_episode(batch, device)
-        _, e_hat = self.model.embedder(xs, ys)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_embedder):
+            _, e_hat = self.model.embedder(xs, ys)
         G = generator or self.model.generator
         out = G.generate(yt, pt, G.identity_state(e_hat, xs, ps))  # the family's fake and auxiliaries
         return {**out, "real": xt, "y": yt, "vi": vi, "e_hat": e_hat}
@@ -839,7 +854,7 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
         cfg = get_config(opts.config, num_videos=len(dataset))
     dataset.size = cfg.image_size  # episodes are resized on the fly to the model's resolution
     model = init if init is not None else TalkingHeadModel(cfg)
-    task = MetaLearningTask(model, feed_forward=opts.feed_forward).to(device)
+    task = MetaLearningTask(model, feed_forward=opts.feed_forward, freeze_embedder=opts.freeze_embedder).to(device)
     if state is None:
         init_embedding_table(model, dataset, device,
                              keep=init.video_rows if init is not None and "discriminator" in init.init_parts else None)
@@ -961,17 +976,20 @@ def fine_tune(model: nn.Module, frames: torch.Tensor, marks: torch.Tensor, e_hat
               device: torch.device, *, lr: float, batch_size: int = 2, patience: int = 50, progress: bool = True,
               seed: int = 0, content: str = "auto", loss_weights: dict | None = None, train_generator: bool = True,
               amp: str = "auto", model_name: str = "", log=None, callback=None,
-              make_snapshot=None) -> tuple[nn.Module, torch.Tensor, dict]:
+              make_snapshot=None, points: torch.Tensor | None = None) -> tuple[nn.Module, torch.Tensor, dict]:
     """Fine-tune a copy of ``model`` on one person's photos (paper, sec. 3.3) with :class:`FineTuneTask`.
 
     ``frames`` and ``marks`` are the photos' face crops and landmark images, ``(K, 3, S, S)`` in [-1, 1]
-    (kept where they are; each batch moves to ``device``), ``e_hat`` ``(D,)`` their mean embedding.
+    (kept where they are; each batch moves to ``device``), ``e_hat`` ``(D,)`` their mean embedding,
+    ``points`` ``(K, 68, 2)`` their landmarks in crop pixels (needed by a family that warps the shots).
     Each step draws ``batch_size`` photos at random, mirrors each with probability 1/2, and trains G'
     (psi' from ``P e_hat``, and G's weights with ``train_generator``) at ``lr`` and D' (``w' = w0 +
     e_hat``) at ``4 * lr``, with the content and adversarial losses (``content``: the backbones of
     :func:`build_loss`; ``loss_weights``: overrides of :class:`~talkinghead.losses.LossWeights`). It
     stops after ``steps``, or once the smoothed reconstruction loss has not improved for ``patience``
-    steps (0: never early). ``model`` itself is not changed.
+    steps (0: never early). ``model`` itself is not changed. A family that warps shots gets, for each
+    target photo, the *other* photos as its shots (the photo itself when there is only one: then only
+    its mirror image is a new view), so G' learns to render a photo it does not copy.
 
     ``log(terms)`` gets every step's ``{"step", **terms}``; ``callback(step, terms, snapshot)`` runs after
     each step, where ``snapshot()`` gives ``make_snapshot(generator, psi)`` of copies of the current G'
@@ -985,9 +1003,16 @@ def fine_tune(model: nn.Module, frames: torch.Tensor, marks: torch.Tensor, e_hat
     """
     from tqdm import tqdm
 
+    from .data import flip_landmarks
+
     if frames.dim() != 4 or frames.shape[1] != 3 or frames.shape != marks.shape:
         raise ValueError(f"frames and marks must both be (K, 3, S, S), got {tuple(frames.shape)} and "
                          f"{tuple(marks.shape)}")
+    needs_shots = getattr(model.generator, "needs_shots", False)
+    if points is not None and tuple(points.shape) != (len(frames), 68, 2):
+        raise ValueError(f"points must be ({len(frames)}, 68, 2), got {tuple(points.shape)}")
+    if needs_shots and points is None:
+        raise ValueError("the warp generator fine-tunes from the photos' landmarks: pass points (K, 68, 2)")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(model).to(device).train()
@@ -1005,8 +1030,17 @@ def fine_tune(model: nn.Module, frames: torch.Tensor, marks: torch.Tensor, e_hat
             x, y = frames[idx].clone(), marks[idx].clone()
             # a mirrored photo is another view of the same face: flip image and drawn landmarks alike
             x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-            yield {"frames": x[:, None], "landmarks": y[:, None],
-                   "video_index": torch.zeros(batch_size, dtype=torch.long)}
+            batch = {"frames": x[:, None], "landmarks": y[:, None],
+                     "video_index": torch.zeros(batch_size, dtype=torch.long)}
+            if points is not None:
+                p = points[idx].clone()
+                if flip.any():
+                    p[flip] = torch.from_numpy(flip_landmarks(p[flip].numpy(), frames.shape[-1]))
+                batch["points"] = p[:, None]
+            if needs_shots:  # leave-one-out: the target's own photo is not among its shots
+                others = torch.tensor([[j for j in range(len(frames)) if j != i] or [int(i)] for i in idx])
+                batch["shots"], batch["shot_points"] = frames[others], points[others]
+            yield batch
 
     def snapshot():  # copies: the optimiser updates G' and psi' in place
         generator, psi = copy.deepcopy(task.model.generator), task.psi.detach().clone()
