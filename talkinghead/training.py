@@ -322,7 +322,7 @@ class FineTuneTask(nn.Module):
 
     def generate(self, batch: dict, device: torch.device, generator: nn.Module | None = None) -> dict:
         """A family that reads shots takes them from the batch (``shots`` ``(B,K,3,S,S)``, ``shot_points``
-        ``(B,K,68,2)``: the other photos of each target, see :func:`fine_tune_batches`)."""
+        ``(B,K,68,2)``: the other photos of each target, see :func:`fine_tune`)."""
         _, _, xt, yt, vi, _, pt = _split_episode(batch, device)
         state = {"psi": self.psi.unsqueeze(0)}
         for key in ("shots", "shot_points"):

@@ -260,7 +260,6 @@ def test_embedding_table_starts_at_the_embedder_and_e_hat_survives(tiny_cache, t
 
 @pytest.mark.parametrize("extra, message", [
     (["--resume", "--init-from", "default"], "give one of them"),
-    (["--init-from", "default", "--config", "tiny"], "leave out --config"),
     (["--config", "tiny"], "--data CACHE is required"),
     (["--config", "tiny", "--data", "x", "--loss-weight", "sharpness=1"], "unknown loss weights"),
 ])
@@ -270,6 +269,30 @@ def test_train_cli_refuses_contradictory_options_in_one_sentence(tmp_path, capsy
     assert main(["train", "-o", str(tmp_path / "run"), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_init_from_with_another_family_takes_the_embedder_and_discriminator(tiny_cache, tmp_path):
+    """`train --init-from MODEL --config warp-tiny`: the warp architecture, E and D (with its rows) from
+    the paper-family model, G at its start (the warp); a frozen E does not move."""
+    from talkinghead.cli import main
+    from talkinghead.models import TalkingHeadModel, WarpGenerator
+
+    train(_opts(tiny_cache, tmp_path / "a", 1, sample_every=0))
+    paper = TalkingHeadModel.from_pretrained(tmp_path / "a" / "model")
+    with pytest.warns(UserWarning, match="the generator start"):
+        trainer = train(_opts(tiny_cache, tmp_path / "b", 1, config="warp-tiny", init_from=str(tmp_path / "a" / "model"),
+                              init_architecture="config", freeze_embedder=True, sample_every=0))
+    assert isinstance(trainer.task.model.generator, WarpGenerator)
+    record = json.loads((tmp_path / "b" / "training_options.json").read_text())
+    assert record["init_from"]["parts"] == ["embedder", "discriminator"] and record["config_name"] == "warp-tiny"
+    warp = TalkingHeadModel.from_pretrained(tmp_path / "b" / "model")
+    for name, p in paper.embedder.state_dict().items():
+        assert torch.equal(p, warp.embedder.state_dict()[name]), name
+    # the CLI takes the same pair of options
+    assert main(["train", "--init-from", str(tmp_path / "a" / "model"), "--config", "warp-tiny", "--data", str(tiny_cache),
+                 "-o", str(tmp_path / "c"), "--steps", "1", "--k", "2", "--content", "none", "--no-progress",
+                 "--device", "cpu", "--sample-every", "0"]) == 0
+    assert json.loads((tmp_path / "c" / "training_options.json").read_text())["model_config"]["generator"] == "warp"
 
 
 def test_train_cli_runs_the_recipe_it_is_given(tiny_cache, tmp_path):
