@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 
 from talkinghead.models import TalkingHeadModel
+from talkinghead.models.families import example_inputs, run_generator
 from talkinghead.training import export_pretrained
 
 p = argparse.ArgumentParser(description=__doc__)
-p.add_argument("--run", default="runs/default-cpu256-v2")
+p.add_argument("--run", default="runs/default-warp256")
 p.add_argument("-o", "--output", default="pretrained/default")
 args = p.parse_args()
 
@@ -30,10 +31,12 @@ with tempfile.TemporaryDirectory() as tmp:
 torch.manual_seed(0)
 cfg = model.config
 x = torch.rand(1, 2, 3, cfg.image_size, cfg.image_size) * 2 - 1
+inputs = example_inputs(cfg, shots=2)
 with torch.no_grad():
     _, e1 = model.embedder(x, x)
     _, e2 = small.embedder(x, x)
-    g1, g2 = model.generator(x[:, 0], e1), small.generator(x[:, 0], e1)
+    inputs.update(e_hat=e1, shots=x)
+    g1, g2 = run_generator(model.generator, inputs)["fake"], run_generator(small.generator, inputs)["fake"]
     s1, _ = model.discriminator(g1, x[:, 0], video_index=torch.tensor([0]))
     s2, _ = small.discriminator(g1, x[:, 0], video_index=torch.tensor([0]))
 print(f"max |diff| e_hat {float((e1 - e2).abs().max()):.2e}, frame {float((g1 - g2).abs().max()):.2e} "

@@ -56,10 +56,14 @@ def main() -> None:
     ys = torch.stack([e["landmarks"][: args.k] for e in eps])
     xt = torch.stack([e["frames"][args.k] for e in eps])
     yt = torch.stack([e["landmarks"][args.k] for e in eps])
+    ps = torch.stack([e["points"][: args.k] for e in eps])
+    pt = torch.stack([e["points"][args.k] for e in eps])
+    G = model.generator
     with torch.no_grad():
         _, e_hat = model.embedder(xs, ys)
-        own = model.generator(yt, e_hat)
-        other = model.generator(yt, e_hat.roll(-1, 0))
+        # the next row's identity: its e_hat and, for a family that warps the shots, its shots
+        own = G.generate(yt, pt, G.identity_state(e_hat, xs, ps))["fake"]
+        other = G.generate(yt, pt, G.identity_state(e_hat.roll(-1, 0), xs.roll(-1, 0), ps.roll(-1, 0)))["fake"]
     d_own = torch.tensor(lpips(own, xt, net="st-lpips-vgg16").per_item)
     d_other = torch.tensor(lpips(other, xt, net="st-lpips-vgg16").per_item)
     en = torch.nn.functional.normalize(e_hat, dim=1)

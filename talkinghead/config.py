@@ -14,7 +14,7 @@ the weights so that a checkpoint rebuilds without code edits. Named configs::
     tiny        64x64 with a few channels, for tests (forward + backward in well under a second).
     warp-256    the warp family (``generator="warp"``): the shots' pixels moved by a thin-plate spline from
                 the landmarks, refined by a 128x128 AdaIN U-Net (mouth interior, eyelids, what a turn
-                uncovers); cpu-256's embedder and discriminator. About 1.5 GFLOPs per frame.
+                uncovers); cpu-256's embedder and discriminator. 2.5 GFLOPs per frame (one shot).
     warp-tiny   64x64 warp-family test config.
 
 ``get_config(name, **overrides)`` returns a copy with fields replaced, e.g.

@@ -105,3 +105,42 @@ def test_loss_weights_json_round_trip():
     assert LossWeights().to_dict()["content_vgg19"] == 1e-2 and LossWeights().content_weight("vggface") == 2e-3
     with pytest.raises(ValueError, match="unknown"):
         LossWeights.from_dict({"nope": 1})
+
+
+def test_loss_weight_option_names_every_weight():
+    """--loss-weight's help lists the names LossWeights takes (the warp family's terms included)."""
+    import argparse
+    import dataclasses
+
+    from talkinghead.cli._common import add_loss_weight_option
+
+    p = argparse.ArgumentParser()
+    add_loss_weight_option(p, "x")
+    text = " ".join(p.format_help().split())
+    assert all(f.name in text for f in dataclasses.fields(LossWeights))
+
+
+def test_auxiliary_terms_regularise_flow_and_mask():
+    """The warp family's regularisers: zero at its start (no flow, mask 1), weighted, left out at weight 0,
+    and summed into GeneratorLoss's total when the outputs carry them."""
+    from talkinghead.losses import auxiliary_terms
+
+    w = LossWeights()
+    still = {"flow": torch.zeros(2, 8, 8, 2), "mask": torch.ones(2, 1, 8, 8)}
+    assert all(float(v) == 0 for v in auxiliary_terms(w, still).values())
+    flow = torch.zeros(2, 8, 8, 2)
+    flow[:, :, 4:] = 0.1  # a step: both its size and its edge cost
+    terms = auxiliary_terms(w, {"flow": flow, "mask": torch.full((2, 1, 8, 8), 0.5)})
+    assert set(terms) == {"flow_smoothness", "flow_magnitude", "mask"}
+    assert float(terms["mask"]) == pytest.approx(w.mask * 0.5)
+    assert float(terms["flow_magnitude"]) == pytest.approx(w.flow_magnitude * 0.005)
+    assert float(terms["flow_smoothness"]) > 0
+    assert set(auxiliary_terms(LossWeights(mask=0, flow_magnitude=0), {"flow": flow, "mask": still["mask"]})) == {"flow_smoothness"}
+    assert auxiliary_terms(w, {}) == {}
+    real = torch.rand(2, 3, 8, 8) * 2 - 1
+    feats = [torch.rand(2, 4, 4, 4)]
+    loss = GeneratorLoss(LossWeights(), backbones=None)
+    plain, _ = loss(real, real, torch.zeros(2), feats, feats)
+    total, logged = loss(real, real, torch.zeros(2), feats, feats, aux={"flow": flow, "mask": still["mask"]})
+    assert "flow_smoothness" in logged and float(total - plain) == pytest.approx(
+        float(logged["flow_smoothness"] + logged["flow_magnitude"] + logged["mask"]), rel=1e-5)

@@ -29,7 +29,8 @@ _OVERRIDABLE = ("config", "init_from", "data", "steps", "batch", "k", "device", 
 def register(subparsers, formatter_class) -> None:
     p = subparsers.add_parser("train", help="meta-learn E, G, D on a preprocessed cache (DDP aware)",
                               description=DESCRIPTION, formatter_class=formatter_class)
-    p.add_argument("--config", default=None, help="model config name (paper-256, cpu-256, tiny); default cpu-256")
+    p.add_argument("--config", default=None, help="model config name (paper-256, cpu-256, tiny, warp-256, warp-tiny; `talkinghead models` lists "
+                        "them); default cpu-256")
     p.add_argument("--init-from", default=None, metavar="NAME|DIR",
                    help="start from a pretrained model's E, G, D (its config) instead of random weights; with "
                         "--config, that architecture, taking E, D and G from the model where they fit (G only "
@@ -57,6 +58,8 @@ def register(subparsers, formatter_class) -> None:
                    help="content-loss backbones (default auto: VGG19/VGGFace if present, else ST-LPIPS VGG16)")
     add_loss_weight_option(p, "override one of the paper's loss weights")
     p.add_argument("--feed-forward", action="store_true", help="no embedding-match term (the paper's FF variant)")
+    p.add_argument("--freeze-embedder", action="store_true",
+                   help="keep E as it starts (with --init-from): G and D get the compute")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -100,6 +103,8 @@ def run(args) -> int:
         opts.loss_weights = {**opts.loss_weights, **weights}
     if args.feed_forward:
         opts.feed_forward = True
+    if args.freeze_embedder:
+        opts.freeze_embedder = True
     if args.no_progress:
         opts.progress = False
     trainer = train(opts, resume=args.resume)
