@@ -12,7 +12,11 @@ args=(--data .gpu/cache -o "$RUN" --steps "${STEPS:-40000}" --batch "${BATCH:-8}
       --lr-g "${LR_G:-1e-4}" --lr-d "${LR_D:-2e-4}" --checkpoint-every 500 --sample-every 1000 --log-every 50
       --workers "${WORKERS:-8}" --content stlpips --no-progress
       --loss-weight content_stlpips=1.5 --loss-weight pixel=10)   # the shipped model's recipe
-if [ -f "$RUN/checkpoint.pt" ]; then args+=(--resume); else args+=(--config "${CONFIG:-cpu-256}"); fi
+# a new run continues the shipped model (INIT_FROM, default pretrained/default: warp-256, every part fits);
+# INIT_FROM=none starts CONFIG (default warp-256) afresh; CONFIG with INIT_FROM takes the parts that fit
+if [ -f "$RUN/checkpoint.pt" ]; then args+=(--resume)
+elif [ "${INIT_FROM:-pretrained/default}" = none ]; then args+=(--config "${CONFIG:-warp-256}")
+else args+=(--init-from "${INIT_FROM:-pretrained/default}" ${CONFIG:+--config "$CONFIG"}); fi
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
 # SIGTERM makes the trainer checkpoint at the next step boundary and exit 143 (no set -e: the export below runs)
 timeout -s TERM "${SECONDS_LIMIT:-520}" python3 -m talkinghead train "${args[@]}" 2>&1 | tail -n 20
