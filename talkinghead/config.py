@@ -111,11 +111,16 @@ class ModelConfig:
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, got {v!r}")
         positive_ints("warp_channels", self.warp_channels)
-        net = self.image_size // self.warp_downscale
-        if self.image_size % self.warp_downscale or net % (2 ** (len(self.warp_channels) - 1)) or self.image_size % 4:
-            raise ValueError(
-                f"ModelConfig.image_size={self.image_size} must be divisible by 4 and by warp_downscale="
-                f"{self.warp_downscale}, and image_size / warp_downscale by 2**{len(self.warp_channels) - 1}")
+        if self.generator == "warp":  # its U-Net's resolutions; the paper family ignores the warp_* fields
+            net = self.image_size // self.warp_downscale
+            levels = len(self.warp_channels) - 1
+            if self.image_size % self.warp_downscale or net % (2 ** levels) or self.image_size % 4:
+                raise ValueError(
+                    f"ModelConfig.image_size={self.image_size} must be divisible by 4 and by warp_downscale="
+                    f"{self.warp_downscale}, and image_size / warp_downscale by 2**{levels} (warp_channels)")
+            if net >> levels < 2:
+                raise ValueError(f"ModelConfig.warp_channels ({len(self.warp_channels)} levels) take the warp "
+                                 f"U-Net below 2x2 pixels at image_size / warp_downscale = {net}")
         positive_ints("embedder_channels", self.embedder_channels)
         positive_ints("generator_down_channels", self.generator_down_channels)
         positive_ints("generator_up_channels", self.generator_up_channels)

@@ -362,7 +362,7 @@ def _read_config(path: Path):
     return cfg, training
 
 
-def check_tensors(path: Path, tensors: dict, expected: dict) -> None:
+def check_tensors(path: Path, tensors: dict, expected: dict, config_name: str = CONFIG_NAME) -> None:
     """WeightsError naming missing, unexpected and wrongly shaped tensors of ``path`` (one line)."""
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -383,7 +383,7 @@ def check_tensors(path: Path, tensors: dict, expected: dict) -> None:
     if wrong:
         problems.append(f"wrong shapes (file vs config) {few(wrong)}")
     if problems:
-        raise WeightsError(f"{path} does not match its {CONFIG_NAME}: {'; '.join(problems)}.")
+        raise WeightsError(f"{path} does not match its {config_name}: {'; '.join(problems)}.")
 
 
 def load_pretrained(name_or_dir: str | os.PathLike, map_location="cpu"):

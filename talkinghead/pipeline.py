@@ -498,7 +498,7 @@ class Avatar:
             tensors = {("state.psi" if k == "psi" else k): v for k, v in tensors.items()}
         generator = build_generator(config)
         weights = {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")}
-        check_tensors(w_path, weights, generator.state_dict())
+        check_tensors(w_path, weights, generator.state_dict(), AVATAR_CONFIG)
         generator.load_state_dict(weights)
         state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
         needed = ("psi", "shots", "shot_points") if generator.needs_shots else ("psi",)
@@ -506,9 +506,10 @@ class Avatar:
             [k for k in ("e_hat", "source.image", "source.landmarks") if k not in tensors]
         if missing:
             raise WeightsError(f"{w_path} does not match {cfg_path} (missing {', '.join(missing)}): save the avatar again.")
-        if state["psi"].numel() != generator.n_psi:
-            raise WeightsError(f"{w_path} does not match {cfg_path} (psi has {state['psi'].numel()} values, the "
-                               f"generator takes {generator.n_psi}): save the avatar again.")
+        try:
+            generator.check_state(state)
+        except ValueError as exc:
+            raise WeightsError(f"{w_path} does not match {cfg_path} ({exc}): save the avatar again.") from None
         source = SourceFace(tensors["source.image"].numpy(), tensors["source.landmarks"].numpy(), crop,
                             meta["source"]["name"])
         avatar = cls(generator, state, tensors["e_hat"], source, meta["model_name"], config, meta.get("info"))

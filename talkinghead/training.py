@@ -758,12 +758,14 @@ def init_from_pretrained(name_or_dir: str, dataset, config: str | None = None) -
     model = TalkingHeadModel(cfg.replace(num_videos=len(dataset)))
     target = model.state_dict()
     same_family = cfg.generator == src.config.generator
-    state = {k: v for k, v in src.state_dict().items()
-             if k != "discriminator.W.weight" and k in target and tuple(v.shape) == tuple(target[k].shape)
-             and (same_family or not k.startswith("generator."))}
-    model.load_state_dict(state, strict=False)
+    fits = {k: v for k, v in src.state_dict().items()
+            if k != "discriminator.W.weight" and k in target and tuple(v.shape) == tuple(target[k].shape)
+            and (same_family or not k.startswith("generator."))}
+    # whole networks only: a network half pretrained and half fresh would not be what the record says
     model.init_parts = [net for net in ("embedder", "generator", "discriminator")
-                        if all(k in state for k in target if k.startswith(net + ".") and k != "discriminator.W.weight")]
+                        if all(k in fits for k in target if k.startswith(net + ".") and k != "discriminator.W.weight")]
+    state = {k: v for k, v in fits.items() if k.split(".", 1)[0] in model.init_parts}
+    model.load_state_dict(state, strict=False)
     if config is not None and len(model.init_parts) < 3:
         fresh = [n for n in ("embedder", "generator", "discriminator") if n not in model.init_parts]
         warnings.warn(f"--init-from {name_or_dir} with --config {config}: the {' and '.join(fresh)} start(s) "
@@ -839,6 +841,8 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     saved = _saved_record(run_dir) if state is not None else {}
     if state is not None:
         _check_resumable(run_dir, saved, dataset, state, opts)
+    if opts.freeze_embedder and not opts.init_from and state is None:
+        warnings.warn("--freeze-embedder without --init-from keeps a randomly initialised embedder.", stacklevel=2)
     if opts.init_architecture not in ("pretrained", "config"):
         raise InputError(f"init_architecture must be pretrained or config, not {opts.init_architecture!r}.")
     init = None
@@ -908,6 +912,11 @@ def _check_k(dataset, k: int) -> None:
 
 def _check_resumable(run_dir: Path, saved: dict, dataset, state: dict, opts: TrainOptions) -> None:
     """InputError, before anything is written, when resuming would train another run than the saved one."""
+    was_frozen = bool(saved.get("options", {}).get("freeze_embedder", False))
+    if saved and was_frozen != opts.freeze_embedder:
+        raise InputError(f"Run {run_dir} was trained with{'' if was_frozen else 'out'} a frozen embedder and "
+                         f"--resume keeps that: {'add' if was_frozen else 'drop'} --freeze-embedder, or start a new "
+                         f"run with --init-from {run_dir / 'model'}.")
     videos = saved.get("videos")
     # an entry renamed from a path-based id (see data.legacy_video_id) still names that id in its meta
     named_before = [m.get("video", v) for m, v in zip(dataset.meta, dataset.videos)]
@@ -1035,7 +1044,7 @@ def fine_tune(model: nn.Module, frames: torch.Tensor, marks: torch.Tensor, e_hat
             if points is not None:
                 p = points[idx].clone()
                 if flip.any():
-                    p[flip] = torch.from_numpy(flip_landmarks(p[flip].numpy(), frames.shape[-1]))
+                    p[flip] = torch.from_numpy(flip_landmarks(p[flip].cpu().numpy(), frames.shape[-1])).to(p.device)
                 batch["points"] = p[:, None]
             if needs_shots:  # leave-one-out: the target's own photo is not among its shots
                 others = torch.tensor([[j for j in range(len(frames)) if j != i] or [int(i)] for i in idx])

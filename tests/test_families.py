@@ -304,3 +304,46 @@ def test_avatar_of_the_old_format_loads_or_fails_in_one_line(family_model, astro
     (d / AVATAR_CONFIG).write_text(json.dumps(meta))
     with pytest.raises(WeightsError, match="avatar format 7"):
         Avatar.load(d, device="cpu")
+
+
+def test_landmark_distance_is_the_baselines_nearest_shot(astronaut_face):
+    """The warp prior's distance picks the same shot as the evaluation's nearest-shot baseline."""
+    from talkinghead.evaluation import nearest_shot
+    from talkinghead.models.tps import landmark_distance
+
+    _, lm = astronaut_face
+    rng = np.random.default_rng(3)
+    for trial in range(5):
+        shots = np.stack([opened_mouth(lm, rng.uniform(0, 20)) * rng.uniform(0.9, 1.1) + rng.normal(0, 1, 2)
+                          for _ in range(6)]).astype(np.float32)
+        target = opened_mouth(lm, rng.uniform(0, 20))
+        d = landmark_distance(torch.from_numpy(target)[None], torch.from_numpy(shots)[None])[0]
+        assert int(d.argmin()) == nearest_shot(shots, target)
+
+
+def test_config_checks_warp_fields_for_the_warp_family_only():
+    from talkinghead.config import ModelConfig
+
+    # a small paper-family plan that the warp U-Net's divisibility rules would refuse
+    ModelConfig(image_size=24, embed_dim=8, embedder_channels=(4, 8), generator_down_channels=(4, 8),
+                generator_up_channels=(8, 4), attention_down=None, attention_up=None, bottleneck_blocks=1)
+    with pytest.raises(ValueError, match="below 2x2"):
+        get_config("warp-tiny", warp_downscale=4, warp_channels=(8,) * 5)
+    with pytest.raises(ValueError, match="generator must be one of"):
+        get_config("tiny", generator="diffusion")
+
+
+def test_avatar_with_inconsistent_shots_is_refused_in_one_line(family_model, astronaut, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from talkinghead.pipeline import AVATAR_WEIGHTS, Avatar
+
+    if not family_model.model.generator.needs_shots:
+        pytest.skip("the paper family keeps no shots")
+    d = family_model.personalize([astronaut], progress=False).save(tmp_path / "av")
+    tensors = load_file(str(d / AVATAR_WEIGHTS))
+    tensors["state.shot_points"] = torch.cat([tensors["state.shot_points"]] * 2)
+    save_file(tensors, str(d / AVATAR_WEIGHTS))
+    with pytest.raises(WeightsError, match="shot_points must be") as info:
+        Avatar.load(d, device="cpu")
+    assert "\n" not in str(info.value)

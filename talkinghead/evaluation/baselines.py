@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..landmarks.crop import edge_points  # the fixed border points, shared with the warp family
+
 __all__ = ["nearest_shot", "edge_points", "piecewise_affine_warp"]
 
 
@@ -24,20 +26,6 @@ def nearest_shot(shot_landmarks: np.ndarray, target: np.ndarray) -> int:
         raise ValueError(f"shot landmarks must be (K, 68, 2) with K >= 1, got {shots.shape}")
     d = np.linalg.norm(normalise(shots) - normalise(np.asarray(target, np.float64))[None], axis=-1).mean(-1)
     return int(np.nanargmin(d))
-
-
-def edge_points(size: int, per_side: int = 3) -> np.ndarray:
-    """``(4 * per_side, 2)`` points on the border of a ``size`` x ``size`` crop: corners + evenly spaced.
-
-    They stay fixed in the warp, so the background at the crop's edge does not move.
-    """
-    t = np.linspace(0.0, size - 1.0, per_side + 1)[:-1]
-    e = size - 1.0
-    top = np.stack([t, np.zeros_like(t)], 1)
-    right = np.stack([np.full_like(t, e), t], 1)
-    bottom = np.stack([e - t, np.full_like(t, e)], 1)
-    left = np.stack([np.zeros_like(t), e - t], 1)
-    return np.concatenate([top, right, bottom, left]).astype(np.float64)
 
 
 def piecewise_affine_warp(image: np.ndarray, src_landmarks: np.ndarray, dst_landmarks: np.ndarray,

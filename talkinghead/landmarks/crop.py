@@ -213,3 +213,17 @@ def paste_back(frame: np.ndarray, face: Any, crop: FaceCrop, feather: float = 0.
     blended = roi + alpha * (warped.astype(np.float32) - roi)
     out[ay0:ay1, ax0:ax1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
+
+
+def edge_points(size: int, per_side: int = 3) -> np.ndarray:
+    """``(4 * per_side, 2)`` points on the border of a ``size`` x ``size`` crop: corners + evenly spaced.
+
+    They stay fixed in the warp, so the background at the crop's edge does not move.
+    """
+    t = np.linspace(0.0, size - 1.0, per_side + 1)[:-1]
+    e = size - 1.0
+    top = np.stack([t, np.zeros_like(t)], 1)
+    right = np.stack([np.full_like(t, e), t], 1)
+    bottom = np.stack([e - t, np.full_like(t, e)], 1)
+    left = np.stack([np.zeros_like(t), e - t], 1)
+    return np.concatenate([top, right, bottom, left]).astype(np.float64)

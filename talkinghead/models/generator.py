@@ -89,6 +89,13 @@ class AdaINGenerator(nn.Module):
                        shot_points: torch.Tensor | None = None) -> dict:
         return {"psi": self.psi_from_embedding(e_hat)}
 
+    def check_state(self, state: dict) -> None:
+        """``ValueError`` naming the entry when an unbatched state (an Avatar's) does not fit this
+        generator: ``psi`` ``(n_psi,)`` (and, for a family that reads shots, see its override)."""
+        psi = state.get("psi")
+        if psi is None or psi.numel() != self.n_psi:
+            raise ValueError(f"psi has {None if psi is None else psi.numel()} values, the generator takes {self.n_psi}")
+
 
 class Generator(AdaINGenerator):
     """The ``paper`` family. ``forward(y (B,3,S,S), e_hat (B,D) | None = None, psi (B,n_psi) | (n_psi,) | None = None)

@@ -2,7 +2,7 @@
 
 Coordinates: landmarks come in crop pixels (pixel centres at integers, OpenCV's convention) and are
 mapped to ``grid_sample``'s normalised ``[-1, 1]`` with ``align_corners=False``: ``u = (x + 0.5) / S * 2 - 1``.
-Fixed points on the crop border (:func:`talkinghead.evaluation.baselines.edge_points`, the same ones as
+Fixed points on the crop border (:func:`talkinghead.landmarks.crop.edge_points`, the same ones as
 the piecewise-affine baseline) are added to both point sets, so the background at the crop's edge stays.
 
 Backward mapping: for each output pixel we need where to read in the shot, so the spline is fitted
@@ -31,14 +31,14 @@ def to_normalised(points: torch.Tensor, size: int) -> torch.Tensor:
 
 def border_points(size: int, per_side: int = 3) -> torch.Tensor:
     """``(4 * per_side, 2)`` normalised points on the crop border (the baseline's edge points)."""
-    from ..evaluation.baselines import edge_points
+    from ..landmarks.crop import edge_points
 
     return to_normalised(torch.from_numpy(edge_points(size, per_side)).float(), size)
 
 
 def identity_grid(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """``(S, S, 2)`` normalised (x, y) of every pixel centre: ``grid_sample`` with it returns the input."""
-    t = (torch.arange(size, device=device, dtype=dtype) + 0.5) * (2.0 / size) - 1.0
+    t = to_normalised(torch.arange(size, device=device, dtype=dtype), size)
     gy, gx = torch.meshgrid(t, t, indexing="ij")
     return torch.stack([gx, gy], dim=-1)
 
@@ -76,25 +76,29 @@ def tps_grid(target: torch.Tensor, shots: torch.Tensor, size: int, border: torch
 def _tps_grid(target, shots, size, border, regularization):
     b, k = shots.shape[:2]
     device = target.device
+    # the small (N+3)^2 systems in float64, on the CPU where the device has no float64 (MPS)
+    solver = device if device.type in ("cpu", "cuda", "meta") else torch.device("cpu")
     if border is None:
         border = border_points(size)
-    border = border.to(device, torch.float64)
+    border = border.to(solver, torch.float64)
     e = border.shape[0]
-    c = torch.cat([to_normalised(target.double(), size), border.expand(b, e, 2)], dim=1)  # (B, N, 2)
-    v = torch.cat([to_normalised(shots.double(), size), border.expand(b, k, e, 2)], dim=2)  # (B, K, N, 2)
+    c = torch.cat([to_normalised(target.to(solver, torch.float64), size), border.expand(b, e, 2)], dim=1)  # (B, N, 2)
+    v = torch.cat([to_normalised(shots.to(solver, torch.float64), size), border.expand(b, k, e, 2)], dim=2)
     n = c.shape[1]
-    kmat = _kernel(torch.cdist(c, c).square()) + regularization * torch.eye(n, dtype=c.dtype, device=device)
-    p = torch.cat([torch.ones(b, n, 1, dtype=c.dtype, device=device), c], dim=2)  # (B, N, 3)
+    kmat = _kernel(torch.cdist(c, c).square()) + regularization * torch.eye(n, dtype=c.dtype, device=solver)
+    p = torch.cat([torch.ones(b, n, 1, dtype=c.dtype, device=solver), c], dim=2)  # (B, N, 3)
     top = torch.cat([kmat, p], dim=2)
-    bottom = torch.cat([p.transpose(1, 2), torch.zeros(b, 3, 3, dtype=c.dtype, device=device)], dim=2)
+    bottom = torch.cat([p.transpose(1, 2), torch.zeros(b, 3, 3, dtype=c.dtype, device=solver)], dim=2)
     system = torch.cat([top, bottom], dim=1)  # (B, N+3, N+3)
     rhs = torch.cat([v.permute(0, 2, 1, 3).reshape(b, n, 2 * k),
-                     torch.zeros(b, 3, 2 * k, dtype=c.dtype, device=device)], dim=1)
-    coef = torch.linalg.solve(system, rhs).float()  # (B, N+3, 2K)
-    g = identity_grid(size, device).reshape(1, size * size, 2).expand(b, -1, -1)
-    basis = torch.cat([_kernel(torch.cdist(g, c.float()).square()),
-                       torch.ones(b, size * size, 1, device=device), g], dim=2)  # (B, S*S, N+3)
-    out = torch.bmm(basis, coef)  # (B, S*S, 2K)
+                     torch.zeros(b, 3, 2 * k, dtype=c.dtype, device=solver)], dim=1)
+    coef = torch.linalg.solve(system, rhs).to(device, torch.float32)  # (B, N+3, 2K)
+    c = c.to(device, torch.float32)
+    g = identity_grid(size, device).reshape(size * size, 2)
+    ones = torch.ones(size * size, 1, device=device)
+    # one target at a time: the (S*S, N+3) basis is 22 MB at 256 px, a batch of them would be B times that
+    out = torch.stack([torch.cat([_kernel(torch.cdist(g, c[i]).square()), ones, g], dim=1) @ coef[i]
+                       for i in range(b)])  # (B, S*S, 2K)
     return out.reshape(b, size, size, k, 2).permute(0, 3, 1, 2, 4).contiguous()
 
 
@@ -102,9 +106,11 @@ def warp_images(images: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
     """``grid_sample`` of ``(B, K, C, S, S)`` images with ``(B, K, S, S, 2)`` grids -> ``(B, K, C, S, S)``
     (bilinear, border padding, ``align_corners=False``)."""
     b, k = images.shape[:2]
-    out = F.grid_sample(images.flatten(0, 1), grids.flatten(0, 1).to(images.dtype), mode="bilinear",
+    # coordinates stay float32 at least (bf16 would round them by ~0.5 px at 256): the images follow
+    dtype = torch.promote_types(images.dtype, torch.float32)
+    out = F.grid_sample(images.flatten(0, 1).to(dtype), grids.flatten(0, 1).to(dtype), mode="bilinear",
                         padding_mode="border", align_corners=False)
-    return out.reshape(b, k, *out.shape[1:])
+    return out.reshape(b, k, *out.shape[1:]).to(images.dtype)
 
 
 def landmark_distance(target: torch.Tensor, shots: torch.Tensor) -> torch.Tensor:

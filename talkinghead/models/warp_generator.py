@@ -94,11 +94,21 @@ class WarpGenerator(AdaINGenerator):
         if shots is None or shot_points is None:
             raise ValueError("the warp generator needs the shots (B, K, 3, S, S) and their landmarks (B, K, 68, 2)")
         s, c = self.config.image_size, self.config.image_channels
-        if shots.dim() != 5 or tuple(shots.shape[2:]) != (c, s, s):
-            raise ValueError(f"shots must have shape (B, K, {c}, {s}, {s}), got {tuple(shots.shape)}")
+        if shots.dim() != 5 or tuple(shots.shape[2:]) != (c, s, s) or shots.shape[1] < 1:
+            raise ValueError(f"shots must have shape (B, K >= 1, {c}, {s}, {s}), got {tuple(shots.shape)}")
         if tuple(shot_points.shape) != (*shots.shape[:2], 68, 2):
             raise ValueError(f"shot_points must have shape {(*shots.shape[:2], 68, 2)}, got {tuple(shot_points.shape)}")
         return {"psi": self.psi_from_embedding(e_hat), "shots": shots, "shot_points": shot_points.float()}
+
+    def check_state(self, state: dict) -> None:
+        super().check_state(state)
+        shots, points = state.get("shots"), state.get("shot_points")
+        s, c = self.config.image_size, self.config.image_channels
+        if shots is None or shots.dim() != 4 or tuple(shots.shape[1:]) != (c, s, s) or len(shots) < 1:
+            raise ValueError(f"shots must be (K, {c}, {s}, {s}), got {None if shots is None else tuple(shots.shape)}")
+        if points is None or tuple(points.shape) != (len(shots), 68, 2):
+            raise ValueError(f"shot_points must be ({len(shots)}, 68, 2), got "
+                             f"{None if points is None else tuple(points.shape)}")
 
     def forward(self, y: torch.Tensor, points: torch.Tensor, state: dict) -> dict:
         return self.generate(y, points, state)
