@@ -15,7 +15,9 @@ model trained it (frozen: --freeze-embedder=0 trains it too), K = 4 shots per ep
 lr 1e-4 for E and G (paper 5e-5), the ST-LPIPS VGG16 content term weighted 1.5 instead of 0.15
 (VGG19/VGGFace are not installable offline), and a pixel L1 term (weight 10; not in the paper), as for
 the paper-family model; the warp family's flow and mask regularisers at their defaults
-(talkinghead.losses.LossWeights).
+(talkinghead.losses.LossWeights), and an L1 term inside the target's mouth box (mouth_pixel, weight 20;
+not in the paper), where a warp has nothing to copy. The shipped run added it at its resume from step
+~470 (its record's segments say so).
 """
 import sys
 
@@ -35,6 +37,6 @@ opts = TrainOptions(config="warp-256", init_from=flag("init-from", "default"), i
                     data="cache/train", run_dir=flag("run-dir", "runs/default-warp256"),
                     steps=int(flag("steps", "20000")), batch=2, k=4, lr_g=1e-4, lr_d=2e-4, amp=flag("amp", "auto"),
                     sample_every=100, checkpoint_every=50, log_every=10, workers=1,
-                    loss_weights={"content_stlpips": 1.5, "pixel": 10.0},
+                    loss_weights={"content_stlpips": 1.5, "pixel": 10.0, "mouth_pixel": float(flag("mouth-pixel", "20"))},
                     freeze_embedder=flag("freeze-embedder", "1") == "1")
 train(opts, resume="--resume" in sys.argv)

@@ -12,6 +12,7 @@ Generator side (embedder + generator, or G' during fine-tuning)::
             w_fm2 * mean(flow^2)                                           flow_magnitude
             w_mask * mean(1 - mask)                                        mask (keep the warp unless
                                                                            the network has a reason)
+          + w_mp * |x - x_hat|_1 inside the target's mouth box             mouth_pixel (not in the paper; 0)
 
 Discriminator side: hinge, ``mean(relu(1 + r_hat)) + mean(relu(1 - r))``.
 
@@ -43,7 +44,7 @@ from torch import nn
 import torch.nn.functional as F
 
 __all__ = ["LossWeights", "GeneratorLoss", "content_loss", "feature_matching_loss", "discriminator_loss",
-           "auxiliary_terms"]
+           "auxiliary_terms", "mouth_mask"]
 
 
 @dataclass
@@ -61,6 +62,8 @@ class LossWeights:
     flow_smoothness: float = 10.0
     flow_magnitude: float = 10.0
     mask: float = 0.1
+    # L1 inside the target's mouth box (not in the paper; 0 = off): where a warp has nothing to copy
+    mouth_pixel: float = 0.0
 
     def __post_init__(self):
         # a NaN, infinite or negative weight trains towards nonsense without any error
@@ -151,9 +154,15 @@ def discriminator_loss(score_real: torch.Tensor, score_fake: torch.Tensor) -> tu
 def auxiliary_terms(weights: LossWeights, aux: dict) -> dict[str, torch.Tensor]:
     """Weighted regularisers of a generator family's auxiliaries (terms with weight 0 are left out):
     ``flow`` ``(B,S,S,2)`` in grid units -> ``flow_smoothness`` (total variation) and ``flow_magnitude``;
-    ``mask`` ``(B,1,S,S)`` in [0, 1] (1 = the warped shots) -> ``mask``."""
+    ``mask`` ``(B,1,S,S)`` in [0, 1] (1 = the warped shots) -> ``mask``; ``points`` ``(B,68,2)`` (the
+    target's landmarks) with ``real`` and ``fake`` -> ``mouth_pixel`` (mean L1 over :func:`mouth_mask`)."""
     terms: dict[str, torch.Tensor] = {}
     flow, mask = aux.get("flow"), aux.get("mask")
+    points, real, fake = aux.get("points"), aux.get("real"), aux.get("fake")
+    if weights.mouth_pixel and points is not None and real is not None and fake is not None:
+        box = mouth_mask(points, real.shape[-1]).to(fake.dtype)
+        err = (box * (fake - real).abs()).sum(dim=(1, 2, 3)) / (3 * box.sum(dim=(1, 2, 3))).clamp_min(1.0)
+        terms["mouth_pixel"] = weights.mouth_pixel * err.mean()
     if flow is not None:
         if weights.flow_smoothness:
             tv = (flow[:, 1:] - flow[:, :-1]).abs().mean() + (flow[:, :, 1:] - flow[:, :, :-1]).abs().mean()
@@ -163,6 +172,20 @@ def auxiliary_terms(weights: LossWeights, aux: dict) -> dict[str, torch.Tensor]:
     if mask is not None and weights.mask:
         terms["mask"] = weights.mask * (1.0 - mask).mean()
     return terms
+
+
+def mouth_mask(points: torch.Tensor, size: int, pad: float = 0.25) -> torch.Tensor:
+    """``(B, 1, S, S)``: 1 inside each target's lips box (points 48-67, padded by ``pad`` times the mouth
+    width 48-54 on every side, as the evaluation's mouth region), else 0. No gradient."""
+    with torch.no_grad():
+        lips = points[:, 48:68].float()
+        margin = pad * (points[:, 54] - points[:, 48]).float().norm(dim=-1)  # (B,)
+        lo = lips.amin(dim=1) - margin[:, None]
+        hi = lips.amax(dim=1) + margin[:, None]
+        t = torch.arange(size, device=points.device, dtype=torch.float32)
+        inside_x = (t[None] >= lo[:, :1]) & (t[None] <= hi[:, :1])  # (B, S)
+        inside_y = (t[None] >= lo[:, 1:]) & (t[None] <= hi[:, 1:])
+        return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
 
 
 class GeneratorLoss(nn.Module):

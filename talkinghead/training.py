@@ -271,7 +271,7 @@ class MetaLearningTask(nn.Module):
             _, e_hat = self.model.embedder(xs, ys)
         G = generator or self.model.generator
         out = G.generate(yt, pt, G.identity_state(e_hat, xs, ps))  # the family's fake and auxiliaries
-        return {**out, "real": xt, "y": yt, "vi": vi, "e_hat": e_hat}
+        return {**out, "real": xt, "y": yt, "vi": vi, "e_hat": e_hat, "points": pt}
 
     def d_condition(self, out: dict, detach_table: bool = False) -> dict:
         D = self.model.discriminator
@@ -329,7 +329,7 @@ class FineTuneTask(nn.Module):
             if key in batch:
                 state[key] = batch[key].to(device, non_blocking=True)
         out = (generator or self.model.generator).generate(yt, pt, state)
-        return {**out, "real": xt, "y": yt, "vi": vi}
+        return {**out, "real": xt, "y": yt, "vi": vi, "points": pt}
 
     def d_condition(self, out: dict, detach_table: bool = False) -> dict:
         w = self.w.unsqueeze(0).expand(out["real"].shape[0], -1)

@@ -144,3 +144,25 @@ def test_auxiliary_terms_regularise_flow_and_mask():
     total, logged = loss(real, real, torch.zeros(2), feats, feats, aux={"flow": flow, "mask": still["mask"]})
     assert "flow_smoothness" in logged and float(total - plain) == pytest.approx(
         float(logged["flow_smoothness"] + logged["flow_magnitude"] + logged["mask"]), rel=1e-5)
+
+
+def test_mouth_pixel_term_looks_inside_the_mouth_box_only(astronaut_face):
+    """mouth_pixel: an error inside the lips box costs, the same error elsewhere does not."""
+    from talkinghead.losses import auxiliary_terms, mouth_mask
+
+    _, lm = astronaut_face
+    points = torch.from_numpy(lm)[None]
+    box = mouth_mask(points, 256)
+    assert box.shape == (1, 1, 256, 256)
+    ys, xs = torch.nonzero(box[0, 0], as_tuple=True)
+    assert xs.min() <= lm[48:68, 0].min() and xs.max() >= lm[48:68, 0].max()
+    assert ys.min() <= lm[48:68, 1].min() and ys.max() >= lm[48:68, 1].max()
+    assert 0.01 < float(box.mean()) < 0.2  # the mouth, not the face
+    real = torch.zeros(1, 3, 256, 256)
+    w = LossWeights(mouth_pixel=20.0)
+    in_mouth = real + box * 0.5
+    elsewhere = real.clone()
+    elsewhere[..., :40, :40] = 0.5
+    assert float(auxiliary_terms(w, {"points": points, "real": real, "fake": in_mouth})["mouth_pixel"]) == pytest.approx(10.0)
+    assert float(auxiliary_terms(w, {"points": points, "real": real, "fake": elsewhere})["mouth_pixel"]) == 0.0
+    assert "mouth_pixel" not in auxiliary_terms(LossWeights(), {"points": points, "real": real, "fake": in_mouth})
