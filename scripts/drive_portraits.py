@@ -28,6 +28,9 @@ def main() -> None:
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--fine-tune-steps", type=int, default=0, help="fine-tune on each portrait first (0: FF)")
     p.add_argument("--psi-only", action="store_true", help="fine-tune psi' alone (G keeps its weights)")
+    p.add_argument("--sheet-driver", choices=["landmarks", "frame"], default="landmarks",
+                   help="contact sheets' top row: the driver's landmarks drawn (publishable with a public-domain "
+                        "portrait) or the driving frame itself (not for publishing: the driver's rights)")
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args()
 
@@ -36,7 +39,8 @@ def main() -> None:
     import talkinghead as th
     from talkinghead import metrics as M
     from talkinghead.io import VideoReader
-    from talkinghead.landmarks import crop_image, get_detector, track_video
+    from talkinghead.landmarks import (crop_from_landmarks, crop_image, draw_landmarks, get_detector, track_video,
+                                       transform_landmarks)
 
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +71,12 @@ def main() -> None:
                         faces.append(crop_image(frame, avatar.source.crop))
                     if t % args.sheet_every == 0 and len(sheet) < 8 and dframe is not None:
                         face = faces[-1] if idx[-1] == t else crop_image(frame, avatar.source.crop)
-                        d = cv2.resize(dframe, (face.shape[1], face.shape[0]))
+                        if args.sheet_driver == "frame":
+                            d = cv2.resize(dframe, (face.shape[1], face.shape[0]))
+                        else:  # the driver's own landmarks in its own crop, drawn
+                            lm_t = drv.landmarks[min(t, len(drv) - 1)]
+                            d = draw_landmarks(transform_landmarks(lm_t, crop_from_landmarks(lm_t, face.shape[0])),
+                                               face.shape[0])
                         sheet.append(np.concatenate([d, face], axis=0))
             faces = np.stack(faces)
             lm_out = np.stack([(f[0].landmarks if (f := det.detect(img)) else np.full((68, 2), np.nan, np.float32))
