@@ -8,7 +8,8 @@ the piecewise-affine baseline) are added to both point sets, so the background a
 Backward mapping: for each output pixel we need where to read in the shot, so the spline is fitted
 from the *target* points to the *shot* points (``[K + lam I, P; P^T, 0] [w; a] = [v; 0]`` with
 ``K_ij = U(|c_i - c_j|)``, ``U(r) = r^2 log r^2``, ``P = [1, x, y]``) and evaluated at every pixel.
-The target's kernel rows are computed once and shared by all K shots. Landmarks are data, not
+The target's kernel rows are computed once and shared by all K shots, on a grid of at most
+:data:`TPS_EVAL_SIZE` pixels a side, upsampled bilinearly to the crop (the spline is smooth). Landmarks are data, not
 parameters, so no gradient flows through the fit; the field is computed in float32 (float64 solve).
 """
 from __future__ import annotations
@@ -22,6 +23,9 @@ __all__ = ["to_normalised", "border_points", "tps_grid", "identity_grid", "warp_
 # lam: a small ridge on the kernel so that points that coincide (closed lips, a tracker's double point)
 # give a smooth compromise instead of a singular system; in normalised units (the crop is 2 wide)
 TPS_REGULARIZATION = 1e-3
+# the spline is evaluated on a coarser grid of at most this many pixels a side and upsampled
+# bilinearly: it is smooth, and at 256 px the per-pixel kernel was half of a frame's time on a CPU
+TPS_EVAL_SIZE = 64
 
 
 def to_normalised(points: torch.Tensor, size: int) -> torch.Tensor:
@@ -94,12 +98,19 @@ def _tps_grid(target, shots, size, border, regularization):
                      torch.zeros(b, 3, 2 * k, dtype=c.dtype, device=solver)], dim=1)
     coef = torch.linalg.solve(system, rhs).to(device, torch.float32)  # (B, N+3, 2K)
     c = c.to(device, torch.float32)
-    g = identity_grid(size, device).reshape(size * size, 2)
-    ones = torch.ones(size * size, 1, device=device)
-    # one target at a time: the (S*S, N+3) basis is 22 MB at 256 px, a batch of them would be B times that
-    out = torch.stack([torch.cat([_kernel(torch.cdist(g, c[i]).square()), ones, g], dim=1) @ coef[i]
-                       for i in range(b)])  # (B, S*S, 2K)
-    return out.reshape(b, size, size, k, 2).permute(0, 3, 1, 2, 4).contiguous()
+    m = min(size, TPS_EVAL_SIZE)
+    # m x m points from the first pixel centre to the last, so that upsampling with align_corners=True
+    # lands exactly on the crop's pixel centres (no extrapolation at the border)
+    t = torch.linspace(-1.0 + 1.0 / size, 1.0 - 1.0 / size, m, device=device)
+    gy, gx = torch.meshgrid(t, t, indexing="ij")
+    g = torch.stack([gx, gy], dim=-1).reshape(m * m, 2)
+    # f(x) = sum_i w_i U(|x - c_i|) + a0 + a1 x + a2 y, for all K shots at once
+    out = _kernel(torch.cdist(g[None].expand(b, -1, -1), c).square()) @ coef[:, :n] \
+        + coef[:, n:n + 1] + g @ coef[:, n + 1:]  # (B, m*m, 2K)
+    out = out.reshape(b, m, m, k, 2).permute(0, 3, 4, 1, 2).reshape(b * k, 2, m, m)
+    if m != size:
+        out = F.interpolate(out, size=(size, size), mode="bilinear", align_corners=True)
+    return out.reshape(b, k, 2, size, size).permute(0, 1, 3, 4, 2).contiguous()
 
 
 def warp_images(images: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
