@@ -147,13 +147,16 @@ class WarpGenerator(AdaINGenerator):
         grid = tps_grid(points, shot_points, s, self.border)  # (B, K, S, S, 2), no gradient
         warped = warp_images(shots, grid)
 
-        # blend weights: the landmark prior plus the scorer's per-pixel say, at S/4
-        small = s // 4
-        pair = torch.cat([warped, y[:, None].expand(-1, k, -1, -1, -1)], dim=2).flatten(0, 1)
-        logit = self.scorer(F.interpolate(pair, size=(small, small), mode="area"))
-        logit = F.interpolate(logit, size=(s, s), mode="bilinear", align_corners=False).reshape(b, k, 1, s, s)
-        prior = (-(dist - dist.min(dim=1, keepdim=True).values) / BLEND_TEMPERATURE).to(logit.dtype)
-        weights = torch.softmax(logit + prior[:, :, None, None, None], dim=1)
+        # blend weights: the landmark prior plus the scorer's per-pixel say, at S/4 (one shot: weight 1)
+        if k == 1:
+            weights = torch.ones_like(warped[:, :, :1])
+        else:
+            small = s // 4
+            pair = torch.cat([warped, y[:, None].expand(-1, k, -1, -1, -1)], dim=2).flatten(0, 1)
+            logit = self.scorer(F.interpolate(pair, size=(small, small), mode="area"))
+            logit = F.interpolate(logit, size=(s, s), mode="bilinear", align_corners=False).reshape(b, k, 1, s, s)
+            prior = (-(dist - dist.min(dim=1, keepdim=True).values) / BLEND_TEMPERATURE).to(logit.dtype)
+            weights = torch.softmax(logit + prior[:, :, None, None, None], dim=1)
         blended = (weights * warped).sum(dim=1)
 
         # the network, at S / warp_downscale
