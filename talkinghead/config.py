@@ -78,11 +78,15 @@ class ModelConfig:
     warp_blocks: int = 2
     warp_downscale: int = 2
     warp_shots: int = 4
+    # warp family, with more than one shot: regions (models/tps.py REGIONS: "mouth", "eyes") that take
+    # the shot whose region is shaped most like the target's, blended in over that region
+    warp_regions: tuple[str, ...] = ()
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep tuples so the dataclass stays hashable and comparable.
-        for name in ("embedder_channels", "generator_down_channels", "generator_up_channels", "warp_channels"):
+        for name in ("embedder_channels", "generator_down_channels", "generator_up_channels", "warp_channels",
+                     "warp_regions"):
             value = getattr(self, name)
             if not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -111,6 +115,10 @@ class ModelConfig:
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, got {v!r}")
         positive_ints("warp_channels", self.warp_channels)
+        regions = ("mouth", "eyes")  # models/tps.py REGIONS (not imported: config stays free of torch)
+        if any(r not in regions for r in self.warp_regions) or len(set(self.warp_regions)) != len(self.warp_regions):
+            raise ValueError(f"ModelConfig.warp_regions must be distinct names from {', '.join(regions)}, "
+                             f"got {self.warp_regions!r}")
         if self.generator == "warp":  # its U-Net's resolutions; the paper family ignores the warp_* fields
             net = self.image_size // self.warp_downscale
             levels = len(self.warp_channels) - 1

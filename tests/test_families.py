@@ -132,20 +132,25 @@ def test_warp_blends_the_nearest_shots(astronaut_face):
 
 
 def test_warp_heads_learn(astronaut_face):
-    """The zero-initialised heads get gradients, so one step moves the mask, the flow and the rgb."""
+    """The zero-initialised heads get gradients: two steps move the mask, the flow and the rgb (the mask's
+    gradient is ``corrected - rgb``, 0 until the first step has moved the rgb off the warp)."""
     torch.manual_seed(0)
     model = TalkingHeadModel("warp-tiny")
     G = model.generator
     shots, shot_pts, y, pts = face_batch(astronaut_face, 64, b=1, k=2)
-    state = G.identity_state(torch.rand(1, model.config.embed_dim), shots, shot_pts)
-    before = G.generate(y, pts, state)
-    opt = torch.optim.Adam(G.parameters(), lr=1e-2)
-    ((before["fake"] - torch.ones_like(before["fake"])).abs().mean()).backward()
-    opt.step()
+    e_hat = torch.rand(1, model.config.embed_dim)
     with torch.no_grad():
-        after = G.generate(y, pts, state)
-    assert not torch.allclose(after["mask"], before["mask"].detach())
-    assert after["flow"].abs().max() > 0 and not torch.allclose(after["rgb"], before["rgb"].detach())
+        before = G.generate(y, pts, G.identity_state(e_hat, shots, shot_pts))
+    assert torch.equal(before["rgb"], before["fake"])  # untrained, the painted image is the warp
+    opt = torch.optim.Adam(G.parameters(), lr=1e-2)
+    for _ in range(2):
+        opt.zero_grad()
+        ((G.generate(y, pts, G.identity_state(e_hat, shots, shot_pts))["fake"] - 1.0).abs().mean()).backward()
+        opt.step()
+    with torch.no_grad():
+        after = G.generate(y, pts, G.identity_state(e_hat, shots, shot_pts))
+    assert not torch.allclose(after["mask"], before["mask"])
+    assert after["flow"].abs().max() > 0 and not torch.allclose(after["rgb"], before["rgb"])
 
 
 # ---- weights on disk: hub dispatch -----------------------------------------------------------------------
@@ -289,7 +294,7 @@ def test_avatar_of_the_old_format_loads_or_fails_in_one_line(family_model, astro
     save_file(tensors, str(d / AVATAR_WEIGHTS))
     meta = json.loads((d / AVATAR_CONFIG).read_text())
     meta["format_version"] = 1
-    del meta["family"], meta["class_name"]
+    del meta["family"], meta["class_name"], meta["sha256"]  # format 1 predates all three
     for key in [k for k in meta["model_config"] if k == "generator" or k.startswith("warp_")]:
         del meta["model_config"][key]
     (d / AVATAR_CONFIG).write_text(json.dumps(meta))
@@ -347,3 +352,46 @@ def test_avatar_with_inconsistent_shots_is_refused_in_one_line(family_model, ast
     with pytest.raises(WeightsError, match="shot_points must be") as info:
         Avatar.load(d, device="cpu")
     assert "\n" not in str(info.value)
+
+
+def test_warp_regions_take_the_mouth_from_the_shot_whose_mouth_matches(astronaut_face):
+    """warp_regions="mouth": over the mouth, the shot whose mouth is shaped like the target's (here open),
+    elsewhere the nearest whole face; weights still sum to 1; one shot takes no region shot."""
+    from talkinghead.models.tps import region_map
+
+    torch.manual_seed(0)
+    img, lm = scaled_face(astronaut_face, 256)
+    target = opened_mouth(lm, 12.0)
+    other = img.copy()
+    other[..., 0] = 255 - other[..., 0]  # a shot that can be told apart by colour
+    # shot 0: the same face with the target's open mouth but a turned-away pose (far as a whole);
+    # shot 1: the nearest whole face, with a closed mouth
+    turned = target.copy()
+    turned[:, 0] = 128 + (turned[:, 0] - 128) * 0.8
+    shots = torch.stack([to_tensor(other), to_tensor(img)])[None]
+    shot_pts = torch.from_numpy(np.stack([turned, lm]).astype(np.float32))[None]
+    pts = torch.from_numpy(target.astype(np.float32))[None]
+    for regions, expect in (((), [1]), (("mouth",), [1, 0])):
+        cfg = get_config("warp-256", warp_shots=1, warp_regions=regions)
+        G = WarpGenerator(cfg).eval()
+        with torch.no_grad():
+            out = G.generate(torch.zeros(1, 3, 256, 256), pts, G.identity_state(torch.rand(1, cfg.embed_dim), shots, shot_pts))
+        assert out["shot_index"][0].tolist() == expect
+        assert torch.allclose(out["weights"].sum(dim=1), torch.ones(1, 1, 256, 256), atol=1e-5)
+    m = region_map(pts, 256, "mouth")[0, 0]
+    cx, cy = target[48:68].mean(axis=0).round().astype(int)
+    assert m[cy, cx] == 1.0 and m[5, 5] == 0.0 and m[int(target[30, 1]), int(target[30, 0])] < 1.0  # not the nose
+    w = out["weights"][0, 1, 0]
+    assert w[cy, cx] > 0.99 and w[5, 5] == 0.0  # the open-mouth shot inside the mouth only
+    e = region_map(pts, 256, "eyes")[0, 0]
+    for eye in (slice(36, 42), slice(42, 48)):
+        ex, ey = target[eye].mean(axis=0).round().astype(int)
+        assert e[ey, ex] == 1.0
+    assert float((e * m).max()) == 0.0  # the regions do not overlap
+    one = G.generate(torch.zeros(1, 3, 256, 256), pts, G.identity_state(torch.rand(1, cfg.embed_dim), shots[:, 1:], shot_pts[:, 1:]))
+    assert one["shot_index"].shape == (1, 1)  # one photo: nothing to choose
+
+
+def test_warp_regions_are_checked():
+    with pytest.raises(ValueError, match="warp_regions"):
+        get_config("warp-256", warp_regions=("nose",))

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["to_normalised", "border_points", "tps_grid", "identity_grid", "warp_images", "landmark_distance"]
+__all__ = ["to_normalised", "border_points", "tps_grid", "identity_grid", "warp_images", "landmark_distance",
+           "REGIONS", "region_map"]
 
 # lam: a small ridge on the kernel so that points that coincide (closed lips, a tracker's double point)
 # give a smooth compromise instead of a singular system; in normalised units (the crop is 2 wide)
@@ -124,17 +125,57 @@ def warp_images(images: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
     return out.reshape(b, k, *out.shape[1:]).to(images.dtype)
 
 
-def landmark_distance(target: torch.Tensor, shots: torch.Tensor) -> torch.Tensor:
-    """``(B, K)`` mean distance between the target's and each shot's landmarks after removing position
-    and scale (stable-point centre and spread), as :func:`talkinghead.evaluation.nearest_shot` measures
-    it: how far each shot's pose and expression are from the target's."""
+# iBUG-68 regions for which the warp family may pick a shot of its own (``ModelConfig.warp_regions``)
+REGIONS = {"mouth": tuple(range(48, 68)), "eyes": tuple(range(36, 48))}
 
+
+def _normalise(lm: torch.Tensor) -> torch.Tensor:
+    """Landmarks without position and scale: centred on the stable points, divided by their spread."""
     from ..motion import STABLE  # the stable points (nose, eye corners), as motion.normalise uses them
 
-    def normalise(lm: torch.Tensor) -> torch.Tensor:
-        pts = lm[..., list(STABLE), :]
-        centre = pts.mean(dim=-2, keepdim=True)
-        spread = (pts - centre).square().sum(-1).mean(-1).sqrt().clamp_min(1e-6)
-        return (lm - centre) / spread[..., None, None]
+    pts = lm[..., list(STABLE), :]
+    centre = pts.mean(dim=-2, keepdim=True)
+    spread = (pts - centre).square().sum(-1).mean(-1).sqrt().clamp_min(1e-6)
+    return (lm - centre) / spread[..., None, None]
 
-    return (normalise(shots) - normalise(target)[:, None]).norm(dim=-1).mean(-1)
+
+def landmark_distance(target: torch.Tensor, shots: torch.Tensor, region: str | None = None) -> torch.Tensor:
+    """``(B, K)`` mean distance between the target's and each shot's landmarks after removing position
+    and scale (stable-point centre and spread), as :func:`talkinghead.evaluation.nearest_shot` measures
+    it: how far each shot's pose and expression are from the target's. With ``region`` (a key of
+    :data:`REGIONS`), only that region's points, each set centred on its own mean: the region's shape
+    (how open the mouth or the eyes are), wherever the head is."""
+    a, b = _normalise(shots), _normalise(target)[:, None]
+    if region is not None:
+        idx = list(REGIONS[region])
+        a, b = a[..., idx, :], b[..., idx, :]
+        a, b = a - a.mean(dim=-2, keepdim=True), b - b.mean(dim=-2, keepdim=True)
+    return (a - b).norm(dim=-1).mean(-1)
+
+
+def _ellipse(points: torch.Tensor, size: int, scale_x: float, scale_y: float) -> torch.Tensor:
+    """``(B, 1, S, S)``: 1 on an ellipse around ``points (B, P, 2)`` (half-axes ``scale_x`` times the set's
+    width, ``scale_y`` times its height but at least half its width), falling smoothly to 0 at 1.6 times that."""
+    lo, hi = points.amin(dim=1), points.amax(dim=1)
+    centre, extent = (lo + hi) / 2, hi - lo
+    ax = (scale_x * extent[:, 0]).clamp_min(1.0)
+    ay = torch.maximum(scale_y * extent[:, 1], 0.5 * scale_x * extent[:, 0]).clamp_min(1.0)
+    t = torch.arange(size, device=points.device, dtype=torch.float32)
+    dx = (t[None] - centre[:, :1]) / ax[:, None]  # (B, S)
+    dy = (t[None] - centre[:, 1:]) / ay[:, None]
+    r = (dy[:, :, None].square() + dx[:, None, :].square()).sqrt()  # (B, S, S)
+    u = ((1.6 - r) / 0.6).clamp(0.0, 1.0)  # 1 inside r <= 1, 0 beyond r = 1.6
+    return (u * u * (3 - 2 * u))[:, None]
+
+
+@torch.no_grad()
+def region_map(points: torch.Tensor, size: int, region: str) -> torch.Tensor:
+    """``(B, 1, S, S)`` soft map of a region of the target ``points (B, 68, 2)`` (crop pixels): where a
+    region's own shot is blended in. The mouth's covers the lips and the evaluation's padded mouth box;
+    the eyes' each eye and its lids."""
+    points = points.float()
+    if region == "mouth":
+        return _ellipse(points[:, 48:68], size, 0.6, 0.6)
+    if region == "eyes":
+        return torch.maximum(_ellipse(points[:, 36:42], size, 0.6, 1.0), _ellipse(points[:, 42:48], size, 0.6, 1.0))
+    raise ValueError(f"unknown region {region!r}: use one of {', '.join(REGIONS)}")

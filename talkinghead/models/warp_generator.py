@@ -5,13 +5,21 @@ Per target frame::
     shots (B,K,3,S,S) --TPS from the target's 68 points to each shot's--> warped (B,K,3,S,S)
     blend weights  = softmax_k( -d_k / T  +  scorer(warped_k, y) )        d_k: landmark distance (prior)
     blended        = sum_k weights_k * warped_k
-    U-Net(y, blended) at S / warp_downscale, AdaIN from psi = P e_hat  ->  flow, mask, rgb
-    fake           = mask * sum_k weights_k * warp(shot_k, grid_k + flow)  +  (1 - mask) * rgb
+    U-Net(y, blended) at S / warp_downscale, AdaIN from psi = P e_hat  ->  flow, mask, delta
+    corrected      = sum_k weights_k * warp(shot_k, grid_k + flow)
+    rgb            = clamp(corrected + delta, -1, 1)            (the painted image, started from the warp)
+    fake           = mask * corrected  +  (1 - mask) * rgb
 
-At initialisation the flow is 0, the mask is ~1 (sigmoid of +5), the scorer adds 0 and the prior
-picks the nearest shot, so the untrained generator is a thin-plate-spline warp of the nearest shot:
-the warp baseline. Training learns only what warping cannot do: the mouth interior (rgb where the
-mask opens), eyelids, what a turn uncovers, the flow where 68 points miss (hair, ears, jaw line).
+At initialisation the flow and delta are 0, the scorer adds 0 and the prior picks the nearest shot, so
+the untrained generator is a thin-plate-spline warp of the nearest shot whatever the mask: the warp
+baseline. Training learns only what warping cannot do: the mouth interior (rgb where the mask opens),
+eyelids, what a turn uncovers, the flow where 68 points miss (hair, ears, jaw line).
+
+Why rgb starts from the warp, not from zero: with an absolute rgb the untrained output is the warp only
+when the mask is saturated at 1, where neither the mask (sigmoid' ~ 0.007) nor the rgb (weight 1 - mask)
+gets a gradient, and an opening mask first shows grey. The first model trained that way (1100 CPU
+steps) never opened its mask (min 0.9935 on every held-out frame). Started from the warp, the mask
+starts at 0.5 and both branches learn from the first step.
 """
 from __future__ import annotations
 
@@ -25,11 +33,11 @@ from ..config import ModelConfig
 from .embedder import check_image
 from .generator import AdaINGenerator
 from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, sn_conv
-from .tps import border_points, identity_grid, landmark_distance, tps_grid, warp_images
+from .tps import border_points, identity_grid, landmark_distance, region_map, tps_grid, warp_images
 
 __all__ = ["WarpGenerator"]
 
-MASK_BIAS = 5.0  # sigmoid(5) = 0.9933: the output starts as the warp (within one grey level)
+MASK_BIAS = 0.0  # the mask starts at 0.5: either branch is the warp at first, and both get gradients
 # the prior's temperature in landmark-distance units (normalised by the face's spread): a shot 0.01
 # farther than the nearest gets e^-5 of its weight, so the untrained blend is the nearest shot. At 0.01
 # the near-identical first frames of a clip were averaged: held-out LPIPS 0.184 against 0.162 for the
@@ -46,8 +54,9 @@ class WarpGenerator(AdaINGenerator):
     :meth:`identity_state`: ``psi (B,n_psi)``, ``shots (B,K,3,S,S)`` in [-1, 1], ``shot_points
     (B,K,68,2)`` in their crops' pixels (a batch of 1 is shared by every target). Returns ``fake``,
     ``warped`` (the blend before the network's corrections), ``mask (B,1,S,S)``, ``flow (B,S,S,2)``,
-    ``rgb``, ``weights (B,K',1,S,S)`` and ``shot_index (B,K')`` (the ``K' = min(K, cfg.warp_shots)``
-    nearest shots that were warped).
+    ``rgb``, ``weights (B,K'+R,1,S,S)`` and ``shot_index (B,K'+R)``: the ``K' = min(K, cfg.warp_shots)``
+    nearest shots that were warped, then (with K > 1) one shot for each of the ``R`` regions of
+    ``cfg.warp_regions``, blended in over the region's soft map (:func:`talkinghead.models.tps.region_map`).
 
     The U-Net: a 3x3 conv to ``warp_channels[0]``, residual down blocks without normalisation through
     ``warp_channels``, ``warp_blocks`` AdaIN residual blocks, AdaIN residual up blocks back to
@@ -83,7 +92,7 @@ class WarpGenerator(AdaINGenerator):
 
     @torch.no_grad()
     def reset_heads(self) -> None:
-        """Zero the flow/mask/rgb head and the scorer's last layer: the generator becomes the warp."""
+        """Zero the flow/mask/delta head and the scorer's last layer: the generator becomes the warp."""
         self.head.weight.zero_()
         self.head.bias.zero_()
         self.head.bias[2] = MASK_BIAS
@@ -116,13 +125,17 @@ class WarpGenerator(AdaINGenerator):
         return self.generate(y, points, state)
 
     def _select_shots(self, points, shots, shot_points):
-        """The ``warp_shots`` nearest shots of each target, with their landmark distances."""
+        """The ``warp_shots`` nearest shots of each target, with their landmark distances, then one shot
+        per ``warp_regions`` entry (when there is more than one shot): the one whose region is shaped
+        most like the target's, with half the whole-face distance added so that it is not a far pose.
+        Returns ``(shots (B,K'+R,...), shot_points, dist (B,K') of the nearest, index (B,K'+R))``."""
         b = points.shape[0]
         if shots.shape[0] == 1 and b > 1:
             shots, shot_points = shots.expand(b, *shots.shape[1:]), shot_points.expand(b, *shot_points.shape[1:])
         if shots.shape[0] != b:
             raise ValueError(f"the state holds shots for a batch of {shots.shape[0]}, the targets are {b}")
         dist = landmark_distance(points.float(), shot_points)  # (B, K)
+        shots_all, points_all, dist_all = shots, shot_points, dist
         k = shots.shape[1]
         m = min(k, self.config.warp_shots)
         if m < k:
@@ -131,6 +144,15 @@ class WarpGenerator(AdaINGenerator):
             shot_points = shot_points.gather(1, index[:, :, None, None].expand(-1, -1, 68, 2))
         else:
             index = torch.arange(k, device=dist.device).expand(b, k)
+        if k > 1 and self.config.warp_regions:
+            full_shots, full_points = shots_all, points_all
+            picks = [(landmark_distance(points.float(), full_points, r) + 0.5 * dist_all).argmin(dim=1, keepdim=True)
+                     for r in self.config.warp_regions]
+            extra = torch.cat(picks, dim=1)  # (B, R)
+            shots = torch.cat([shots, full_shots.gather(1, extra[:, :, None, None, None].expand(
+                -1, -1, *full_shots.shape[2:]))], dim=1)
+            shot_points = torch.cat([shot_points, full_points.gather(1, extra[:, :, None, None].expand(-1, -1, 68, 2))], dim=1)
+            index = torch.cat([index, extra], dim=1)
         return shots, shot_points, dist, index
 
     def generate(self, y: torch.Tensor, points: torch.Tensor, state: dict) -> dict:
@@ -143,20 +165,24 @@ class WarpGenerator(AdaINGenerator):
         psi = self._batch_psi(state["psi"], b)
         shots, shot_points, dist, index = self._select_shots(points, state["shots"], state["shot_points"])
         shots = shots.to(y.dtype)
-        k = shots.shape[1]
-        grid = tps_grid(points, shot_points, s, self.border)  # (B, K, S, S, 2), no gradient
+        k = dist.shape[1]  # the nearest shots; the region shots follow them
+        grid = tps_grid(points, shot_points, s, self.border)  # (B, K'+R, S, S, 2), no gradient
         warped = warp_images(shots, grid)
 
         # blend weights: the landmark prior plus the scorer's per-pixel say, at S/4 (one shot: weight 1)
         if k == 1:
-            weights = torch.ones_like(warped[:, :, :1])
+            weights = torch.ones_like(warped[:, :1, :1])
         else:
             small = s // 4
-            pair = torch.cat([warped, y[:, None].expand(-1, k, -1, -1, -1)], dim=2).flatten(0, 1)
+            pair = torch.cat([warped[:, :k], y[:, None].expand(-1, k, -1, -1, -1)], dim=2).flatten(0, 1)
             logit = self.scorer(F.interpolate(pair, size=(small, small), mode="area"))
             logit = F.interpolate(logit, size=(s, s), mode="bilinear", align_corners=False).reshape(b, k, 1, s, s)
             prior = (-(dist - dist.min(dim=1, keepdim=True).values) / BLEND_TEMPERATURE).to(logit.dtype)
             weights = torch.softmax(logit + prior[:, :, None, None, None], dim=1)
+        if shots.shape[1] > k:  # each region's own shot over its soft map (the regions do not overlap)
+            maps = torch.cat([region_map(points, s, r) for r in self.config.warp_regions], dim=1)[:, :, None]
+            maps = maps.to(weights.dtype)
+            weights = torch.cat([weights * (1.0 - maps.sum(dim=1, keepdim=True)).clamp_min(0.0), maps], dim=1)
         blended = (weights * warped).sum(dim=1)
 
         # the network, at S / warp_downscale
@@ -177,8 +203,8 @@ class WarpGenerator(AdaINGenerator):
             out = F.interpolate(out, size=(s, s), mode="bilinear", align_corners=False)
         flow = out[:, :2].permute(0, 2, 3, 1) * FLOW_SCALE  # (B, S, S, 2)
         mask = torch.sigmoid(out[:, 2:3])
-        rgb = torch.tanh(out[:, 3:6])
         corrected = (weights * warp_images(shots, grid + flow[:, None].to(grid.dtype))).sum(dim=1)
+        rgb = (corrected + out[:, 3:6]).clamp(-1.0, 1.0)
         fake = mask * corrected + (1.0 - mask) * rgb
         return {"fake": fake, "warped": blended, "mask": mask, "flow": flow, "rgb": rgb,
                 "weights": weights, "shot_index": index}
