@@ -1,4 +1,5 @@
-"""Watermark: embed -> detect on real faces, no false positives, robustness, metadata, verify CLI."""
+"""Watermark: embed -> detect on real faces, no false positives, robustness (a re-upload: H.264 CRF 28 after a
+half-scale resize), the null distribution behind the threshold, speed, metadata, verify CLI."""
 from __future__ import annotations
 
 import numpy as np
@@ -73,6 +74,92 @@ def test_survives_h264_crf28(tmp_path, wm, data_dir):
     assert det.found and det.frames == 6 and det.model == "cpu-256"
 
 
+def _reupload(tmp_path, frames):
+    """The usual re-upload: halve the size, then H.264 at CRF 28 (the library's own writer)."""
+    from talkinghead import io
+
+    return io.write_video(tmp_path / "reupload.mp4", [_half(f) for f in frames], fps=25, crf=28)
+
+
+def test_survives_a_reupload_crf28_after_half_scale(tmp_path, wm, data_dir):
+    """Issue 17: 12 marked frames of the hardest eval clip (the most texture), halved and re-encoded at
+    CRF 28, are found as a video, with the model, and well above the threshold."""
+    from talkinghead import io
+
+    clip = data_dir / "eval" / "driving" / "sadtalker__ref_video__WDA_KatieHill_000.mp4"
+    with io.VideoReader(clip, max_frames=24) as r:
+        originals = list(r)[::2]
+    frames = [wm.embed_frame(f) for f in originals]
+    assert min(_psnr(m, f) for m, f in zip(frames, originals)) >= 38.0
+    out = _reupload(tmp_path, frames)
+    det = W.detect_video(out)
+    assert det.found and det.frames == 12 and det.model == "cpu-256" and det.scale == 0.5
+    assert det.score > W.detection_threshold() + 2 and det.p_value < W.FALSE_ALARM
+    res = W.verify_file(out)  # as `talkinghead verify` decides
+    assert res.marked and res.watermark.model == "cpu-256"
+
+
+def test_unmarked_real_clips_not_found(tmp_path, data_dir):
+    """Unmarked real clips, as they are and after the same re-upload, are not found (clip level)."""
+    from talkinghead import io
+
+    for name in ("sadtalker__ref_video__WDA_KatieHill_000.mp4", "liveportrait__driving__d3.mp4"):
+        clip = data_dir / "eval" / "driving" / name
+        res = W.verify_file(clip, max_frames=12)
+        assert not res.marked and res.watermark.frames == 12 and res.watermark.score < W.detection_threshold()
+        with io.VideoReader(clip, max_frames=24) as r:
+            frames = list(r)[::2]
+        det = W.detect_video(_reupload(tmp_path, frames))
+        assert not det.found and det.payload is None and det.confidence == 0.0 and det.p_value == 1.0
+
+
+def test_null_distribution_matches_the_threshold():
+    """On unmarked content the symbol correlations are N(0, 1): the score D (sum of the 5 symbols' best
+    correlations) follows the computed null, and a word with a matching check turns up in at most
+    16/128 of the tests, so the threshold gives the stated false-alarm rate."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    scores, matched = np.empty(n), 0
+    for i in range(n):
+        x = rng.standard_normal(W.CODE_ELEMENTS)
+        corr, _ = W._read_symbols(x)
+        scores[i] = corr.max(axis=1).sum()
+        matched += W._decide(x)[0] is not None
+    for q in (13.0, 14.0, 15.0):  # survival 0.49, 0.14, 0.017 under the null
+        expected = W.null_survival(q)
+        observed = float(np.mean(scores >= q))
+        assert abs(observed - expected) < 4 * np.sqrt(expected * (1 - expected) / n) + 1e-3, (q, observed, expected)
+    assert matched / n < W._CANDIDATE_WORDS / W.SYMBOL_SIZE + 0.02
+    t = W.detection_threshold()
+    assert W.null_survival(t) * W._CANDIDATE_WORDS / W.SYMBOL_SIZE <= W.FALSE_ALARM_PER_TEST
+    assert W.null_survival(t - 0.05) * W._CANDIDATE_WORDS / W.SYMBOL_SIZE > W.FALSE_ALARM_PER_TEST
+    assert W.FALSE_ALARM_PER_TEST * len(W.DEFAULT_SCALES) * W.SYNC_CANDIDATES <= W.FALSE_ALARM * (1 + 1e-9)
+
+
+def test_unmarked_1080p_detection_is_fast(astronaut):
+    """Issue 17: under 0.3 s on an unmarked 1080p frame (0.89 s for scheme v1). Timed against a
+    reference operation (a Gaussian blur of a 1080p float plane) interleaved with it, the fastest of
+    each, so that a busy machine does not fail it: about 10 blurs' time here, v1 took over 100."""
+    import time
+
+    import cv2
+
+    big = cv2.resize(astronaut, (1920, 1080), interpolation=cv2.INTER_LINEAR)
+    plane = big[..., 0].astype(np.float32)
+
+    def timed(fn):
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    W.detect_frame(big)  # warm the caches
+    ref, det = [], []
+    for _ in range(5):
+        ref += [timed(lambda: cv2.GaussianBlur(plane, (0, 0), 1.5)) for _ in range(3)]
+        det.append(timed(lambda: W.detect_frame(big)))
+    assert min(det) / min(ref) < 40, (min(det), min(ref))
+
+
 def test_video_accumulates_evidence(wm, data_dir):
     """Frames too small to decode alone (192 px marked, then halved) are decoded when folded together."""
     import cv2
@@ -96,19 +183,24 @@ def test_payload_and_model_tag():
     assert W.model_from_payload(None) is None
     with pytest.raises(ValueError):
         W.Watermarker(payload="too-long")
-    bits = W.encode_payload("abcd")
-    assert bits.shape == (W.CODE_BITS,) and set(np.unique(bits)) <= {-1.0, 1.0}
+    word = W.encode_payload("abcd")
+    assert word.shape == (W.CODE_ELEMENTS,) and set(np.unique(word)) <= {-1.0, 1.0}
+    assert W._decide(word)[0] == "abcd" and W._decide(W.encode_payload("ab"))[0] == "ab"
 
 
-def test_soft_decoding_corrects_errors():
-    bits = W.encode_payload("abcd")
-    noisy = bits.copy()
-    noisy[[3, 20, 41]] *= -1  # 3 byte errors: what 6 parity bytes correct
-    assert W._decode_soft(noisy)[0] == "abcd"
-    noisy[77] *= -1  # a 4th needs the soft information: the least reliable bytes become erasures
-    noisy[[3, 20]] *= 0.1
-    assert W._decode_soft(noisy)[0] == "abcd"
-    assert W._decode_soft(np.random.default_rng(1).standard_normal(W.CODE_BITS)) is None
+def test_soft_decoding_reads_noisy_words_and_one_misread_character():
+    rng = np.random.default_rng(1)
+    word = W.encode_payload("abcd")
+    assert W._decode_soft(word + 2.5 * rng.standard_normal(word.shape))[0] == "abcd"
+    # One symbol (the third character) pushed to its runner-up: the list of words recovers it.
+    corr, sym = W._read_symbols(word)
+    scramble, h = W._patterns()[1], W._hadamard()
+    wrong = sym[2] ^ 1
+    x = word.reshape(W.CODE_SYMBOLS, W.SYMBOL_SIZE).copy()
+    x[2] = 0.45 * x[2] + 0.55 * h[wrong] * scramble[2]
+    assert W._read_symbols(x.ravel())[1][2] == wrong  # read wrong on its own
+    assert W._decide(x.ravel())[0] == "abcd"
+    assert W._decode_soft(rng.standard_normal(W.CODE_ELEMENTS)) is None
 
 
 def test_provenance_metadata_records_choice():
