@@ -40,8 +40,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .atomic import atomic_path, atomic_write_text
-from .errors import InputError, NoFaceError
+from .atomic import atomic_path, atomic_write_text, make_folder
+from .errors import InputError, NoFaceError, OutputError
 from .io import check_output_folder
 
 CACHE_VERSION = 1
@@ -494,6 +494,8 @@ def _preprocess_job(kwargs: dict) -> PreprocessResult:
     with warnings.catch_warnings(record=True) as caught:  # keeps the filters (ResourceWarning stays ignored)
         try:
             result = preprocess_video(**kwargs)
+        except OutputError:  # a full disk or a read-only cache fails every clip after it: stop, in one line
+            raise
         except Exception as exc:  # report, don't kill the pool: one bad clip must not stop the other 72
             first = str(exc).splitlines()[0] if str(exc) else ""
             vid = kwargs.get("video_id") or video_id_for(path)
@@ -517,6 +519,7 @@ def _init_worker() -> None:
 def _stop_pool(pool, timeout: float = 5.0) -> None:
     """Drop the queued clips, end the workers and wait for them (kill one that does not stop)."""
     procs = list((getattr(pool, "_processes", None) or {}).values())  # taken before shutdown clears it
+    manager = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for p in procs:
         p.terminate()
@@ -525,10 +528,15 @@ def _stop_pool(pool, timeout: float = 5.0) -> None:
         if p.is_alive():
             p.kill()
             p.join()
+    # the pool's manager thread closes its wake-up pipe as it ends; joined here, it cannot race
+    # concurrent.futures' exit hook writing to that pipe (an EBADF traceback after Ctrl-C, CPython 3.11)
+    if manager is not None:
+        manager.join(timeout)
 
 
 def _remove_temp_files(job: dict) -> None:
-    """Temporary files of a clip whose worker was ended mid-write (atomic_path names them ``.STEM.*.tmp*``)."""
+    """Temporary files of a clip whose worker was ended mid-write (atomic_path names them
+    ``.VIDEO_ID.npz.tmp-*`` and ``.VIDEO_ID.skip.json.tmp-*``)."""
     vid = glob.escape(job["video_id"])
     for tmp in Path(job["out_dir"]).glob(f".{vid}.*.tmp*"):
         tmp.unlink(missing_ok=True)
@@ -674,7 +682,7 @@ def preprocess(
     if manifest:
         _warn_unlisted(files, identities, manifest)
     _detector(detector).load()  # missing weights: one error now, not one per clip
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     jobs = [
         dict(path=p, out_dir=out_dir, size=size, max_frames=max_frames, min_frames=min_frames, margin=margin,
              identity=identities.get(str(p.resolve())), detector=detector, overwrite=overwrite, video_id=vid)

@@ -19,4 +19,14 @@ class NoFaceError(InputError):
 
 
 class WeightsError(TalkingHeadError):
-    """Weights are missing, unsafe, truncated or do not match their config."""
+    """Weights are missing, unsafe, truncated, corrupt (a hash mismatch) or do not match their config."""
+
+
+class OutputError(TalkingHeadError):
+    """An output could not be written whole (a full disk, a read-only folder, a writer that failed); the
+    earlier file at that path, if any, is kept (see :mod:`talkinghead.atomic`)."""
+
+
+class DependencyError(TalkingHeadError):
+    """A package that a command or option needs is not installed (or does not import); the message
+    names it and the pip command (see :mod:`talkinghead.deps`)."""

@@ -13,6 +13,8 @@ container (ffmpeg ``-metadata``, PNG text chunks, a JPEG comment, EXIF ImageDesc
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -24,7 +26,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, output_error
 from .errors import InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -51,6 +53,9 @@ def _check_file(path: str | os.PathLike, what: str) -> Path:
     as such; the decoders would call such a file corrupt)."""
     import stat
 
+    if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path):
+        raise InputError(f"{what} path must be a file path (str or pathlib.Path), got {type(path).__name__} "
+                         f"{path!r:.40}.")
     path = Path(path)
     try:
         st = path.stat()
@@ -76,22 +81,39 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
     Applies the EXIF orientation, expands grayscale and palettes, composites transparency on white and
     scales 16-bit or float samples to 8 bits. Raises :class:`InputError` for a missing, empty, corrupt
-    or non-image file, a folder, or an image too large to decode safely (PIL's decompression-bomb limit).
+    or non-image file, a folder, or an image of more than :data:`talkinghead.checks.MAX_IMAGE_PIXELS`
+    pixels (64 megapixels), told from its header before anything is decoded.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = _check_file(path, "Image")
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _pil_to_rgb(img)
+        with warnings.catch_warnings():
+            # PIL warns from its limit (89 MP) to twice it, where it refuses; ours is lower and says more
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # reads the header only
+                _check_pixels(path, img.size)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _pil_to_rgb(img)
     except Image.DecompressionBombError as exc:  # PIL's guard against huge images (not an OSError)
         raise InputError(f"Image {path} has {_pixel_count(exc)}, more than can be read safely: "
                          "downscale it, e.g. to 4000 pixels on its longer side.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"Image {path} is not a readable image ({exc.__class__.__name__}): "
                          "use a valid JPEG/PNG/WebP/TIFF file.") from None
+
+
+def _check_pixels(path: Path, size: tuple[int, int]) -> None:
+    """Refuse an image above the pixel limit before it is decoded: a 144-megapixel PNG took 85 s and
+    10.6 GB on its way through detection, for a face that needs a few hundred pixels."""
+    from . import checks
+
+    w, h = size
+    if w * h > checks.MAX_IMAGE_PIXELS:
+        raise InputError(f"Image {path} is {w}x{h} pixels ({w * h / 1e6:.3g} megapixels), more than the "
+                         f"{checks.MAX_IMAGE_PIXELS / 1e6:.3g}-megapixel limit (talkinghead.checks.MAX_IMAGE_PIXELS): "
+                         "downscale it, e.g. to 4000 pixels on its longer side.")
 
 
 def _pixel_count(exc: Exception) -> str:
@@ -240,6 +262,7 @@ def write_image(path: str | os.PathLike, image: Any, metadata: Mapping[str, str]
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
         raise InputError(f"Cannot write image {path}: use one of {', '.join(IMAGE_EXTENSIONS)}.")
+    check_output_file(path, f"Cannot write image {path}", "choose another output path")
     img = Image.fromarray(to_uint8_rgb(image), "RGB")
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     kwargs: dict[str, Any] = {}
@@ -353,18 +376,132 @@ def _parse_ffmetadata(text: str) -> dict[str, str]:
 
 
 def check_output_folder(folder: str | os.PathLike, what: str, advice: str) -> Path:
-    """Refuse, before slow work, a folder that cannot be made: it, or a folder above it, is a file, or
-    a folder above it cannot be entered. Creates nothing. ``what`` starts the message (``"-o out"``),
-    ``advice`` ends it. Every writer of folders (reports, caches, runs, avatars, videos) uses this."""
+    """Refuse, before slow work, a folder that cannot be made or written into: it, or a folder above it,
+    is a file or a symbolic link loop; a name in it is too long for its file system; a folder above it
+    cannot be entered; or the nearest existing one is read-only. Creates nothing. ``what`` starts the
+    message (``"-o out"``), ``advice`` ends it. Every writer of folders (reports, caches, runs, avatars,
+    videos) uses this; the writes themselves are atomic (:mod:`talkinghead.atomic`)."""
+    from .atomic import name_max
+
     folder = Path(folder)
     absolute = folder.absolute()
-    try:
-        existing = next((p for p in (absolute, *absolute.parents) if p.exists()), None)
-    except PermissionError:
-        raise InputError(f"{what}: {folder} cannot be reached (permission denied); {advice}.") from None
-    if existing is not None and not existing.is_dir():
+    existing, missing = None, []
+    for p in (absolute, *absolute.parents):
+        try:
+            os.stat(p)
+        except (FileNotFoundError, NotADirectoryError):
+            missing.append(p.name)
+            continue
+        except PermissionError:
+            raise InputError(f"{what}: {folder} cannot be reached (permission denied); {advice}.") from None
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                missing.append(p.name)
+                continue
+            if exc.errno == errno.ELOOP:
+                raise _loop_error(what, _loop_in(p), advice) from None
+            raise InputError(f"{what}: {folder} cannot be reached ({exc.strerror}); {advice}.") from None
+        existing = p
+        break
+    if existing is None:
+        return folder
+    if not existing.is_dir():
         raise InputError(f"{what}: {folder if existing == absolute else existing} is a file, not a folder; {advice}.")
+    limit = name_max(existing)
+    long = next((n for n in missing if len(os.fsencode(n)) > limit), None)
+    if long is not None:
+        raise InputError(f"{what}: the name {_shorten(long)} is {len(os.fsencode(long))} bytes long, more than "
+                         f"the {limit} its file system allows; choose a shorter name.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        shown = folder if existing == absolute else existing
+        raise InputError(f"{what}: {shown} is {_why_not_writable(existing)}; {advice}, or make it writable.")
     return folder
+
+
+def check_output_file(path: str | os.PathLike, what: str, advice: str) -> Path:
+    """Refuse, before slow work, a file that cannot be written: an existing folder or a symbolic link loop
+    at ``path``, a name too long for its file system, or any reason :func:`check_output_folder` gives
+    for its folder. Returns ``path`` as a :class:`Path`."""
+    from .atomic import name_max
+
+    path = Path(path)
+    if _is_dir(path):
+        raise InputError(f"{what}: it is a folder; give a file name such as {path / ('out' + path.suffix)}.")
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _loop_error(what, _loop_in(path.absolute()), advice) from None
+    check_output_folder(path.parent, what, advice)
+    limit = name_max(path.parent)
+    if len(os.fsencode(path.name)) > limit:
+        raise InputError(f"{what}: the file name is {len(os.fsencode(path.name))} bytes long, more than the {limit} "
+                         "its file system allows; choose a shorter name.")
+    return path
+
+
+def _is_dir(path: Path) -> bool:
+    """``Path.is_dir``, but False for a name the file system refuses (too long), which is reported later."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _why_not_writable(folder: Path) -> str:
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "on a read-only file system"
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        pass
+    return "not writable (permission denied)"
+
+
+def _shorten(name: str) -> str:
+    return name if len(name) <= 40 else f"{name[:20]}...{name[-12:]}"
+
+
+def _loop_in(path: Path) -> Path:
+    """The first link on the way to ``path`` that loops (``path`` itself if none is found above it)."""
+    for p in (*reversed(path.parents), path):
+        try:
+            os.stat(p)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return p
+    return path
+
+
+def _loop_error(what: str, link: Path, advice: str) -> InputError:
+    return InputError(f"{what}: {link} is a symbolic link loop (it leads back to itself); remove or fix the link, "
+                      f"or {advice}.")
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file (also through links and ``..``); for a missing ``b``, whether
+    both names lead to the same place. Never raises (a symbolic link loop is no file)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_overwriting(output: str | os.PathLike, inputs: Iterable, what: str = "Output") -> None:
+    """InputError when writing ``output`` would replace one of ``inputs`` (paths; other items, such as
+    arrays, are skipped), or when one of them is a symbolic link loop. The CLI checks its files with
+    this, and :func:`talkinghead.pipeline.write_video` an animation's driving clip and photos."""
+    for path, name in ((output, what), *((p, "Input") for p in inputs)):
+        if isinstance(path, (str, os.PathLike)):
+            try:
+                os.stat(path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise InputError(f"{name} {path} is a symbolic link loop (it leads back to itself): fix or "
+                                     "remove the link.") from None
+    for path in inputs:
+        if isinstance(path, (str, os.PathLike)) and os.fspath(path) and same_file(output, path):
+            raise InputError(f"{what} {output} is one of the inputs ({path}): choose another output name, so the "
+                             "input is not overwritten.")
 
 
 # ----------------------------------------------------------------------------------------- video
@@ -372,16 +509,202 @@ def check_video_output(path: str | os.PathLike) -> Path:
     """Refuse, before any slow work, a video output path :class:`VideoWriter` cannot write.
 
     Raises :class:`InputError` for an extension other than ``.mp4 .mov .m4v .mkv``, an existing
-    folder, or a parent "folder" that is a file. Returns ``path`` as a :class:`Path`.
+    folder, and every reason of :func:`check_output_file` (a read-only folder, a name too long, a
+    symbolic link loop, a parent "folder" that is a file). Returns ``path`` as a :class:`Path`.
     """
     path = Path(path)
     if path.suffix.lower() not in VIDEO_OUTPUT_EXTENSIONS:
         raise InputError(f"Cannot write video {path}: name it with one of {', '.join(VIDEO_OUTPUT_EXTENSIONS)} "
                          "(H.264 video).")
-    if path.is_dir():
+    if _is_dir(path):
         raise InputError(f"Cannot write video {path}: it is a folder; give a file name such as {path / 'out.mp4'}.")
-    check_output_folder(path.parent, f"Cannot write video {path}", "choose another output path")
-    return path
+    return check_output_file(path, f"Cannot write video {path}", "choose another output path")
+
+
+# What on_bad_frames may say about a frame the decoder could not decode (see VideoReader).
+BAD_FRAME_POLICIES = ("hold", "skip", "error")
+# Still images by their first bytes: ffmpeg reads any of them as a one-frame "video".
+_IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+                     (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"qoif", "QOI"))
+
+
+def _still_image_kind(path: Path) -> str | None:
+    """The format of a still image (``"PNG"``...) posing as a video, else None. A GIF counts only with
+    one frame: an animated GIF is a video of sorts."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    kind = next((name for sig, name in _IMAGE_SIGNATURES if head.startswith(sig)), None)
+    if kind == "BMP" and head[6:10] != bytes(4):  # "BM" alone is weak: a BMP's reserved bytes are zero
+        kind = None
+    if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "WebP"
+    if kind == "GIF":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                return kind if getattr(img, "n_frames", 1) <= 1 else None
+        except Exception:  # a damaged GIF: ffmpeg will say what it makes of it
+            return None
+    return kind
+
+
+class _Decoder:
+    """ffmpeg decoding a video's frames to raw RGB, each with its place on the clip's frame grid.
+
+    imageio-ffmpeg's ``read_frames`` lets ffmpeg keep a constant frame rate, which repeats the previous
+    picture over every frame the decoder could not decode, silently, and hides ffmpeg's log. Here
+    ``-fps_mode passthrough`` gives each decoded picture once, ``-stats_enc_pre`` its timestamp in frames
+    of the stream's own rate (a frame lost in the middle is a gap) and the log, read by a thread, the
+    header (size after rotation, fps, duration, audio) and the decoder's errors. The timestamps come on
+    the log's pipe too, each line written before its frame, so no second pipe is needed. ``strict``
+    (``-xerror``) makes ffmpeg stop at the first error.
+    """
+
+    _PTS = b"talkinghead-pts "
+    _LEVEL = re.compile(r"\[(?:info|warning|error|fatal|panic)\] ")
+    _ERROR = re.compile(r"\[(error|fatal|panic)\] (.*)|\[(warning)\] (corrupt decoded frame)")
+
+    def __init__(self, path: Path, strict: bool, timeout: float = 20.0):
+        import queue
+        import threading
+
+        self._pending: list = []  # a timestamp taken from the queue before its frame
+        self._first = None
+        cmd = [_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info",
+               *(["-xerror"] if strict else []), "-i", str(path), "-an", "-sn", "-dn", "-fps_mode", "passthrough",
+               "-stats_enc_pre", "pipe:2", "-stats_enc_pre_fmt", self._PTS.decode() + "{pts} {tb}",
+               "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
+        session = {"start_new_session": True} if os.name == "posix" else {}
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     **session)
+        self.errors: list[str] = []  # the first few error lines of the log
+        self.num_errors = 0  # error lines (demuxer or decoder): the evidence that a gap is a lost frame
+        self.num_corrupt = 0  # pictures the decoder returned with errors (concealed, so damaged)
+        self.cut = False
+        self._header: list[str] = []
+        self._in_output = False
+        self._header_done = threading.Event()
+        self._slots: queue.Queue = queue.Queue()
+        self._log = threading.Thread(target=self._read_log, daemon=True)
+        self._log.start()
+        if not self._header_done.wait(timeout) or self.meta is None:
+            self.close()
+            self.meta = None
+            return
+        try:  # the first picture's timestamp: its time base is ffmpeg's guess of the frame rate
+            self._first = self._slots.get(timeout=timeout)
+        except queue.Empty:
+            self._first = EOFError
+        self._pending.append(self._first)
+
+    meta: dict | None = None
+
+    @property
+    def rate(self) -> float | None:
+        """The frame rate ffmpeg decodes at (1 / the time base of its timestamps); None if not one.
+
+        Better than the header's numbers: "fps" is an average (a phone's variable rate, with pauses, is
+        lower than its grid) and "tbr" can be twice the rate (MPEG fields)."""
+        if not isinstance(self._first, tuple):
+            return None
+        rate = float(1 / self._first[1])
+        return rate if 0 < rate <= 1000 else None  # 1/12800: a clock, not frames
+
+    def _read_log(self) -> None:
+        try:
+            for raw in iter(self.proc.stderr.readline, b""):
+                if raw.startswith(self._PTS):
+                    self._slots.put(self._timestamp(raw[len(self._PTS):].decode("ascii", "replace")))
+                    continue
+                line = raw.decode("utf-8", "replace").rstrip()
+                error = self._ERROR.search(line)
+                if error:
+                    self.num_errors += 1
+                    self.num_corrupt += "corrupt decoded frame" in line
+                    if len(self.errors) < 3:
+                        self.errors.append(error.group(2) or error.group(4))
+                if not self._header_done.is_set():
+                    self._read_header(self._LEVEL.sub("", line))
+        except (OSError, ValueError):  # close() closed the pipe under this thread: the reading is over
+            pass
+        finally:
+            self._slots.put(EOFError)
+            self._header_done.set()
+
+    def _read_header(self, line: str) -> None:
+        self._header.append(line)
+        self._in_output = self._in_output or line.startswith("Output #")
+        if self._in_output and line.lstrip().startswith("Stream #") and " Video: " in line:
+            self.meta = self._parse_header(self._header)
+            self._header_done.set()
+
+    @staticmethod
+    def _parse_header(lines: list[str]) -> dict | None:
+        out_at = next(i for i, h in enumerate(lines) if h.startswith("Output #"))
+        streams = [h for h in lines[:out_at] if h.lstrip().startswith("Stream #")]
+        video = next((h for h in streams if " Video: " in h), None)
+        size = re.search(r" (\d+)x(\d+)[, ]", lines[-1])
+        if video is None or size is None:
+            return None
+        rate = re.search(r" (\d+(?:\.\d+)?) fps", video) or re.search(r" (\d+(?:\.\d+)?) tbr", video)
+        dur = next((re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", h) for h in lines[:out_at]
+                    if "Duration: " in h), None)
+        return {"size": (int(size.group(1)), int(size.group(2))), "fps": float(rate.group(1)) if rate else 0.0,
+                "duration": (int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3))) if dur else 0.0,
+                "has_audio": any(" Audio: " in h for h in streams)}
+
+    @staticmethod
+    def _timestamp(text: str) -> tuple[int, Fraction] | None:
+        """``"37 1/25"`` (a picture's pts and its time base) -> ``(37, Fraction(1, 25))``; None without one."""
+        try:
+            pts, tb = text.split()
+            return int(pts), Fraction(tb)
+        except (ValueError, ZeroDivisionError):  # "N/A": no timestamp
+            return None
+
+    def pictures(self, fps: float) -> Iterator[tuple[int | None, np.ndarray]]:
+        """``(slot, frame)`` for every picture decoded, in order: the slot is its timestamp in frames of
+        ``fps`` (None where it has none). ``cut`` is True after the stream ended inside a frame."""
+        import queue
+
+        w, h = self.meta["size"]
+        nbytes = w * h * 3
+        while True:
+            buf = self.proc.stdout.read(nbytes)
+            if len(buf) < nbytes:
+                self.cut = len(buf) > 0
+                return
+            try:  # written before the frame: here already, or nearly
+                slot = self._pending.pop() if self._pending else self._slots.get(timeout=60)
+            except queue.Empty:
+                slot = EOFError
+            if slot is EOFError:  # the log ended without it (ffmpeg died): keep what was decoded
+                return
+            if slot is not None:  # in frames of ffmpeg's rate, which is the reader's fps; else rescaled
+                pts, tb = slot
+                slot = pts if abs(1 / tb - fps) <= 0.01 * fps else round(pts * tb * fps)
+            yield slot, np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy()
+
+    def finish(self) -> int:
+        """Wait for ffmpeg to end (the frames were all read); its exit status, with the log read whole."""
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # stdout closed, yet not ending
+            self.proc.kill()
+            self.proc.wait()
+        self._log.join(10)
+        return self.proc.returncode
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()
+        self._log.join(10)
 
 
 class VideoReader:
@@ -389,18 +712,35 @@ class VideoReader:
 
     ``fps``, ``size`` (W, H), ``num_frames`` (estimated from the duration where the container does not
     say) and ``has_audio`` are known after construction; frames are decoded while iterating. Rotation
-    metadata is applied. ``max_frames`` stops early. Use as a context manager or call :meth:`close`.
+    metadata is applied. ``max_frames`` (an integer >= 1) stops early. Use as a context manager or call
+    :meth:`close`.
 
-    Raises :class:`InputError` for a missing, empty, corrupt or frameless file.
+    A frame the decoder cannot decode (a clip damaged in the middle) is never repeated silently.
+    ``on_bad_frames`` says what happens: ``"hold"`` (default) repeats the frame before it, so the clip
+    keeps its length and its sync with the audio; ``"skip"`` leaves it out; both warn once, with the
+    count and the frames' indices (after iterating, also in ``bad_frames``). ``"error"`` stops at the
+    first decoding error and raises :class:`InputError` there. A pause in the timestamps of a clip of
+    variable frame rate, where the decoder reports nothing, is held without a warning, as any player does.
+
+    Raises :class:`InputError` for a missing, empty, corrupt or frameless file and for a still image
+    (a PNG named ``.mp4``).
     """
 
-    def __init__(self, path: str | os.PathLike, max_frames: int | None = None):
+    def __init__(self, path: str | os.PathLike, max_frames: int | None = None, on_bad_frames: str = "hold"):
+        from .checks import check_choice, check_max_frames
+
         self.path = _check_file(path, "Video")
-        self.max_frames = max_frames
-        self._gen: Iterator | None = None
+        self.max_frames = check_max_frames(max_frames)
+        self.on_bad_frames = check_choice("on_bad_frames", on_bad_frames, BAD_FRAME_POLICIES)
+        kind = _still_image_kind(self.path)
+        if kind is not None:
+            ext = {"JPEG": "jpg", "TIFF": "tif"}.get(kind, kind.lower())
+            raise InputError(f"Video {self.path} is a {kind} image, not a video: give a video file (or, to use the "
+                             f"image as a photo, name it {self.path.stem}.{ext}).")
+        self.bad_frames: list[int] = []
+        self._dec: _Decoder | None = None
         self._cap = None
-        exe = _ffmpeg_exe()
-        self.backend = "ffmpeg" if exe is not None else "opencv"
+        self.backend = "ffmpeg" if _ffmpeg_exe() is not None else "opencv"
         if self.backend == "ffmpeg":
             self._open_ffmpeg()
         else:
@@ -412,19 +752,18 @@ class VideoReader:
         return InputError(f"Video {self.path} is corrupt or not a video: use a valid mp4/mov/avi/webm/mpg file.")
 
     def _open_ffmpeg(self) -> None:
-        import imageio_ffmpeg
-
-        gen = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="rgb24", output_params=["-an"])
-        try:
-            meta = next(gen)
-        except (OSError, RuntimeError, StopIteration):
-            gen.close()
-            raise self._bad() from None
-        self._gen = gen
-        self.size = tuple(int(v) for v in meta["size"])  # after rotation
-        self.fps = float(meta.get("fps") or 0.0) or 25.0
-        self.duration = float(meta.get("duration") or 0.0)
-        self.has_audio = "audio_codec" in meta
+        dec = _Decoder(self.path, strict=self.on_bad_frames == "error")
+        if dec.meta is None:
+            dec.close()
+            if any("Unrecognized option" in h for h in dec._header):
+                raise InputError(f"The ffmpeg at {_ffmpeg_exe()} is too old to read {self.path}: talkinghead needs "
+                                 "ffmpeg 6.1 or newer (unset IMAGEIO_FFMPEG_EXE to use imageio-ffmpeg's own).")
+            raise self._bad()
+        self._dec = dec
+        self.size = dec.meta["size"]  # after rotation
+        self.fps = dec.rate or dec.meta["fps"] or 25.0
+        self.duration = dec.meta["duration"]
+        self.has_audio = dec.meta["has_audio"]
         self.num_frames = max(1, int(round(self.duration * self.fps))) if self.duration else 0
 
     def _open_opencv(self) -> None:
@@ -444,39 +783,87 @@ class VideoReader:
         self.duration = self.num_frames / self.fps
         self.has_audio = False  # OpenCV cannot tell; ffmpeg is needed for audio anyway
 
+    def _opencv_pictures(self, cap) -> Iterator[tuple[int, np.ndarray]]:
+        """``(slot, frame)`` as :meth:`_Decoder.pictures` gives them, from OpenCV's timestamps."""
+        import cv2
+
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            yield int(round(cap.get(cv2.CAP_PROP_POS_MSEC) * self.fps / 1000.0)), np.ascontiguousarray(bgr[:, :, ::-1])
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        n, cut = 0, False
-        w, h = self.size
-        if self._gen is not None:
-            gen, self._gen = self._gen, None
-            try:
-                for buf in gen:
-                    if self.max_frames is not None and n >= self.max_frames:
-                        break
-                    yield np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy()
-                    n += 1
-            except RuntimeError:  # ffmpeg stopped inside a frame
-                if n == 0:
-                    raise self._bad() from None
-                cut = True  # keep the frames decoded so far, as players do
-            finally:
-                gen.close()
+        if self._dec is not None:
+            dec, self._dec = self._dec, None
+            pictures, release = dec.pictures(self.fps), dec.close
         elif self._cap is not None:
-            cap, self._cap = self._cap, None
-            try:
-                while self.max_frames is None or n < self.max_frames:
-                    ok, bgr = cap.read()
-                    if not ok:
-                        break
-                    yield np.ascontiguousarray(bgr[:, :, ::-1])
-                    n += 1
-            finally:
-                cap.release()
+            dec, cap, self._cap = None, self._cap, None
+            pictures, release = self._opencv_pictures(cap), cap.release
         else:
             raise RuntimeError("a VideoReader can be iterated once; open the file again")
-        if n == 0:
-            raise InputError(f"Video {self.path} has no decodable frames: use a valid video file.")
-        self._warn_if_short(n, cut)
+        hold = self.on_bad_frames != "skip"  # "error" holds a pause in the timestamps, as "hold" does
+        n, slots, first, prev = 0, 0, None, None
+        gaps: list[int] = []  # frames of the clip with no picture
+        ended = stopped = False
+        try:
+            for slot, frame in pictures:
+                if slot is None:
+                    slot = slots if first is None else first + slots  # no timestamp: the next frame
+                first = slot if first is None else first
+                k = slot - first
+                if k < slots:  # a second picture within one frame's time (variable frame rate): one per frame
+                    continue
+                for gap in range(slots, k):  # no picture: frames lost, or a pause of a variable frame rate
+                    if self.max_frames is not None and slots >= self.max_frames:
+                        break
+                    gaps.append(gap)
+                    slots += 1
+                    if hold:
+                        n += 1
+                        yield prev.copy()
+                if self.max_frames is not None and slots >= self.max_frames:
+                    break
+                slots, n, prev = slots + 1, n + 1, frame
+                yield frame
+            else:
+                ended = True
+            stopped = True
+        finally:
+            status = dec.finish() if ended and dec is not None else 0
+            release()
+            if dec is not None:
+                errors, corrupt, texts, cut = dec.num_errors, dec.num_corrupt, dec.errors, dec.cut
+            else:  # OpenCV reports nothing, and stops at a frame it cannot decode: seen as a truncated file
+                errors, corrupt, texts, cut = 0, 0, [], False
+            if not stopped:  # the caller stopped reading: say what it was given, raise nothing
+                self._report(n, slots, gaps, errors, corrupt, texts, status, ended=False, strict=False)
+        self._report(n, slots, gaps, errors, corrupt, texts, status, ended)
+        self._warn_if_short(slots, cut)
+
+    def _report(self, n: int, slots: int, gaps: list[int], errors: int, corrupt: int, texts: list[str],
+                status: int, ended: bool, strict: bool = True) -> None:
+        """The one place that says what was wrong with the frames: an error (``on_bad_frames="error"``,
+        or nothing decodable), else one warning with the count and the frames' indices."""
+        said = f" (ffmpeg: {texts[0]})" if texts else ""
+        if strict and self.on_bad_frames == "error" and ended and (errors or status != 0):
+            raise InputError(f"Video {self.path} is damaged: frames from about frame {slots} on could not be decoded"
+                             f"{said}, and on_bad_frames is 'error': use 'hold' or 'skip' to read what can be decoded, "
+                             "or repair the file (re-encode it).")
+        if strict and n == 0:
+            raise InputError(f"Video {self.path} has no decodable frames{said}: use a valid video file.")
+        if gaps and errors:
+            self.bad_frames = gaps
+            done = ("each was replaced by the frame before it (on_bad_frames='hold'; 'skip' leaves them out, "
+                    "'error' refuses the clip)" if self.on_bad_frames != "skip" else
+                    "they were skipped, so the clip is shorter and its audio runs ahead after them "
+                    "(on_bad_frames='skip')")
+            warnings.warn(f"Video {self.path}: {len(gaps)} of {slots} frames could not be decoded (frames "
+                          f"{_ranges(gaps)}){said}: {done}.", stacklevel=3)
+        elif corrupt and ended:
+            warnings.warn(f"Video {self.path}: {corrupt} of its {slots} frames were decoded with errors{said} and "
+                          "may show damaged blocks.", stacklevel=3)
+        # gaps without errors: pauses of a variable frame rate, held as any player does
 
     def _warn_if_short(self, n: int, cut: bool) -> None:
         """Warn when fewer frames decoded than the file declares: a cut-off file (an interrupted copy or
@@ -506,13 +893,20 @@ class VideoReader:
         return count if count > 0 else self.num_frames
 
     def read_all(self) -> np.ndarray:
-        """All (remaining) frames as ``(T, H, W, 3)`` uint8 — only for short clips."""
+        """All (remaining) frames as ``(T, H, W, 3)`` uint8 — only for short clips: one that would not fit
+        in the memory available raises :class:`InputError` before decoding."""
+        from .checks import check_memory
+
+        w, h = self.size
+        check_memory(2 * self.num_frames * w * h * 3,  # the frames, then their stacked copy
+                     f"Reading video {self.path} whole ({self.num_frames} frames of {w}x{h})",
+                     "stream it with VideoReader, or pass max_frames")
         return np.stack(list(self))
 
     def close(self) -> None:
-        if self._gen is not None:
-            self._gen.close()
-            self._gen = None
+        if self._dec is not None:
+            self._dec.close()
+            self._dec = None
         if self._cap is not None:
             self._cap.release()
             self._cap = None
@@ -523,6 +917,10 @@ class VideoReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def __del__(self) -> None:  # a reader dropped unread must not leave ffmpeg waiting on its pipe
+        with contextlib.suppress(Exception):
+            self.close()
+
     def __len__(self) -> int:
         return self.num_frames
 
@@ -531,9 +929,22 @@ class VideoReader:
                 f"num_frames~{self.num_frames}, has_audio={self.has_audio})")
 
 
-def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """Read a (short) clip whole: ``(frames (T, H, W, 3) uint8, fps)``."""
-    with VideoReader(path, max_frames=max_frames) as r:
+def _ranges(indices: list[int]) -> str:
+    """``[5, 6, 7, 9]`` -> ``"5-7, 9"`` (the first 20 runs)."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    text = ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs[:20])
+    return text + (f" and {len(runs) - 20} more runs" if len(runs) > 20 else "")
+
+
+def read_video(path: str | os.PathLike, max_frames: int | None = None,
+               on_bad_frames: str = "hold") -> tuple[np.ndarray, float]:
+    """Read a (short) clip whole: ``(frames (T, H, W, 3) uint8, fps)``; see :class:`VideoReader`."""
+    with VideoReader(path, max_frames=max_frames, on_bad_frames=on_bad_frames) as r:
         return r.read_all(), r.fps
 
 
@@ -555,8 +966,10 @@ class VideoWriter:
     ``audio_from`` muxed in (AAC, cut to the video's length) and ``metadata`` tags; falls back to
     OpenCV's mp4v (no audio, no metadata, with a warning) where ffmpeg is missing. The frame size is
     taken from the first frame; odd sizes are padded by one pixel for the encoder. The file appears
-    under its name only when the writer is closed without an error; a path :func:`check_video_output`
-    refuses raises :class:`InputError` at once.
+    under its name only when the writer is closed without an error, the encoder exited cleanly and
+    the file holds every frame written; until then an earlier file of that name is kept. A path
+    :func:`check_video_output` refuses, or the audio source itself, raises :class:`InputError` at
+    once; a failed write (a full disk: ffmpeg's log is read) raises :class:`~talkinghead.errors.OutputError`.
 
     >>> with VideoWriter("out.mp4", fps=25, audio_from="driving.mp4") as w:   # doctest: +SKIP
     ...     for frame in frames:                     # (H, W, 3) uint8 RGB or (3, H, W) torch in [-1, 1]
@@ -567,17 +980,18 @@ class VideoWriter:
                  metadata: Mapping[str, str] | None = None, crf: int = 18, backend: str = "auto",
                  audio_path: str | os.PathLike | None = None):
         self.path = check_video_output(path)
-        if not fps or fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        self.fps = float(fps)
+        from .checks import check_fps
+
+        self.fps = check_fps(fps)
         audio_from = audio_from if audio_from is not None else audio_path  # issue-3 spelling
         self.audio_from = Path(audio_from) if audio_from is not None else None
         if self.audio_from is not None:
             _check_file(self.audio_from, "Audio source")
+            refuse_overwriting(self.path, [self.audio_from])  # muxed while the new file is written
         self.metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
         self.crf = int(crf)
         if backend not in ("auto", "ffmpeg", "opencv"):
-            raise ValueError(f"backend must be auto, ffmpeg or opencv, got {backend!r}")
+            raise InputError(f"backend must be auto, ffmpeg or opencv, not {backend!r}.")
         self.backend = backend
         if backend in ("auto", "ffmpeg") and _ffmpeg_exe() is not None:
             self.backend = "ffmpeg"
@@ -589,7 +1003,7 @@ class VideoWriter:
         self.size: tuple[int, int] | None = None
         self._ctx = None
         self._tmp: Path | None = None
-        self._gen = None
+        self._ffmpeg: _Encoder | None = None
         self._cv = None
         self._muxed_audio: str | None = None
 
@@ -613,12 +1027,12 @@ class VideoWriter:
                     out_params += ["-af", "apad", "-shortest"]
                 else:
                     warnings.warn(f"{self.audio_from} has no audio track; writing {self.path} without sound")
-            self._gen = imageio_ffmpeg.write_frames(
-                str(self._tmp), (w, h), fps=self._rate(), codec="libx264",
-                pix_fmt_in="rgb24", pix_fmt_out="yuv420p", quality=None, macro_block_size=1,
-                ffmpeg_log_level="error", output_params=out_params, audio_path=audio,
-                audio_codec="aac" if audio else None)
-            self._gen.send(None)
+            cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w}x{h}",
+                   "-pix_fmt", "rgb24", "-r", str(self._rate()), "-i", "-",
+                   *(["-i", audio] if audio else ["-an"]), "-vcodec", "libx264", "-pix_fmt", "yuv420p",
+                   "-v", "error", *out_params,
+                   *(["-acodec", "aac", "-map", "0:v:0", "-map", "1:a:0"] if audio else []), str(self._tmp)]
+            self._ffmpeg = _Encoder(cmd)
         else:
             import cv2
 
@@ -636,9 +1050,11 @@ class VideoWriter:
         if self.size is None:
             self._start(w, h)
         elif (w, h) != self.size:
-            raise ValueError(f"frame {self.num_frames} is {w}x{h}, the video is {self.size[0]}x{self.size[1]}")
-        if self._gen is not None:
-            self._gen.send(img)
+            raise InputError(f"Cannot write video {self.path}: frame {self.num_frames} is {w}x{h}, but the video is "
+                             f"{self.size[0]}x{self.size[1]}; every frame must have the same size.")
+        if self._ffmpeg is not None:
+            if not self._ffmpeg.write(img):  # ffmpeg has stopped (a full disk, a bad option)
+                raise self._ffmpeg_failure(self._ffmpeg)
         else:
             self._cv.write(np.ascontiguousarray(img[:, :, ::-1]))
         self.num_frames += 1
@@ -651,21 +1067,41 @@ class VideoWriter:
             return
         ctx, self._ctx = self._ctx, None
         try:
-            if self._gen is not None:
-                gen, self._gen = self._gen, None
-                gen.close()  # waits for ffmpeg to finish
-                if self._muxed_audio and error is None:
+            if self._ffmpeg is not None:
+                enc, self._ffmpeg = self._ffmpeg, None
+                if error is not None:
+                    enc.kill()
+                elif enc.finish() != 0:
+                    raise self._ffmpeg_failure(enc)
+                elif self._muxed_audio:
                     self._trim_to_frames()
             if self._cv is not None:
                 self._cv.release()
                 self._cv = None
-        except BaseException as exc:  # encoder failure: drop the temp file
+            if error is None:
+                self._verify()
+        except BaseException as exc:  # encoder failure: drop the temp file, keep the earlier output
             ctx.__exit__(type(exc), exc, exc.__traceback__)
             raise
         if error is None:
             ctx.__exit__(None, None, None)
         else:
             ctx.__exit__(type(error), error, error.__traceback__)
+
+    def _ffmpeg_failure(self, enc: "_Encoder") -> Exception:
+        """One line naming the user's path: a full disk from ffmpeg's log, else its last line."""
+        enc.finish()
+        log = enc.log()
+        return (output_error(self.path, RuntimeError(log)) if log else None) or output_error(
+            self.path, detail=f"ffmpeg stopped with status {enc.returncode}"
+                              f"{' (' + log.splitlines()[-1].strip() + ')' if log else ''}")
+
+    def _verify(self) -> None:
+        """Refuse to rename a file that does not hold every frame written: OpenCV never reports a failed
+        write, and a full disk can end ffmpeg's file early. Counting the packets (no decoding) is cheap."""
+        n = _count_frames(self._tmp, self.backend)
+        if n != self.num_frames:
+            raise output_error(self.path, detail=f"the file written holds {n} of its {self.num_frames} frames")
 
     def _rate(self) -> Fraction:
         return Fraction(self.fps).limit_denominator(1001)
@@ -701,6 +1137,86 @@ class VideoWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(exc)
+
+
+class _Encoder:
+    """An ffmpeg process fed raw frames on stdin, whose log (stderr) is kept to explain a failure.
+
+    It runs in its own session, so Ctrl-C reaches only Python, which then kills it and removes the
+    temporary file. A thread drains the log, so a chatty ffmpeg never blocks on a full pipe.
+    """
+
+    def __init__(self, cmd: list[str]):
+        import collections
+        import threading
+
+        session = {"start_new_session": True} if os.name == "posix" else {"creationflags": 0x200}
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     **session)
+        self._log: collections.deque = collections.deque(maxlen=40)
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        try:
+            for line in iter(self.proc.stderr.readline, b""):
+                self._log.append(line.decode("utf-8", "replace").rstrip())
+        except (OSError, ValueError):  # the pipe was closed under this thread
+            pass
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                self.proc.stderr.close()
+
+    def write(self, frame: np.ndarray) -> bool:
+        """Send one frame; False when ffmpeg has stopped reading."""
+        try:
+            self.proc.stdin.write(frame)
+            return True
+        except (BrokenPipeError, OSError, ValueError):  # ValueError: stdin already closed
+            return False
+
+    def finish(self) -> int:
+        """Close stdin, wait for ffmpeg to end; its exit status."""
+        try:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            self.proc.wait()
+        finally:
+            if self.proc.poll() is None:  # interrupted while waiting
+                self.kill()
+        self._reader.join(5)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(OSError, ValueError):
+            self.proc.stdin.close()
+        self.proc.wait()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return "\n".join(line for line in self._log if line)
+
+
+def _count_frames(path: Path, backend: str) -> int:
+    """Video frames in a written file: its packets, counted by ffmpeg without decoding (the container's
+    count with OpenCV); -1 when the file does not open."""
+    if backend == "ffmpeg":
+        res = subprocess.run([_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+                              "-f", "null", "-", "-progress", "pipe:1", "-nostats"], capture_output=True, timeout=600)
+        counts = re.findall(rb"^frame=(\d+)", res.stdout, re.M)
+        return int(counts[-1]) if res.returncode == 0 and counts else -1
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
+    finally:
+        cap.release()
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[Any], fps: float,

@@ -9,9 +9,16 @@ face position and size. Absolute transfer uses the driving landmarks as they are
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
+from .checks import (MAX_FRAMES, MAX_PRESET_SECONDS, check_choice, check_fps, check_int, check_memory,
+                     check_number)
 from .errors import InputError
+
+MODES = ("relative", "absolute")
+PRESETS = ("talk", "idle")
 
 # Points that move little with expression (brow-free: nose bridge, lower nose, eye corners): their
 # centre and spread define the face's position and size.
@@ -26,12 +33,24 @@ CLOSING_PAIRS = np.array([[37, 41], [38, 40], [43, 47], [44, 46], [61, 67], [62,
 
 
 def _check_track(track: np.ndarray, name: str) -> np.ndarray:
-    track = np.asarray(track, dtype=np.float32)
-    if track.ndim == 2:
-        track = track[None]
-    if track.ndim != 3 or track.shape[1:] != (68, 2):
-        raise ValueError(f"{name} must have shape (T, 68, 2) or (68, 2), got {tuple(track.shape)}")
-    return track
+    """``(T, 68, 2)`` float32 (one face ``(68, 2)`` becomes ``T = 1``), else an :class:`InputError`."""
+    try:
+        track = np.asarray(track, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be an array of shape (T, 68, 2) or (68, 2) (68 landmarks in pixels), "
+                         f"not {type(track).__name__}.") from None
+    if not (track.shape == (68, 2) or track.ndim == 3 and track.shape[1:] == (68, 2) and len(track) > 0):
+        raise InputError(f"{name} must have shape (T, 68, 2) or (68, 2) (68 landmarks in pixels), got "
+                         f"{tuple(track.shape)}.")
+    return track[None] if track.ndim == 2 else track
+
+
+def check_motion(mode: str, reference) -> None:
+    """The arguments of :func:`transfer_motion`, checked before a driving clip is tracked."""
+    check_choice("motion", mode, MODES)
+    if not (reference in ("best", "first") if isinstance(reference, str) else
+            isinstance(reference, numbers.Integral) and not isinstance(reference, bool)):
+        raise InputError(f"reference must be best, first or a frame index, not {reference!r}.")
 
 
 def face_frame(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +114,7 @@ def transfer_motion(
     Returns:
         ``(T, 68, 2)`` float32 landmarks in source-image pixels.
     """
+    check_motion(mode, reference)
     src = _check_track(source, "source")[0]
     drv = _check_track(driving, "driving")
     if not np.isfinite(src).all():
@@ -110,8 +130,6 @@ def transfer_motion(
         scale = src_s / ref_s
         out = (drv - ref_c) * scale + src_c
         return out.astype(np.float32)
-    if mode != "relative":
-        raise ValueError(f"mode must be 'relative' or 'absolute', got {mode!r}")
     if reference == "first":
         ref = 0
     elif reference == "best":
@@ -162,6 +180,19 @@ def close_without_crossing(track: np.ndarray) -> np.ndarray:
     return out
 
 
+def preset_frames(preset: str, seconds: float, fps: float) -> int:
+    """The number of frames a preset of ``seconds`` at ``fps`` has, once its arguments are checked."""
+    if preset not in PRESETS:
+        raise InputError(f"Unknown motion preset {preset!r}: use 'talk' or 'idle'.")
+    seconds = check_number("seconds", seconds, 0, maximum=MAX_PRESET_SECONDS)
+    fps = check_fps(fps)
+    n = max(1, int(round(seconds * fps)))
+    if n > MAX_FRAMES:
+        raise InputError(f"{seconds:g} s at {fps:g} fps is {n} frames, more than the {MAX_FRAMES} a preset can have: "
+                         "lower the seconds or the fps.")
+    return n
+
+
 def preset_motion(
     source: np.ndarray,
     preset: str = "talk",
@@ -173,17 +204,19 @@ def preset_motion(
 
     ``talk``: speech-like mouth opening (syllables at ~4 Hz with pauses), blinks every 2-6 s and small
     head motion. ``idle``: blinks, slow breathing and a gentle head sway. Deterministic for a seed.
+    ``seconds`` is at most :data:`~talkinghead.checks.MAX_PRESET_SECONDS`, ``fps`` at most
+    :data:`~talkinghead.checks.MAX_FPS`, and together they make at most
+    :data:`~talkinghead.checks.MAX_FRAMES` frames: anything else is an :class:`InputError`, before any
+    memory is taken.
 
     Returns:
         ``(round(seconds * fps), 68, 2)`` float32 landmarks in source-image pixels.
     """
-    if preset not in ("talk", "idle"):
-        raise InputError(f"Unknown motion preset {preset!r}: use 'talk' or 'idle'.")
-    if seconds <= 0 or fps <= 0:
-        raise InputError(f"Seconds ({seconds}) and fps ({fps}) must be positive: give e.g. 5 seconds at 25 fps.")
+    n = preset_frames(preset, seconds, fps)
+    seed = check_int("seed", seed, 0)
+    check_memory(n * 68 * 2 * 8 * 6, f"A motion preset of {n} frames", "lower the seconds or the fps")  # ~6 tracks of float64
     src = _check_track(source, "source")[0].astype(np.float64)
     rng = np.random.default_rng(seed)
-    n = max(1, int(round(seconds * fps)))
     t = np.arange(n) / fps
     centre, size = face_frame(src)
 

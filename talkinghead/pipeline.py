@@ -24,7 +24,9 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_paths
+from .checks import MAX_BATCH_SIZE, MAX_FINE_TUNE_STEPS, MAX_FRAMES, check_fps
+from .checks import check_int as _check_int  # ``(name, value, minimum, maximum=None)``: an InputError naming it
 from .devices import resolve_device  # also public here: talkinghead.pipeline.resolve_device
 from .errors import InputError, WeightsError
 from .tensors import to_tensor, to_uint8  # also public here: talkinghead.pipeline.to_tensor / to_uint8
@@ -37,13 +39,6 @@ RECOMMENDED_MAX_PHOTOS = 32
 FINE_TUNE_LR = 2e-4  # G' (D': 4x); meta-learning uses 5e-5, see personalize
 SAME_PERSON_DISTANCE = 0.6  # dlib's descriptor distance below which two faces are the same person
 CONTENT_CHOICES = ("auto", "paper", "stlpips", "none")  # content-loss backbones, see training.build_loss
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    """``value`` as an int ``>= minimum``, else an :class:`InputError` naming the parameter."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, not {value!r}.")
-    return int(value)
 
 
 @dataclass
@@ -237,8 +232,8 @@ class TalkingHead:
             An :class:`Avatar` holding the (fine-tuned) generator, psi and the first photo. It lives
             where it was made: on the fine-tuning device after FT, on this model's device after FF.
         """
-        fine_tune_steps = _check_int("fine_tune_steps", fine_tune_steps, 0)
-        batch_size = _check_int("batch_size", batch_size, 1)
+        fine_tune_steps = _check_int("fine_tune_steps", fine_tune_steps, 0, MAX_FINE_TUNE_STEPS)
+        batch_size = _check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
         patience = _check_int("patience", patience, 0)
         lr = _check_fine_tune_settings(content, lr, amp, loss_weights)
         ft_device = resolve_device(device or self.device) if fine_tune_steps > 0 else None
@@ -314,6 +309,9 @@ def load(name_or_dir: str | os.PathLike = "default", device: str | torch.device 
     onto ``device`` (``auto``: CUDA where available, else the CPU)."""
     from .models import TalkingHeadModel
 
+    if not isinstance(name_or_dir, (str, os.PathLike)):
+        raise InputError(f"model must be a model name or a folder (such as \"default\"), not "
+                         f"{type(name_or_dir).__name__} {name_or_dir!r}.")
     device = resolve_device(device)  # a bad name fails before the weights are read
     model = TalkingHeadModel.from_pretrained(name_or_dir)
     name = Path(str(name_or_dir)).name if os.path.isdir(str(name_or_dir)) else str(name_or_dir)
@@ -386,11 +384,14 @@ class Avatar:
 
     def animate(self, driving, motion: str = "relative", reference: str | int = "best", crop_only: bool = False,
                 backend: str = "auto", face_index: int = 0, smooth: bool = True, max_frames: int | None = None,
-                batch_size: int = 8, progress: bool = True) -> "Animation":
+                batch_size: int = 8, progress: bool = True, on_bad_frames: str = "hold") -> "Animation":
         """Animate the source face with the motion of a driving clip.
 
         Args:
             driving: a video path, or a :class:`talkinghead.landmarks.LandmarkTrack`.
+            on_bad_frames: what a driving frame that cannot be decoded becomes: ``hold`` (the frame
+                before it, with a warning), ``skip`` (left out, with a warning) or ``error`` (an
+                :class:`InputError`); see :class:`talkinghead.io.VideoReader`.
             motion: ``relative`` (moves the source's own landmarks by the driver's motion, keeping the
                 source's face shape) or ``absolute`` (the driving landmarks' shape on the source's face).
             reference: the driving frame ``relative`` motion is measured from: ``best`` (most like the
@@ -400,10 +401,18 @@ class Avatar:
         Returns:
             An :class:`Animation` (lazy): one frame per driving frame, at the driving clip's fps.
         """
+        from .checks import check_choice, check_max_frames
+        from .io import BAD_FRAME_POLICIES
         from .landmarks import LandmarkTrack, track_video
-        from .motion import transfer_motion
+        from .motion import check_motion, transfer_motion
 
-        _check_int("batch_size", batch_size, 1)  # before the slow tracking
+        # every argument before the slow tracking
+        if not isinstance(driving, (LandmarkTrack, str, os.PathLike)):
+            raise InputError(f"driving must be a video path or a LandmarkTrack, not {type(driving).__name__}.")
+        _check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
+        check_motion(motion, reference)
+        max_frames = check_max_frames(max_frames)
+        check_choice("on_bad_frames", on_bad_frames, BAD_FRAME_POLICIES)
         audio = None
         if isinstance(driving, LandmarkTrack):
             track = driving
@@ -412,12 +421,13 @@ class Avatar:
 
             path = Path(driving)
             track = track_video(path, backend=backend, face_index=face_index, smooth=smooth,
-                                max_frames=max_frames, progress=progress)
+                                max_frames=max_frames, progress=progress, on_bad_frames=on_bad_frames)
             with VideoReader(path) as r:
                 audio = path if r.has_audio else None
         lm = transfer_motion(self.source.landmarks, track.landmarks, mode=motion, reference=reference)
         info = {"driving_frames": len(track), "filled_frames": int(np.sum(track.filled)),
-                "landmark_backend": track.backend, "motion": motion}
+                "landmark_backend": track.backend, "motion": motion,
+                "driving": None if isinstance(driving, LandmarkTrack) else str(driving)}
         return self.animate_landmarks(lm, track.fps, crop_only=crop_only, batch_size=batch_size,
                                       audio_from=audio, progress=progress, info=info)
 
@@ -432,20 +442,34 @@ class Avatar:
 
     def animate_landmarks(self, landmarks: np.ndarray, fps: float, crop_only: bool = False, batch_size: int = 8,
                           audio_from=None, progress: bool = True, info: dict | None = None) -> "Animation":
-        """Animate from a landmark track ``(T, 68, 2)`` in source-image pixels."""
+        """Animate from a landmark track ``(T, 68, 2)`` in source-image pixels: finite, at most
+        :data:`talkinghead.checks.MAX_FRAMES` frames, at an ``fps`` of at most ``checks.MAX_FPS``."""
         from .landmarks import transform_landmarks
+        from .motion import _check_track
 
-        crop_lm = transform_landmarks(np.asarray(landmarks, np.float32), self.source.crop)
+        fps = check_fps(fps)
+        _check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
+        landmarks = _check_track(landmarks, "landmarks")
+        if len(landmarks) > MAX_FRAMES:
+            raise InputError(f"landmarks has {len(landmarks)} frames, more than the {MAX_FRAMES} frames an animation "
+                             "can have: animate it in parts.")
+        if not np.isfinite(landmarks).all():
+            raise InputError("landmarks contain NaN or infinite values: fill the frames without a face first "
+                             "(talkinghead.landmarks.fill_gaps).")
+        crop_lm = transform_landmarks(landmarks, self.source.crop)
         return Animation(self, crop_lm, fps, paste_back=not crop_only, batch_size=batch_size,
                          audio_from=audio_from, progress=progress, info=info)
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``avatar.json`` + ``avatar.safetensors`` (generator, state, e_hat, source) atomically."""
-        from safetensors.torch import save_file
+        """Write ``avatar.safetensors`` (generator, state, e_hat, source) and ``avatar.json`` (with the
+        weights' sha256) together and atomically: a failed save (a full disk) keeps an earlier avatar
+        there, or leaves no folder. A path that is a file, or cannot be written, is an :class:`InputError`."""
+        from .hub import serialize_safetensors
+        from .io import check_output_folder
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = check_output_folder(directory, f"Cannot save the avatar to {directory}",
+                                        "choose a new folder, or an avatar's to replace it")
         tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in self.generator.state_dict().items()}
         tensors.update({f"state.{k}": v.detach().cpu().contiguous() for k, v in self.state.items()})
         tensors.update({
@@ -453,22 +477,24 @@ class Avatar:
             "source.image": torch.from_numpy(np.array(self.source.image, np.uint8)),
             "source.landmarks": torch.from_numpy(np.array(self.source.landmarks, np.float32)),
         })
-        with atomic_path(directory / AVATAR_WEIGHTS) as tmp:
-            save_file(tensors, str(tmp))
+        data, digest = serialize_safetensors(tensors)
         crop = self.source.crop
         meta = {"format_version": AVATAR_FORMAT, "class_name": "Avatar", "family": self.config.generator,
                 "model_name": self.model_name, "model_config": self.config.to_dict(),
                 "source": {"name": self.source.name, "crop": {"center": list(crop.center), "side": crop.side, "size": crop.size}},
-                "info": self.info}
-        atomic_write_text(directory / AVATAR_CONFIG, json.dumps(meta, indent=1))
+                "info": self.info, "sha256": {AVATAR_WEIGHTS: digest}}
+        with atomic_paths([directory / AVATAR_WEIGHTS, directory / AVATAR_CONFIG], name=directory) as (weights, config):
+            weights.write_bytes(data)
+            config.write_text(json.dumps(meta, indent=1), encoding="utf-8")
         return directory
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | torch.device = "auto") -> "Avatar":
         """Rebuild an avatar written by :meth:`save` on ``device`` (``auto``: CUDA where available);
-        bad or foreign files raise :class:`WeightsError`. Avatars of format 1 (the paper family, saved
-        before generator families existed) load too."""
-        from .hub import check_tensors, read_safetensors
+        bad, foreign or modified files (the sha256 ``avatar.json`` records) raise :class:`WeightsError`.
+        Avatars of format 1 (the paper family, saved before generator families existed) and avatars
+        saved before hashes were recorded load too."""
+        from .hub import check_sha256, check_tensors, read_safetensors, recorded_sha256
         from .config import ModelConfig
         from .landmarks import FaceCrop
         from .models import build_generator
@@ -493,6 +519,7 @@ class Avatar:
                             int(meta["source"]["crop"]["size"]))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise WeightsError(f"{cfg_path} is not a valid avatar config ({exc}): save the avatar again.") from None
+        digest = recorded_sha256(meta, AVATAR_WEIGHTS, cfg_path)
         tensors = read_safetensors(w_path)  # refuses pickles, truncated and corrupt files in one line
         if version == 1:  # psi alone, stored at the top level
             tensors = {("state.psi" if k == "psi" else k): v for k, v in tensors.items()}
@@ -510,6 +537,7 @@ class Avatar:
             generator.check_state(state)
         except ValueError as exc:
             raise WeightsError(f"{w_path} does not match {cfg_path} ({exc}): save the avatar again.") from None
+        check_sha256(w_path, digest)  # last: the checks above name what is wrong, this only that something is
         source = SourceFace(tensors["source.image"].numpy(), tensors["source.landmarks"].numpy(), crop,
                             meta["source"]["name"])
         avatar = cls(generator, state, tensors["e_hat"], source, meta["model_name"], config, meta.get("info"))
@@ -530,7 +558,7 @@ class Animation:
         self.crop_landmarks = crop_landmarks
         self.fps = float(fps)
         self.paste_back = paste_back
-        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.batch_size = _check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
         self.audio_from = audio_from
         self.progress = progress
         self.info = dict(info or {})
@@ -539,6 +567,13 @@ class Animation:
     @property
     def model_name(self) -> str:
         return self.avatar.model_name
+
+    @property
+    def inputs(self) -> list:
+        """The files it is made from (the driving clip, the avatar's photos) that exist: :func:`write_video`
+        refuses to write over them, as the CLI does."""
+        names = (self.info.get("driving"), self.audio_from, *self.avatar.info.get("photos", []))
+        return list(dict.fromkeys(str(p) for p in names if p and os.path.isfile(p)))
 
     def __len__(self) -> int:
         return len(self.crop_landmarks)
@@ -584,16 +619,19 @@ def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float
     Every frame carries the invisible talkinghead watermark (see :mod:`talkinghead.watermark`) and the
     container records that the video is synthetic and which model made it. ``watermark=False`` is
     for research only and is recorded in the metadata. ``label`` draws visible text in a corner.
-    ``audio_from="auto"`` takes the audio of an :class:`Animation`'s driving clip.
+    ``audio_from="auto"`` takes the audio of an :class:`Animation`'s driving clip. A ``path`` that is one
+    of the animation's inputs (its driving clip, its photos) is refused with an :class:`InputError`.
     """
-    from .io import VideoWriter, to_uint8_rgb
+    from .io import VideoWriter, refuse_overwriting, to_uint8_rgb
     from .watermark import Watermarker, add_label, provenance_metadata
 
     fps = fps if fps is not None else getattr(video, "fps", None)
     if fps is None:
-        raise ValueError("fps is needed for a plain iterable of frames")
+        raise InputError("fps is needed for a plain iterable of frames: pass fps=25, say.")
+    fps = check_fps(fps)  # before any frame is generated
     if audio_from == "auto":
         audio_from = getattr(video, "audio_from", None)
+    refuse_overwriting(path, [*getattr(video, "inputs", ()), audio_from])  # before any frame is generated
     model_name = model_name or getattr(video, "model_name", None) or "unknown"
     marker = Watermarker.for_model(model_name, label=label) if watermark else None
     with VideoWriter(path, fps, audio_from=audio_from, metadata=provenance_metadata(model_name, watermarked=watermark),

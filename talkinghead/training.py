@@ -112,6 +112,9 @@ class TrainOptions:
     init_from: str = ""  # a pretrained name or folder to start E, G, D from (fresh optimisers, step 0)
     # "pretrained": the init model's architecture; "config": `config`'s, taking each pretrained part that fits
     init_architecture: str = "pretrained"
+    # with init_from: the warp generator's flow/mask/delta head and blend scorer start afresh (at the warp),
+    # e.g. for weights whose heads learned under the earlier absolute-rgb output (docs/how-it-works.md)
+    reset_heads: bool = False
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -574,8 +577,10 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.run_dir is None or not self.dist.is_main:
             return
-        with atomic_path(self.run_dir / CHECKPOINT) as tmp:
-            torch.save(self.state_dict(), tmp)
+        # through a Python file: torch's own error for a full disk ("unexpected pos") then carries the
+        # OSError, which atomic_path reports as one line
+        with atomic_path(self.run_dir / CHECKPOINT) as tmp, open(tmp, "wb") as fh:
+            torch.save(self.state_dict(), fh)
         self._last_saved = self.step
 
     # ---- outputs -------------------------------------------------------------------------------
@@ -620,8 +625,7 @@ class Trainer:
         grid = torch.cat(list(tiles), dim=1)  # (3, b*S, 3S)
         img = to_uint8(grid)
         path = self.run_dir / "samples" / f"step-{self.step:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(path, img, model_name=self.opts.config)
+        write_image(path, img, model_name=self.opts.config)  # makes samples/ (atomic_path)
         return path
 
     def export(self, directory: str | os.PathLike, use_ema: bool = True) -> Path:
@@ -858,6 +862,10 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
         cfg = get_config(opts.config, num_videos=len(dataset))
     dataset.size = cfg.image_size  # episodes are resized on the fly to the model's resolution
     model = init if init is not None else TalkingHeadModel(cfg)
+    if opts.reset_heads and init is not None:
+        if not hasattr(model.generator, "reset_heads"):
+            raise InputError(f"--reset-heads: the {cfg.generator} generator family has no output heads to reset.")
+        model.generator.reset_heads()
     task = MetaLearningTask(model, feed_forward=opts.feed_forward, freeze_embedder=opts.freeze_embedder).to(device)
     if state is None:
         init_embedding_table(model, dataset, device,

@@ -182,7 +182,7 @@ def test_writer_error_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match="No frames"):
         io.write_video(tmp_path / "y.mp4", [], fps=10)
-    with pytest.raises(ValueError, match="64x48"):
+    with pytest.raises(InputError, match="64x48"):
         with io.VideoWriter(tmp_path / "z.mp4", fps=10) as w:
             w.write(np.zeros((48, 64, 3), np.uint8))
             w.write(np.zeros((50, 64, 3), np.uint8))

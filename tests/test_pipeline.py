@@ -355,7 +355,7 @@ def test_personalize_refuses_bad_settings_before_any_work(model, kw, words, monk
 
 
 def test_animation_batch_size_below_one_is_refused(ff_avatar):
-    with pytest.raises(InputError, match="batch_size must be an integer >= 1, not 0"):
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1 and <= 256, not 0"):
         ff_avatar.animate_preset("talk", seconds=0.2, fps=10, batch_size=0, progress=False)
 
 

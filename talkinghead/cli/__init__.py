@@ -4,9 +4,11 @@ Each subcommand lives in its own module of this package and exposes ``register(s
 adds its parser and sets ``func`` to a ``run(args) -> int`` function. Registration must stay cheap
 (no torch import): heavy imports happen inside ``run``.
 
-Errors of the user's making (:class:`talkinghead.errors.TalkingHeadError`) are printed as one line on
-stderr with exit status 2; Ctrl-C exits with 130 and SIGTERM with 143, both after removing temporary
-output files. Warnings are printed as one ``talkinghead CMD: warning: ...`` line each.
+Before the command runs, :func:`talkinghead.deps.check_command` checks that the packages it needs (and
+its options need: ``--backend mediapipe``) are installed. Errors of the user's making
+(:class:`talkinghead.errors.TalkingHeadError`) are printed as one line on stderr with exit status 2;
+Ctrl-C exits with 130 and SIGTERM with 143, both after removing temporary output files. Warnings are
+printed as one ``talkinghead CMD: warning: ...`` line each.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import sys
 import threading
 import warnings
 
+from ..deps import check_command
 from ..errors import TalkingHeadError
 
 # Order shown in --help: the user's path first, then the trainer's, then tools.
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning(args.command)
+            check_command(args)  # a missing package is one line now, not a traceback after the work
             return int(args.func(args) or 0)
     except TalkingHeadError as exc:
         print(f"talkinghead {args.command}: error: {exc}", file=sys.stderr)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-from pathlib import Path
 
-# A preset longer than this is almost certainly a typo (1e9 s would try to allocate 186 GiB).
-MAX_PRESET_SECONDS = 3600.0
+# The API's bounds (talkinghead.checks: a preset of 1e9 s would try to allocate 186 GiB, --fps 1e9 22 GB)
+from ..checks import MAX_BATCH_SIZE, MAX_FINE_TUNE_STEPS, MAX_FPS, MAX_PRESET_SECONDS
+
 MAX_SEED = 2**32 - 1  # numpy's seed range (EvalOptions checks the same bound)
+MAX_WORKERS = 256  # processes
 
 
 def bounded(kind, low: float, low_ok: bool, high: float | None = None):
@@ -37,25 +37,34 @@ positive_int = bounded(int, 1, True)     # 1, 2, ...
 positive_float = bounded(float, 0, False)
 non_negative_float = bounded(float, 0, True)
 preset_seconds = bounded(float, 0, False, MAX_PRESET_SECONDS)
+fps = bounded(float, 0, False, MAX_FPS)
+batch_size = bounded(int, 1, True, MAX_BATCH_SIZE)
+fine_tune_steps = bounded(int, 0, True, MAX_FINE_TUNE_STEPS)
+workers = bounded(int, 1, True, MAX_WORKERS)
 seed = bounded(int, 0, True, MAX_SEED)
 
 
+def add_bad_frames_option(p) -> None:
+    """``--on-bad-frames``: what a frame of a video that cannot be decoded becomes (see VideoReader)."""
+    p.add_argument("--on-bad-frames", default="hold", choices=["hold", "skip", "error"],
+                   help="a video frame that cannot be decoded (a damaged file): hold = repeat the frame before it "
+                        "(keeps the length and the audio's sync), skip = leave it out, error = refuse the clip; "
+                        "hold and skip print a warning with the count and the frames")
+
+
 def same_file(a, b) -> bool:
-    """Whether two paths name the same file (also through links and ``..``); False if ``b`` is missing."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+    """Whether two paths name the same file (see :func:`talkinghead.io.same_file`)."""
+    from ..io import same_file as same
+
+    return same(a, b)
 
 
 def refuse_overwriting_inputs(output, inputs, what: str = "-o") -> None:
-    """InputError when the output would replace one of the user's input files."""
-    from ..errors import InputError
+    """InputError when the output would replace one of the user's input files, or one of them is a
+    symbolic link loop (:func:`talkinghead.io.refuse_overwriting`, which the API uses too)."""
+    from ..io import refuse_overwriting
 
-    for path in inputs:
-        if path and same_file(output, path):
-            raise InputError(f"{what} {output} is one of the inputs ({path}): choose another output name, "
-                             "so the input is not overwritten.")
+    refuse_overwriting(output, [p for p in inputs if p], what)
 
 
 def add_model_options(p) -> None:
@@ -75,11 +84,11 @@ def add_output_options(p) -> None:
     p.add_argument("--label", default=None, metavar="TEXT", help="draw a visible label such as 'AI-generated'")
     p.add_argument("--no-watermark", action="store_true",
                    help="research only: skip the invisible watermark (recorded in the file's metadata)")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="frames generated per batch")
+    p.add_argument("--batch-size", type=batch_size, default=8, help="frames generated per batch")
 
 
 def add_finetune_options(p, default_steps: int) -> None:
-    p.add_argument("--fine-tune-steps", "--steps", dest="fine_tune_steps", type=count, default=default_steps,
+    p.add_argument("--fine-tune-steps", "--steps", dest="fine_tune_steps", type=fine_tune_steps, default=default_steps,
                    help="fine-tuning steps on the photos (0 = feed-forward: embed only)")
     p.add_argument("--patience", type=count, default=None,
                    help="stop fine-tuning when the loss has not improved for this many steps; 0 = never stop "

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import (add_finetune_options, add_model_options, add_output_options, count, finetune_kwargs,
-                      positive_float, positive_int, preset_seconds, refuse_overwriting_inputs)
+from ._common import (add_bad_frames_option, add_finetune_options, add_model_options, add_output_options, count,
+                      finetune_kwargs, fps, positive_int, preset_seconds, refuse_overwriting_inputs)
 
 
 def register(subparsers, formatter_class) -> None:
@@ -29,10 +29,11 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--reference", default="best",
                    help="driving frame that relative motion is measured from: best (most like the source), first, or an index")
     p.add_argument("--seconds", type=preset_seconds, default=None, help="length with --motion-preset (default: 5)")
-    p.add_argument("--fps", type=positive_float, default=None, help="frame rate with --motion-preset (default: 25)")
+    p.add_argument("--fps", type=fps, default=None, help="frame rate with --motion-preset (default: 25)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="animate only the first N driving frames")
     p.add_argument("--driving-face-index", type=count, default=0, metavar="N",
                    help="which face of the driving clip to follow when it shows several (0 = largest)")
+    add_bad_frames_option(p)
     add_model_options(p)
     add_finetune_options(p, default_steps=0)
     add_output_options(p)
@@ -63,6 +64,10 @@ def check_before_work(args: argparse.Namespace) -> None:
             reader.read_all()
     elif args.max_frames is not None:
         raise InputError("--max-frames only applies to --driving: use --seconds to set a preset's length.")
+    else:
+        from ..motion import preset_frames
+
+        preset_frames(args.motion_preset, args.seconds or 5.0, args.fps or 25.0)  # --seconds x --fps frames, bounded
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--reference must be best, first or a frame index, not {args.reference!r}.")
         video = avatar.animate(args.driving, motion=args.motion, reference=ref, crop_only=args.crop_only, backend=args.backend,
                                face_index=args.driving_face_index, max_frames=args.max_frames,
-                               batch_size=args.batch_size)
+                               batch_size=args.batch_size, on_bad_frames=args.on_bad_frames)
         filled = video.info.get("filled_frames", 0)
         if filled:
             print(f"{filled} driving frame(s) without a detected face were interpolated")

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import (add_finetune_options, add_model_options, finetune_kwargs, positive_int,
-                      refuse_overwriting_inputs)
+from ._common import add_finetune_options, add_model_options, batch_size, finetune_kwargs, refuse_overwriting_inputs
 
 
 def register(subparsers, formatter_class) -> None:
@@ -17,7 +16,7 @@ def register(subparsers, formatter_class) -> None:
         formatter_class=formatter_class)
     p.add_argument("--photos", nargs="+", required=True, metavar="IMG", help="1 to 32 photos of one person")
     p.add_argument("-o", "--output", required=True, metavar="AVATAR_DIR", help="avatar folder to write")
-    p.add_argument("--batch", type=positive_int, default=2, help="photos per fine-tuning step")
+    p.add_argument("--batch", type=batch_size, default=2, help="photos per fine-tuning step")
     add_model_options(p)
     add_finetune_options(p, default_steps=200)
     p.set_defaults(func=run)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import count, non_negative_float, refuse_overwriting_inputs
+from ._common import add_bad_frames_option, count, non_negative_float, refuse_overwriting_inputs
 
 DESCRIPTION = """\
 Detect 68 face landmarks (iBUG order) in every frame of a video, or in a photo (T = 1).
@@ -30,6 +30,7 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--preview", metavar="OUT.mp4", default=None,
                    help="also write frames and their landmark images side by side (.mp4, or .png for a photo)")
     p.add_argument("--device", default="auto", help="torch device for the face-alignment backend (auto: CUDA if present)")
+    add_bad_frames_option(p)
     p.set_defaults(func=run)
 
 
@@ -40,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..atomic import atomic_path
     from ..errors import InputError
-    from ..io import (IMAGE_EXTENSIONS, VideoReader, check_video_output, is_video_path, read_image, write_image,
-                      write_video)
+    from ..io import (IMAGE_EXTENSIONS, VideoReader, check_output_file, check_video_output, is_video_path, read_image,
+                      write_image, write_video)
     from ..landmarks import draw_landmarks, get_detector, select_face, track_video
     from ..pipeline import _fallback_faces
 
@@ -49,15 +50,18 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".npz":
         raise InputError(f"Output {out} must end in .npz: name it like landmarks.npz.")
     refuse_overwriting_inputs(out, [src])
+    check_output_file(out, f"-o {out}", "choose another output path")
     if args.preview:  # checked now: a bad name would only fail after the whole clip was tracked
         refuse_overwriting_inputs(args.preview, [src, out], "--preview")
         if is_video_path(src) or Path(args.preview).suffix.lower() not in IMAGE_EXTENSIONS:
             check_video_output(args.preview)
+        else:
+            check_output_file(args.preview, f"--preview {args.preview}", "choose another output path")
     det = get_detector(args.backend, device=args.device)
     used = det.name  # the backend whose points are saved: MediaPipe when auto's second try found the face
     if is_video_path(src):
         track = track_video(src, det, face_index=args.face_index, smooth=not args.no_smooth,
-                            max_gap_s=args.max_gap)
+                            max_gap_s=args.max_gap, on_bad_frames=args.on_bad_frames)
         lm, fps, missing, filled, counts = track.landmarks, track.fps, track.missing, track.filled, track.faces_per_frame
     else:
         image = read_image(src)
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             return np.concatenate([frame, draw_landmarks(points, (w, h))], axis=1)
 
         if is_video_path(src):
-            reader = VideoReader(src)
+            reader = VideoReader(src, on_bad_frames=args.on_bad_frames)  # the frames the landmarks are of
             write_video(prev, (side_by_side(f, p) for f, p in zip(reader, lm)), fps,
                         audio_from=src if reader.has_audio else None)
         elif prev.suffix.lower() in IMAGE_EXTENSIONS:

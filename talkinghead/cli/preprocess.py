@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 
-from ._common import positive_int
+from ._common import bounded, positive_int, workers
+
+MAX_FRAMES = 10000  # frames kept per clip: a larger number is a typo that would hold the whole clip in memory
 
 DESCRIPTION = """\
 Crop the face of every frame of the given clips (files or folders) into CACHE: one .npz per clip with
@@ -22,9 +24,10 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders holding them")
     p.add_argument("-o", "--output", required=True, metavar="CACHE", help="cache folder")
     p.add_argument("--size", type=positive_int, default=256, help="side of the square face crops, in pixels (64 to 1024)")
-    p.add_argument("--max-frames", type=positive_int, default=300, help="frames kept per clip (evenly spaced)")
+    p.add_argument("--max-frames", type=bounded(int, 1, True, MAX_FRAMES), default=300,
+                   help="frames kept per clip (evenly spaced)")
     p.add_argument("--min-frames", type=positive_int, default=9, help="clips with fewer face frames are skipped (K+1 = 9)")
-    p.add_argument("--workers", type=positive_int, default=max(1, min(4, (os.cpu_count() or 1))), help="processes")
+    p.add_argument("--workers", type=workers, default=max(1, min(4, (os.cpu_count() or 1))), help="processes")
     p.add_argument("--manifest", metavar="CSV", help="CSV with path,identity columns (paths relative to the CSV)")
     p.add_argument("--backend", "--detector", dest="detector", default="dlib",
                    choices=["dlib", "face-alignment", "mediapipe", "auto"],

@@ -1,10 +1,13 @@
 """``talkinghead train``: meta-learning of E, G and D on a preprocessing cache."""
 from __future__ import annotations
 
-from ._common import add_loss_weight_option, bounded, count, parse_loss_weights, positive_float, positive_int, seed
+from ._common import (MAX_WORKERS, add_loss_weight_option, bounded, count, parse_loss_weights, positive_float,
+                      positive_int, seed)
 
 d_steps = bounded(int, 1, True, 10)  # BigGAN uses 2; more only starves G
 batch = bounded(int, 1, True, 256)  # episodes per process: a larger one is a typo that would fill the memory
+shots = bounded(int, 1, True, 64)  # K frames per episode (the paper: 8); memory grows with K
+steps = bounded(int, 1, True, 10_000_000)  # generator steps: 10 million is months on a GPU
 
 DESCRIPTION = """\
 Meta-learning on K-shot episodes of a cache built by `talkinghead preprocess`. RUN_DIR receives
@@ -37,9 +40,9 @@ def register(subparsers, formatter_class) -> None:
                         "of the same generator family)")
     p.add_argument("--data", default=None, metavar="CACHE", help="cache folder from `talkinghead preprocess`")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder")
-    p.add_argument("--steps", type=positive_int, default=None, help="total generator steps (default 1000)")
+    p.add_argument("--steps", type=steps, default=None, help="total generator steps (default 1000)")
     p.add_argument("--batch", type=batch, default=None, help="episodes per step and process, 1 to 256 (default 1)")
-    p.add_argument("--k", type=positive_int, default=None, help="few-shot frames per episode (default 8)")
+    p.add_argument("--k", type=shots, default=None, help="few-shot frames per episode, 1 to 64 (default 8)")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its checkpoint")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="default auto")
     p.add_argument("--sample-every", type=count, default=None, help="steps between sample grids; 0 = none (default 500)")
@@ -53,13 +56,16 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--amp", default=None, choices=["auto", "bf16", "off"],
                    help="bf16 autocast: auto = on CUDA only; bf16 also on CPUs with AMX (1.45x per step measured, "
                         "docs/training.md) (default auto)")
-    p.add_argument("--workers", type=count, default=None, help="data loader processes (default 0)")
+    p.add_argument("--workers", type=bounded(int, 0, True, MAX_WORKERS), default=None,
+                   help="data loader processes (default 0)")
     p.add_argument("--content", default=None, choices=["auto", "paper", "stlpips", "none"],
                    help="content-loss backbones (default auto: VGG19/VGGFace if present, else ST-LPIPS VGG16)")
     add_loss_weight_option(p, "override one of the paper's loss weights")
     p.add_argument("--feed-forward", action="store_true", help="no embedding-match term (the paper's FF variant)")
     p.add_argument("--freeze-embedder", action="store_true",
                    help="keep E as it starts (with --init-from): G and D get the compute")
+    p.add_argument("--reset-heads", action="store_true",
+                   help="with --init-from: the warp generator's output heads start afresh, at the warp")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -105,6 +111,8 @@ def run(args) -> int:
         opts.feed_forward = True
     if args.freeze_embedder:
         opts.freeze_embedder = True
+    if args.reset_heads:
+        opts.reset_heads = True
     if args.no_progress:
         opts.progress = False
     trainer = train(opts, resume=args.resume)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import positive_int
+from ._common import bounded
+
+MAX_FRAMES = 10000  # frames examined: the mark is found in a few dozen
 
 
 def register(subparsers, formatter_class) -> None:
@@ -16,7 +18,8 @@ def register(subparsers, formatter_class) -> None:
         formatter_class=formatter_class,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="images or videos to check")
-    p.add_argument("--max-frames", type=positive_int, default=64, help="frames of a video to examine, spread over it")
+    p.add_argument("--max-frames", type=bounded(int, 1, True, MAX_FRAMES), default=64,
+                   help="frames of a video to examine, spread over it")
     p.add_argument("--json", action="store_true", help="print one JSON object per file instead of text")
     p.set_defaults(func=run)
 

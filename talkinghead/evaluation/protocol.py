@@ -306,11 +306,13 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
     Raises :class:`InputError` / :class:`NoFaceError` naming a clip that cannot be used.
     """
     from .. import metrics as M
+    from ..deps import require
     from ..landmarks import draw_landmarks, get_detector
     from ..pipeline import FINE_TUNE_LR
     from .baselines import nearest_shot, piecewise_affine_warp
 
     opts = options or EvalOptions()
+    require("matplotlib.figure", "An evaluation's report (its plots)", import_it=True)  # now, not after the work
     show = log is not None  # progress bars too: a silent caller gets no output at all
     log = log or (lambda msg: None)
     size = model.image_size

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path, atomic_write_text
+from ..atomic import atomic_path, atomic_paths
 
 COLUMNS = (("ssim", "SSIM ↑"), ("lpips", "LPIPS ↓"), ("csim", "CSIM ↑"), ("akd", "AKD ↓"))
 # the mouth region over the test frames whose mouth is open (metrics.mouth_region_metrics)
@@ -119,6 +119,9 @@ def _save_fig(fig, path: Path) -> None:
 
 def plots(report: dict[str, Any], out_dir: Path) -> list[str]:
     """``metrics_vs_shots.png`` and ``per_clip.png`` (matplotlib Agg, no display needed)."""
+    from ..deps import require
+
+    require("matplotlib.figure", "Plotting the report", import_it=True)  # one line, not a traceback
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -160,10 +163,10 @@ def plots(report: dict[str, Any], out_dir: Path) -> list[str]:
 
 def write_report(result, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Write ``report.json``, ``report.md``, plots and ``samples/*.png`` into ``out_dir``; returns the report."""
+    from ..io import check_output_folder
     from ..pipeline import write_image
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(out_dir, f"Cannot write the report to {out_dir}", "choose another folder")
     report = dict(result.report)
     samples = []
     for name, rows in result.samples.items():
@@ -172,8 +175,10 @@ def write_report(result, out_dir: str | os.PathLike) -> dict[str, Any]:
         write_image(out / rel, img, model_name=report["model"])
         samples.append(rel)
     report["files"] = {"json": "report.json", "markdown": "report.md", "plots": plots(report, out), "samples": samples}
-    atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=_json_default) + "\n")
-    atomic_write_text(out / "report.md", markdown(report))
+    # last, and the two together: an earlier report.json/.md pair stays until both new ones are whole
+    with atomic_paths([out / "report.json", out / "report.md"], name=out) as (js, md):
+        js.write_text(json.dumps(report, indent=1, default=_json_default) + "\n", encoding="utf-8")
+        md.write_text(markdown(report), encoding="utf-8")
     return report
 
 

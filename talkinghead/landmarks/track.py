@@ -227,11 +227,13 @@ def track_faces(frames: Iterable[np.ndarray], detector: LandmarkDetector, face_i
 def track_video(video: str | os.PathLike | Iterable[np.ndarray], backend: str | LandmarkDetector = "auto",
                 face_index: int = 0, smooth: bool = True, max_gap_s: float = 0.5, allow_gaps: bool = False,
                 fps: float | None = None, max_frames: int | None = None, device: str = "cpu",
-                progress: bool = False) -> LandmarkTrack:
+                progress: bool = False, on_bad_frames: str = "hold") -> LandmarkTrack:
     """Landmarks of one face in every frame of a video (path, or an iterable of RGB frames + ``fps``).
 
     Gaps up to ``max_gap_s`` seconds are interpolated (reported in ``.filled``); longer ones raise
     :class:`NoFaceError` unless ``allow_gaps``. ``smooth`` applies :func:`smooth_track`.
+    ``on_bad_frames`` (``hold``, ``skip``, ``error``) is what a frame of the file that cannot be decoded
+    becomes (see :class:`talkinghead.io.VideoReader`).
     """
     det = backend if isinstance(backend, LandmarkDetector) else get_detector(backend, device)
     what = "the frames"
@@ -239,7 +241,7 @@ def track_video(video: str | os.PathLike | Iterable[np.ndarray], backend: str | 
     if isinstance(video, (str, os.PathLike)):
         from ..io import VideoReader
 
-        reader = VideoReader(video, max_frames=max_frames)
+        reader = VideoReader(video, max_frames=max_frames, on_bad_frames=on_bad_frames)
         frames: Iterable[np.ndarray] = reader
         fps = reader.fps if fps is None else fps
         what = str(video)
