@@ -38,5 +38,7 @@ opts = TrainOptions(config="warp-256", init_from=flag("init-from", "default"), i
                     steps=int(flag("steps", "20000")), batch=2, k=4, lr_g=1e-4, lr_d=2e-4, amp=flag("amp", "auto"),
                     sample_every=100, checkpoint_every=50, log_every=10, workers=1,
                     loss_weights={"content_stlpips": 1.5, "pixel": 10.0, "mouth_pixel": float(flag("mouth-pixel", "20"))},
-                    freeze_embedder=flag("freeze-embedder", "1") == "1")
+                    freeze_embedder=flag("freeze-embedder", "1") == "1",
+                    # the shipped heads learned under the absolute-rgb output, where the mask never opened
+                    reset_heads=flag("reset-heads", "1") == "1")
 train(opts, resume="--resume" in sys.argv)

@@ -387,3 +387,26 @@ def test_train_refuses_k_longer_than_a_clip_and_a_run_folder_as_init(tiny_cache,
     assert f"pass its exported model, {run / 'model'}" in capsys.readouterr().err
     assert main(["train", "--config", "tiny", "--data", str(tiny_cache), "-o", str(tmp_path / "b"), "--batch", "100000"]) == 2
     assert "<= 256" in capsys.readouterr().err
+
+
+def test_reset_heads_starts_the_warp_heads_at_the_warp(tiny_cache, tmp_path, capsys):
+    """`train --init-from WARP_MODEL --reset-heads`: the trunk from the model, the flow/mask/delta head and
+    the scorer's last layer at zero; the paper family has no heads to reset (one line, before any step)."""
+    from talkinghead.cli import main
+    from talkinghead.models import TalkingHeadModel
+
+    train(_opts(tiny_cache, tmp_path / "a", 2, config="warp-tiny", sample_every=0))
+    trained = TalkingHeadModel.from_pretrained(tmp_path / "a" / "model")
+    assert trained.generator.head.weight.abs().max() > 0
+    trainer = train(_opts(tiny_cache, tmp_path / "b", 1, init_from=str(tmp_path / "a" / "model"), reset_heads=True,
+                          lr_g=0.0, sample_every=0))
+    g = trainer.task.model.generator
+    assert g.head.weight.abs().max() == 0 and g.head.bias.abs().max() == 0 and g.scorer[-1].weight.abs().max() == 0
+    # the trunk is kept (spectral norm's power iteration moves its normalised weight a little per step)
+    assert torch.allclose(g.input.weight, trained.generator.input.weight, atol=1e-3)
+    train(_opts(tiny_cache, tmp_path / "p", 1, sample_every=0))
+    assert main(["train", "--init-from", str(tmp_path / "p" / "model"), "--reset-heads", "--data", str(tiny_cache),
+                 "-o", str(tmp_path / "q"), "--steps", "1", "--k", "2", "--content", "none", "--no-progress",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "no output heads" in err and "Traceback" not in err
