@@ -1,6 +1,6 @@
 """What the warp generator does at open mouths, against the piecewise-affine warp, on the eval clips.
 
-    python scripts/mouth_diagnostic.py SHOTS [REGIONS]     e.g. 32 mouth,eyes  (REGIONS overrides warp_regions)
+    [MODEL=default] python scripts/mouth_diagnostic.py SHOTS [REGIONS]   e.g. 32 mouth,eyes (REGIONS overrides warp_regions)
 
 Prints the mask range (1 = the warped shots), full and mouth-region LPIPS per clip for both, and writes
 runs/diag_mouth_T{SHOTS}_{REGIONS}.png: per open-mouth test frame, real | warp | ours | mask | rgb.
@@ -17,7 +17,8 @@ from talkinghead.tensors import to_uint8
 torch.set_grad_enabled(False)
 T = int(sys.argv[1]) if len(sys.argv) > 1 else 8
 clips = sorted(Path("../shared/data/eval/driving").glob("*.mp4"))
-model = th.load("default", device="cpu")
+import os
+model = th.load(os.environ.get("MODEL", "default"), device="cpu")
 REG = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 and sys.argv[2] else ()
 g = model.model.generator if hasattr(model, "model") else model.generator
 g.config = g.config.replace(warp_regions=REG)

@@ -38,6 +38,7 @@ VIDEO_OUTPUT_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv")
 # A decoded video this much shorter than its stream declares is reported as truncated; the slack
 # absorbs estimates from the duration (variable frame rates, rounding).
 _SHORT_VIDEO = 0.9
+_TRAILING_LOSS = 2  # frames lost at the very end of a damaged clip, held and reported as gaps
 
 # Tags every mp4/mov carries; read_metadata hides them so callers see only their own keys.
 _CONTAINER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder"}
@@ -838,6 +839,20 @@ class VideoReader:
                 errors, corrupt, texts, cut = 0, 0, [], False
             if not stopped:  # the caller stopped reading: say what it was given, raise nothing
                 self._report(n, slots, gaps, errors, corrupt, texts, status, ended=False, strict=False)
+        if ended and errors and not cut and prev is not None:
+            # the last frame or two lost to the same damage (a multi-threaded decoder drops one more or
+            # less from run to run): gaps like those inside, not a silently shorter clip. More than that
+            # missing at the end is a cut-off file, which _warn_if_short reports
+            expected = self._declared_frames()
+            if self.max_frames is not None:
+                expected = min(expected, self.max_frames)
+            if 0 < expected - slots <= _TRAILING_LOSS:
+                for gap in range(slots, expected):
+                    gaps.append(gap)
+                    slots += 1
+                    if hold:
+                        n += 1
+                        yield prev.copy()
         self._report(n, slots, gaps, errors, corrupt, texts, status, ended)
         self._warn_if_short(slots, cut)
 
