@@ -1,6 +1,7 @@
 """Image and video I/O: odd image kinds, bad files, streaming video round trips, audio, metadata."""
 from __future__ import annotations
 
+import re
 import subprocess
 
 import numpy as np
@@ -322,8 +323,10 @@ def test_truncated_video_warns_with_the_frame_counts(tmp_path):
     import warnings
 
     full, cut = _truncated_clip(tmp_path)
-    with pytest.warns(UserWarning, match=r"cut\.mp4 decoded to \d+ frames but declares 100.*truncated"):
+    with pytest.warns(UserWarning) as record:  # the cut's last picture may also be reported as lost
         n = sum(1 for _ in io.VideoReader(cut))
+    assert any(re.search(r"cut\.mp4 decoded to \d+ frames but declares 100.*truncated", str(w.message))
+               for w in record), [str(w.message) for w in record]
     assert 0 < n < 90
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
