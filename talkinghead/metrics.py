@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import InputError, WeightsError
+from .errors import DependencyError, InputError, WeightsError
 
 __all__ = ["MetricResult", "ssim", "lpips", "csim", "face_descriptor", "akd", "fid_available", "fid",
            "evaluate_frames", "MOUTH_OPEN_THRESHOLD", "MOUTH_REGION_PAD", "MOUTH_REGION_SIZE", "mouth_open_ratio",
@@ -184,7 +184,11 @@ class _STLPIPS:
 
 class _PackageLPIPS:
     def __init__(self, net: str):
-        import lpips as lp
+        try:
+            import lpips as lp
+        except ImportError:  # _lpips_package_ready checks first; this is the last word
+            raise DependencyError("LPIPS-alex/vgg needs the lpips package: run pip install lpips "
+                                  "(or use net='st-lpips-vgg16').") from None
 
         self.name = f"lpips-{net}"
         self.model = lp.LPIPS(net=net, verbose=False).eval()
@@ -404,8 +408,12 @@ def fid(real, fake, batch_size: int = 32, device="cpu") -> MetricResult:
     if not ok:
         raise WeightsError(f"{reason}.")
     import torch
-    from pytorch_fid.inception import InceptionV3
     from scipy import linalg
+
+    try:
+        from pytorch_fid.inception import InceptionV3
+    except ImportError:  # fid_available checks first; this is the last word
+        raise DependencyError("FID needs the pytorch-fid package: run pip install pytorch-fid.") from None
 
     model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
 

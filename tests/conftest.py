@@ -78,3 +78,17 @@ def scaled_face(face, size: int):
     r = size / crop.shape[0]
     img = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA) if size != crop.shape[0] else crop
     return img, ((lm + 0.5) * r - 0.5).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A saved, untrained ``tiny`` model (seed 0): for tests of loading, personalising and writing."""
+    import torch
+
+    from talkinghead.config import get_config
+    from talkinghead.models import TalkingHeadModel
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("model") / "tiny-test"
+    TalkingHeadModel(get_config("tiny", num_videos=3)).save_pretrained(d)
+    return d

@@ -28,17 +28,6 @@ from talkinghead.errors import InputError, OutputError, TalkingHeadError, Weight
 
 # ---- fixtures ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from talkinghead.config import get_config
-    from talkinghead.models import TalkingHeadModel
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("model") / "tiny-test"
-    TalkingHeadModel(get_config("tiny", num_videos=3)).save_pretrained(d)
-    return d
-
-
-@pytest.fixture(scope="module")
 def avatar(model_dir, astronaut):
     return th.load(model_dir, device="cpu").personalize([astronaut], progress=False)
 
