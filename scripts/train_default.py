@@ -16,8 +16,8 @@ lr 1e-4 for E and G (paper 5e-5), the ST-LPIPS VGG16 content term weighted 1.5 i
 (VGG19/VGGFace are not installable offline), and a pixel L1 term (weight 10; not in the paper), as for
 the paper-family model; the warp family's flow and mask regularisers at their defaults
 (talkinghead.losses.LossWeights), and an L1 term inside the target's mouth box (mouth_pixel, weight 20;
-not in the paper), where a warp has nothing to copy. The shipped run added it at its resume from step
-~470 (its record's segments say so).
+not in the paper), where a warp has nothing to copy, with the content backbone on the 64-px mouth boxes
+(mouth_content, weight 2; not in the paper): L1 alone learns an average, blurred mouth inside.
 """
 import sys
 
@@ -37,7 +37,8 @@ opts = TrainOptions(config="warp-256", init_from=flag("init-from", "default"), i
                     data="cache/train", run_dir=flag("run-dir", "runs/default-warp256"),
                     steps=int(flag("steps", "20000")), batch=2, k=4, lr_g=1e-4, lr_d=2e-4, amp=flag("amp", "auto"),
                     sample_every=100, checkpoint_every=50, log_every=10, workers=1,
-                    loss_weights={"content_stlpips": 1.5, "pixel": 10.0, "mouth_pixel": float(flag("mouth-pixel", "20"))},
+                    loss_weights={"content_stlpips": 1.5, "pixel": 10.0, "mouth_pixel": float(flag("mouth-pixel", "20")),
+                                  "mouth_content": float(flag("mouth-content", "2"))},
                     freeze_embedder=flag("freeze-embedder", "1") == "1",
                     # the shipped heads learned under the absolute-rgb output, where the mask never opened
                     reset_heads=flag("reset-heads", "1") == "1")

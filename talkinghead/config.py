@@ -281,7 +281,11 @@ def _tiny() -> ModelConfig:
 def _warp_256() -> ModelConfig:
     # the embedder and discriminator of cpu-256 (so the shipped E and D can start its training)
     return _cpu_256().replace(
-        generator="warp", warp_channels=(16, 32, 64, 128), warp_blocks=2, warp_downscale=2, warp_shots=4,
+        # the nearest shot whole, plus the shot whose mouth and the one whose eyes are shaped most like the
+        # target's: measured better than blending the 4 nearest (docs/results/eval-warp-regions), and
+        # trained as it is used
+        generator="warp", warp_channels=(16, 32, 64, 128), warp_blocks=2, warp_downscale=2, warp_shots=1,
+        warp_regions=("mouth", "eyes"),
         description="warp-guided generator at 256x256: TPS-warped shots refined by a 128x128 AdaIN U-Net "
                     "(cpu-256's embedder and discriminator)")
 

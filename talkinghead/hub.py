@@ -67,7 +67,9 @@ __all__ = [
     "is_offline",
 ]
 
-FORMAT_VERSION = 1
+# 1: the first format; 2: adds ``family``, ``sha256`` and the warp family's config fields (a reader of
+# format 1 would fail on them with a less helpful message). Folders of format 1 still load.
+FORMAT_VERSION = 2
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # name -> {file name: (url, sha256)}; files are downloaded into cache_dir()/name.

@@ -13,6 +13,7 @@ Generator side (embedder + generator, or G' during fine-tuning)::
             w_mask * mean(1 - mask)                                        mask (keep the warp unless
                                                                            the network has a reason)
           + w_mp * |x - x_hat|_1 inside the target's mouth box             mouth_pixel (not in the paper; 0)
+          + w_mc * content loss of the mouth boxes at 64 px                mouth_content (not in the paper; 0)
 
 Discriminator side: hinge, ``mean(relu(1 + r_hat)) + mean(relu(1 - r))``.
 
@@ -44,7 +45,7 @@ from torch import nn
 import torch.nn.functional as F
 
 __all__ = ["LossWeights", "GeneratorLoss", "content_loss", "feature_matching_loss", "discriminator_loss",
-           "auxiliary_terms", "mouth_mask"]
+           "auxiliary_terms", "mouth_mask", "mouth_crops"]
 
 
 @dataclass
@@ -64,6 +65,9 @@ class LossWeights:
     mask: float = 0.1
     # L1 inside the target's mouth box (not in the paper; 0 = off): where a warp has nothing to copy
     mouth_pixel: float = 0.0
+    # the content backbones on the real and fake mouth boxes at 64 px (not in the paper; 0 = off): L1
+    # alone learns an average, blurred mouth inside; a perceptual term asks for teeth and lip edges
+    mouth_content: float = 0.0
 
     def __post_init__(self):
         # a NaN, infinite or negative weight trains towards nonsense without any error
@@ -188,6 +192,28 @@ def mouth_mask(points: torch.Tensor, size: int, pad: float = 0.25) -> torch.Tens
         return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
 
 
+def mouth_crops(images: torch.Tensor, points: torch.Tensor, size: int = 64, pad: float = 0.25) -> torch.Tensor:
+    """``(B, C, S, S)`` images -> ``(B, C, size, size)``: each image's square mouth box, differentiably
+    resampled (bilinear). The box bounds the lips (48-67) of ``points`` ``(B, 68, 2)`` (pixels) padded by
+    ``pad`` times the mouth width on each side and widened to a square, as the evaluation's
+    :func:`talkinghead.metrics.mouth_box` (there also moved inside the image; here the border repeats)."""
+    b, _, h, w = images.shape
+    with torch.no_grad():
+        lips = points[:, 48:68].float()
+        margin = pad * (points[:, 54] - points[:, 48]).float().norm(dim=-1)
+        lo, hi = lips.amin(dim=1) - margin[:, None], lips.amax(dim=1) + margin[:, None]
+        centre = (lo + hi) / 2  # (B, 2) pixels
+        half = ((hi - lo).amax(dim=1) / 2).clamp_min(1.0)  # (B,)
+        # pixel centres at p + 0.5 map to grid units by (2p + 1) / size - 1 (align_corners=False)
+        scale = torch.stack([half * 2 / w, half * 2 / h], dim=1)
+        shift = torch.stack([(2 * centre[:, 0] + 1) / w - 1, (2 * centre[:, 1] + 1) / h - 1], dim=1)
+        theta = torch.zeros(b, 2, 3, device=images.device, dtype=torch.float32)
+        theta[:, 0, 0], theta[:, 1, 1] = scale[:, 0], scale[:, 1]
+        theta[:, :, 2] = shift
+        grid = F.affine_grid(theta, (b, images.shape[1], size, size), align_corners=False)
+    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class GeneratorLoss(nn.Module):
     """Loss of the embedder and generator (or of G' in fine-tuning).
 
@@ -236,6 +262,11 @@ class GeneratorLoss(nn.Module):
                 terms[f"content_{name}"] = w.content_weight(name) * content_loss(net, real, fake, layer_weights)
         if w.pixel:
             terms["pixel"] = w.pixel * F.l1_loss(fake, real)
+        points = aux.get("points") if aux else None
+        if w.mouth_content and self.backbones is not None and points is not None:
+            crops_real, crops_fake = mouth_crops(real, points), mouth_crops(fake, points)
+            terms["mouth_content"] = w.mouth_content * sum(
+                content_loss(net, crops_real, crops_fake, layer_weights) for _, net, layer_weights in self.backbones)
         terms["adversarial"] = w.adversarial * (-score_fake.mean())
         terms["feature_matching"] = w.feature_matching * feature_matching_loss(feats_real, feats_fake)
         if e_hat is not None:

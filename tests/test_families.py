@@ -115,7 +115,7 @@ def test_untrained_warp_generator_is_the_warp_baseline(astronaut_face):
 def test_warp_blends_the_nearest_shots(astronaut_face):
     """The prior picks the shots whose pose and expression are nearest; at most warp_shots are warped."""
     torch.manual_seed(0)
-    cfg = get_config("warp-256", warp_shots=2)
+    cfg = get_config("warp-256", warp_shots=2, warp_regions=())
     G = WarpGenerator(cfg).eval()
     img, lm = scaled_face(astronaut_face, 256)
     grey = np.full_like(img, 128)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -166,3 +168,41 @@ def test_mouth_pixel_term_looks_inside_the_mouth_box_only(astronaut_face):
     assert float(auxiliary_terms(w, {"points": points, "real": real, "fake": in_mouth})["mouth_pixel"]) == pytest.approx(10.0)
     assert float(auxiliary_terms(w, {"points": points, "real": real, "fake": elsewhere})["mouth_pixel"]) == 0.0
     assert "mouth_pixel" not in auxiliary_terms(LossWeights(), {"points": points, "real": real, "fake": in_mouth})
+
+
+def test_mouth_crops_match_the_evaluation_box_and_carry_gradient():
+    from talkinghead.losses import mouth_crops
+    from talkinghead.metrics import mouth_box
+    from skimage import data
+    import cv2
+    img = cv2.resize(data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    pts = np.zeros((68, 2))
+    pts[48:68] = np.array([[100, 150], [160, 150], [130, 140], [130, 170]]).repeat(5, 0)
+    pts[54], pts[48] = [160, 150], [100, 150]
+    x0, y0, x1, y1 = mouth_box(pts, 256)
+    want = cv2.resize(img[y0:y1, x0:x1], (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+    x = torch.tensor(img, dtype=torch.float32).permute(2, 0, 1)[None].requires_grad_(True)
+    got = mouth_crops(x, torch.tensor(pts, dtype=torch.float32)[None])
+    assert got.shape == (1, 3, 64, 64)
+    err = np.abs(got[0].detach().permute(1, 2, 0).numpy() - want).mean()
+    assert err < 12, err  # bilinear vs area resampling of the same box
+    got.sum().backward()
+    grad = x.grad[0].abs().sum(0)
+    assert grad[y0 + 2:y1 - 2, x0 + 2:x1 - 2].min() > 0 and grad[:y0 - 2].sum() == 0
+
+
+def test_mouth_content_term_needs_backbones_and_points():
+    from talkinghead.losses import GeneratorLoss, LossWeights
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            return [x.mean(1, keepdim=True)]
+    real, fake = torch.rand(2, 3, 32, 32) * 2 - 1, (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    pts = torch.rand(2, 68, 2) * 10 + 10
+    loss = GeneratorLoss(LossWeights(mouth_content=2.0, content_stlpips=0.0), [("st-lpips-vgg16", Net(), None)])
+    feats = [torch.zeros(2, 4)]
+    total, terms = loss(real, fake, torch.zeros(2), feats, feats, aux={"points": pts})
+    assert terms["mouth_content"] > 0
+    total.backward()
+    assert fake.grad.abs().sum() > 0
+    _, terms = loss(real, fake, torch.zeros(2), feats, feats)
+    assert "mouth_content" not in terms

@@ -179,10 +179,13 @@ class WarpGenerator(AdaINGenerator):
             logit = F.interpolate(logit, size=(s, s), mode="bilinear", align_corners=False).reshape(b, k, 1, s, s)
             prior = (-(dist - dist.min(dim=1, keepdim=True).values) / BLEND_TEMPERATURE).to(logit.dtype)
             weights = torch.softmax(logit + prior[:, :, None, None, None], dim=1)
-        if shots.shape[1] > k:  # each region's own shot over its soft map (the regions do not overlap)
+        if shots.shape[1] > k:  # each region's own shot over its soft map
             maps = torch.cat([region_map(points, s, r) for r in self.config.warp_regions], dim=1)[:, :, None]
             maps = maps.to(weights.dtype)
-            weights = torch.cat([weights * (1.0 - maps.sum(dim=1, keepdim=True)).clamp_min(0.0), maps], dim=1)
+            # on a face the regions do not overlap; where odd points make them, they share the pixel
+            total = maps.sum(dim=1, keepdim=True)
+            maps = maps / total.clamp_min(1.0)
+            weights = torch.cat([weights * (1.0 - total).clamp_min(0.0), maps], dim=1)
         blended = (weights * warped).sum(dim=1)
 
         # the network, at S / warp_downscale
