@@ -129,17 +129,21 @@ def plots(report: dict[str, Any], out_dir: Path) -> list[str]:
 
     methods = list(dict.fromkeys(r["method"] for r in report["results"]))
     label = {r["method"]: r["label"] for r in report["results"]}
-    fig = Figure(figsize=(4 * len(COLUMNS), 3.4))
-    for k, (key, title) in enumerate(COLUMNS):
-        ax = fig.add_subplot(1, len(COLUMNS), k + 1)
+    # the mouth region's LPIPS beside the full frame's (reports from before it have no such rows)
+    columns = list(COLUMNS) + [c for c in MOUTH_COLUMNS[:1]
+                               if any(r.get(c[0]) is not None for r in report["results"])]
+    backbone = dict(report["backbones"], mouth_lpips=report["backbones"].get("lpips", ""))
+    fig = Figure(figsize=(4 * len(columns), 3.4))
+    for k, (key, title) in enumerate(columns):
+        ax = fig.add_subplot(1, len(columns), k + 1)
         for m in methods:
             rs = [r for r in report["results"] if r["method"] == m]
-            ax.plot([r["shots"] for r in rs], [np.nan if r[key] is None else r[key] for r in rs], "o-", label=label[m])
+            ax.plot([r["shots"] for r in rs], [np.nan if r.get(key) is None else r[key] for r in rs], "o-", label=label[m])
         ax.set_xscale("log", base=2)
         shots = sorted({r["shots"] for r in report["results"]})
         ax.set_xticks(shots, [str(t) for t in shots])
         ax.set_xlabel("few-shot frames T")
-        ax.set_title(f"{title} ({report['backbones'][key]})", fontsize=8)
+        ax.set_title(f"{title} ({backbone[key]})", fontsize=8)
     fig.axes[0].legend(fontsize=7)
     fig.suptitle(f"{report['model']}: {report['protocol']}", fontsize=9)
     paths = [out_dir / "metrics_vs_shots.png"]
