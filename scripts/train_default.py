@@ -40,6 +40,8 @@ opts = TrainOptions(config="warp-256", init_from=flag("init-from", "default"), i
                     loss_weights={"content_stlpips": 1.5, "pixel": 10.0, "mouth_pixel": float(flag("mouth-pixel", "20")),
                                   "mouth_content": float(flag("mouth-content", "2"))},
                     freeze_embedder=flag("freeze-embedder", "1") == "1",
+                    # half the targets a wide-open mouth or a blink (15% of the frames): what the network is for
+                    focus_targets=float(flag("focus-targets", "0.5")),
                     # the shipped heads learned under the absolute-rgb output, where the mask never opened
                     reset_heads=flag("reset-heads", "1") == "1")
 train(opts, resume="--resume" in sys.argv)

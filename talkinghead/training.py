@@ -103,6 +103,8 @@ class TrainOptions:
     content: str = "auto"  # content backbones: auto | paper | stlpips | none
     loss_weights: dict = field(default_factory=dict)  # overrides of LossWeights fields
     augment: bool = True
+    # share of episodes whose target is an open mouth or a blink (EpisodeDataset.hard_frames)
+    focus_targets: float = 0.0
     workers: int = 0
     log_every: int = 10
     sample_every: int = 500
@@ -840,7 +842,7 @@ def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     opts = dataclasses.replace(opts, data=str(Path(opts.data).resolve()) if opts.data else opts.data)
     state = load_checkpoint(run_dir / CHECKPOINT) if resume else None
     seed_everything(opts.seed)
-    dataset = EpisodeDataset(opts.data, k=opts.k, augment=opts.augment)
+    dataset = EpisodeDataset(opts.data, k=opts.k, augment=opts.augment, focus=opts.focus_targets)
     _check_k(dataset, opts.k)
     saved = _saved_record(run_dir) if state is not None else {}
     if state is not None:

@@ -275,3 +275,27 @@ def test_the_shared_manifest_names_every_training_clip(data_dir):
     identities = read_manifest(data_dir / "MANIFEST.csv")  # it also lists the eval portraits, without identity
     clips = expand_videos([data_dir / "train"])
     assert clips and all(str(p.resolve()) in identities for p in clips)
+
+
+def test_focus_draws_targets_from_wide_open_mouths_and_blinks(tmp_path, astronaut):
+    from talkinghead.data import WIDE_OPEN, write_entry
+    from talkinghead.metrics import mouth_open_ratio
+
+    lm = astronaut_landmarks(astronaut)
+    crops, lms = zip(*(square_crop(f, l, 64) for f, l in moving_frames(astronaut, lm, 12, seed=0)))
+    lms = np.stack(lms)
+    lms[:, [65, 66, 67]] = lms[:, [63, 62, 61]]  # lips closed in every frame...
+    width = np.linalg.norm(lms[:, 54] - lms[:, 48], axis=-1)
+    lms[4, [65, 66, 67], 1] += 0.5 * width[4]  # ...but wide open in frame 4
+    lms[9, [40, 41, 46, 47]] = lms[9, [38, 37, 44, 43]]  # and a blink in frame 9
+    assert mouth_open_ratio(lms[4]) >= WIDE_OPEN > mouth_open_ratio(lms[5])
+    write_entry(tmp_path / "c.npz", list(crops), lms, meta={"video": "c", "identity": "collins"})
+    focused = EpisodeDataset(tmp_path, k=3, augment=False, focus=1.0)
+    assert focused.hard_frames(0).tolist() == [4, 9]
+    targets = [focused[(0, (s, 1, 2))]["points"][-1] for s in range(12)]
+    assert all(any(np.allclose(t.numpy(), lms[i]) for i in (4, 9)) for t in targets)
+    uniform = EpisodeDataset(tmp_path, k=3, augment=False)
+    drawn = [uniform[(0, (s, 1, 2))]["points"][-1].numpy() for s in range(30)]
+    assert sum(not any(np.allclose(t, lms[i]) for i in (4, 9)) for t in drawn) > 15
+    with pytest.raises(ValueError, match="focus"):
+        EpisodeDataset(tmp_path, k=3, focus=1.5)

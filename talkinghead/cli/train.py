@@ -26,7 +26,7 @@ example: talkinghead train --config cpu-256 --data cache/train -o runs/cpu256 --
 
 # Options that --resume takes from the saved run unless given again on the command line.
 _OVERRIDABLE = ("config", "init_from", "data", "steps", "batch", "k", "device", "sample_every", "checkpoint_every",
-                "lr_g", "lr_d", "d_steps", "seed", "workers", "content", "log_every", "amp")
+                "lr_g", "lr_d", "d_steps", "seed", "workers", "content", "log_every", "amp", "focus_targets")
 
 
 def register(subparsers, formatter_class) -> None:
@@ -56,6 +56,9 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--amp", default=None, choices=["auto", "bf16", "off"],
                    help="bf16 autocast: auto = on CUDA only; bf16 also on CPUs with AMX (1.45x per step measured, "
                         "docs/training.md) (default auto)")
+    p.add_argument("--focus-targets", type=bounded(float, 0, True, 1), default=None, metavar="P",
+                   help="share of episodes whose target is a wide-open mouth or a blink, where a warp has least "
+                        "to copy (default 0: targets drawn uniformly)")
     p.add_argument("--workers", type=bounded(int, 0, True, MAX_WORKERS), default=None,
                    help="data loader processes (default 0)")
     p.add_argument("--content", default=None, choices=["auto", "paper", "stlpips", "none"],
