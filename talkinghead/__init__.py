@@ -61,6 +61,10 @@ _LAZY = {
     # motion
     "transfer_motion": "motion",
     "preset_motion": "motion",
+    # audio-driven motion
+    "read_audio": "audio",
+    "load_audio_model": "audio2motion",
+    "Audio2Motion": "audio2motion",
     # evaluation
     "evaluate": "evaluation",
     "EvalOptions": "evaluation",

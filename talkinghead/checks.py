@@ -17,6 +17,7 @@ from .errors import InputError
 
 MAX_FPS = 240.0  # frame rate of generated video: the fastest cameras' slow motion
 MAX_PRESET_SECONDS = 3600.0  # a motion preset's length
+MAX_AUDIO_SECONDS = 600.0  # an audio-driven animation's sound track: 15,000 frames at 25 fps
 MAX_FRAMES = 216_000  # frames of a generated clip: one hour at 60 fps (a landmark track of 117 MB)
 MAX_BATCH_SIZE = 256  # frames or photos per batch
 MAX_FINE_TUNE_STEPS = 100_000  # fine-tuning steps (the docs use 20 to 1000; eval has the same bound)

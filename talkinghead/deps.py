@@ -53,6 +53,11 @@ REQUIRED: dict[str, Dependency] = {d.module: d for d in (
     _dep("stlpips_pytorch", "stlpips-pytorch", "pip install --no-deps stlpips-pytorch==0.0.2"),
     _dep("PIL", "pillow"),
     _dep("matplotlib", "matplotlib"),
+    # content credentials (talkinghead.credentials): every output is signed. Not in COMMAND_NEEDS: where
+    # c2pa-python does not import (no wheel for the platform) outputs are still written, watermarked and
+    # tagged, with one warning line, as the credentials' issue asks
+    _dep("c2pa", "c2pa-python"),
+    _dep("cryptography", "cryptography"),  # the installation's signing key and certificate
 )}
 
 # optional: needed by one option, or used where present
@@ -61,6 +66,8 @@ OPTIONAL: dict[str, Dependency] = {d.module: d for d in (
          "pip install --no-deps mediapipe==0.10.21 'protobuf<5' absl-py attrs flatbuffers"),
     _dep("lpips", "lpips"),
     _dep("pytorch_fid", "pytorch-fid"),
+    _dep("gradio", "gradio", "pip install 'talkinghead[web]'"),  # the web command's page
+    _dep("pyvirtualcam", "pyvirtualcam", "pip install 'talkinghead[live]'"),  # live's virtual camera, where present
 )}
 
 _CORE = ("numpy", "torch", "safetensors", "PIL", "cv2", "tqdm")
@@ -80,9 +87,12 @@ COMMAND_NEEDS: dict[str, tuple[str, ...]] = {
     "bench": _CORE + _FACES + _VIDEO_OUT + _CONTENT_LOSS,
     "verify": ("numpy", "PIL", "cv2") + _VIDEO_OUT,
     "models": ("torch", "numpy"),
+    "live": _CORE + _FACES + _VIDEO_OUT,
+    "web": _CORE + _FACES + _VIDEO_OUT + _CONTENT_LOSS + ("skimage", "matplotlib"),  # + gradio, imported below
 }
 COMMAND_IMPORTS: dict[str, tuple[str, ...]] = {
     "eval": ("matplotlib.figure",),  # the report's plots, drawn after every clip is evaluated
+    "web": ("gradio",),  # an optional extra: missing or broken, one line before the model loads
 }
 
 

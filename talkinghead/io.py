@@ -22,7 +22,7 @@ import subprocess
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -251,11 +251,13 @@ def _cap(name: str) -> str:
 
 
 def write_image(path: str | os.PathLike, image: Any, metadata: Mapping[str, str] | None = None,
-                quality: int = 95) -> Path:
+                quality: int = 95, finalize: Callable[[Path], None] | None = None) -> Path:
     """Write an RGB image atomically (format from the extension), with optional text ``metadata``.
 
     Metadata goes into PNG text chunks, a JPEG comment (JSON) or, for other formats, the EXIF
-    ImageDescription (JSON); :func:`read_metadata` reads any of them back.
+    ImageDescription (JSON); :func:`read_metadata` reads any of them back. ``finalize(tmp)`` runs on
+    the complete temporary file before it is renamed into place and may rewrite it (the content
+    credentials of :mod:`talkinghead.credentials`); if it raises, nothing is renamed.
     """
     from PIL import Image, PngImagePlugin
 
@@ -283,6 +285,8 @@ def write_image(path: str | os.PathLike, image: Any, metadata: Mapping[str, str]
         kwargs["exif"] = exif.tobytes()
     with atomic_path(path) as tmp:
         img.save(tmp, format=Image.registered_extensions()[ext], **kwargs)
+        if finalize is not None:
+            finalize(tmp)
     return path
 
 
@@ -974,6 +978,10 @@ def has_audio(path: str | os.PathLike) -> bool:
     return any(line.lstrip().startswith("Stream ") and " Audio: " in line for line in text.splitlines())
 
 
+# libx264's speed presets; live mode uses "veryfast" (a 1080p frame in a few ms, a larger file)
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
 class VideoWriter:
     """Write frames one at a time to a video file, atomically.
 
@@ -985,6 +993,8 @@ class VideoWriter:
     the file holds every frame written; until then an earlier file of that name is kept. A path
     :func:`check_video_output` refuses, or the audio source itself, raises :class:`InputError` at
     once; a failed write (a full disk: ffmpeg's log is read) raises :class:`~talkinghead.errors.OutputError`.
+    ``finalize(tmp)`` runs on the complete, verified temporary file before the rename and may rewrite
+    it (the content credentials of :mod:`talkinghead.credentials`); if it raises, nothing is renamed.
 
     >>> with VideoWriter("out.mp4", fps=25, audio_from="driving.mp4") as w:   # doctest: +SKIP
     ...     for frame in frames:                     # (H, W, 3) uint8 RGB or (3, H, W) torch in [-1, 1]
@@ -993,8 +1003,13 @@ class VideoWriter:
 
     def __init__(self, path: str | os.PathLike, fps: float, audio_from: str | os.PathLike | None = None,
                  metadata: Mapping[str, str] | None = None, crf: int = 18, backend: str = "auto",
-                 audio_path: str | os.PathLike | None = None):
+                 audio_path: str | os.PathLike | None = None, finalize: Callable[[Path], None] | None = None,
+                 preset: str = "medium"):
         self.path = check_video_output(path)
+        if preset not in X264_PRESETS:
+            raise InputError(f"preset must be one of {', '.join(X264_PRESETS)}, not {preset!r}.")
+        self.preset = preset
+        self.finalize = finalize
         from .checks import check_fps
 
         self.fps = check_fps(fps)
@@ -1029,7 +1044,7 @@ class VideoWriter:
         if self.backend == "ffmpeg":
             import imageio_ffmpeg
 
-            out_params = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-crf", str(self.crf), "-preset", "medium",
+            out_params = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-crf", str(self.crf), "-preset", self.preset,
                           *self._container_params()]
             for k, v in self.metadata.items():
                 out_params += ["-metadata", f"{k}={v}"]  # one argv item each: no quoting needed
@@ -1095,6 +1110,8 @@ class VideoWriter:
                 self._cv = None
             if error is None:
                 self._verify()
+                if self.finalize is not None:
+                    self.finalize(self._tmp)
         except BaseException as exc:  # encoder failure: drop the temp file, keep the earlier output
             ctx.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -1236,10 +1253,11 @@ def _count_frames(path: Path, backend: str) -> int:
 
 def write_video(path: str | os.PathLike, frames: Iterable[Any], fps: float,
                 audio_from: str | os.PathLike | None = None, metadata: Mapping[str, str] | None = None,
-                crf: int = 18, backend: str = "auto", audio_path: str | os.PathLike | None = None) -> Path:
+                crf: int = 18, backend: str = "auto", audio_path: str | os.PathLike | None = None,
+                finalize: Callable[[Path], None] | None = None) -> Path:
     """Write an iterable of frames (consumed lazily) to ``path``; see :class:`VideoWriter`."""
     with VideoWriter(path, fps, audio_from=audio_from, metadata=metadata, crf=crf, backend=backend,
-                     audio_path=audio_path) as w:
+                     audio_path=audio_path, finalize=finalize) as w:
         for frame in frames:
             w.write(frame)
     return Path(path)

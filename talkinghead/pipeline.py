@@ -440,10 +440,31 @@ class Avatar:
         return self.animate_landmarks(lm, fps, crop_only=crop_only, batch_size=batch_size, progress=progress,
                                       info={"preset": preset})
 
+    def animate_audio(self, audio: str | os.PathLike, fps: float = 25.0, head_motion: str = "natural",
+                      model="audio2motion", seed: int = 0, crop_only: bool = False, batch_size: int = 8,
+                      progress: bool = True) -> "Animation":
+        """Animate the source face speaking a sound track (no driving video).
+
+        ``audio``: a wav, mp3, m4a... or a video's audio track (see :mod:`talkinghead.audio`; no audio
+        track, silence only or more than ``checks.MAX_AUDIO_SECONDS`` is an :class:`InputError`).
+        The audio-to-motion ``model`` (:mod:`talkinghead.audio2motion`; default: the shipped
+        ``pretrained/audio2motion``) moves the lips, jaw and brows; ``head_motion`` is ``natural``
+        (speech-aware sway, nods and blinks) or ``none`` (a still head, blinks only). The animation has
+        ``round(seconds * fps)`` frames and carries the audio (:func:`write_video` muxes it).
+        """
+        from .audio2motion import audio_motion
+
+        _check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
+        lm, info = audio_motion(self.source.landmarks, audio, fps, head_motion=head_motion, model=model, seed=seed)
+        return self.animate_landmarks(lm, fps, crop_only=crop_only, batch_size=batch_size, audio_from=audio,
+                                      progress=progress, info=info)
+
     def animate_landmarks(self, landmarks: np.ndarray, fps: float, crop_only: bool = False, batch_size: int = 8,
-                          audio_from=None, progress: bool = True, info: dict | None = None) -> "Animation":
+                          audio_from=None, progress: bool = True, info: dict | None = None,
+                          face_size: int | str | None = None) -> "Animation":
         """Animate from a landmark track ``(T, 68, 2)`` in source-image pixels: finite, at most
-        :data:`talkinghead.checks.MAX_FRAMES` frames, at an ``fps`` of at most ``checks.MAX_FPS``."""
+        :data:`talkinghead.checks.MAX_FRAMES` frames, at an ``fps`` of at most ``checks.MAX_FPS``.
+        ``face_size``: see :class:`Animation`."""
         from .landmarks import transform_landmarks
         from .motion import _check_track
 
@@ -458,7 +479,7 @@ class Avatar:
                              "(talkinghead.landmarks.fill_gaps).")
         crop_lm = transform_landmarks(landmarks, self.source.crop)
         return Animation(self, crop_lm, fps, paste_back=not crop_only, batch_size=batch_size,
-                         audio_from=audio_from, progress=progress, info=info)
+                         audio_from=audio_from, progress=progress, info=info, face_size=face_size)
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
@@ -549,11 +570,19 @@ class Animation:
 
     ``fps``; ``len()`` is the number of frames; ``audio_from`` the clip whose audio belongs to it;
     ``model_name`` names the model (for the watermark); frames are uint8 ``(H, W, 3)`` RGB: the
-    source image with the face pasted back, or the ``S x S`` face crop with ``crop_only``.
+    source image with the face pasted back, or the face crop with ``crop_only``.
+
+    ``face_size`` (settable until iteration starts): ``None``/``"auto"`` pastes the face back at the source
+    image's own resolution (the warp family moves the source's pixels themselves, see
+    :mod:`talkinghead.fullres`) and makes crops of 512 px where the source's face spans 384 px or more,
+    else 256; ``256`` or ``512`` renders the face crop at that size (the network runs at its trained size).
     """
 
     def __init__(self, avatar: Avatar, crop_landmarks: np.ndarray, fps: float, paste_back: bool = True,
-                 batch_size: int = 8, audio_from=None, progress: bool = True, info: dict | None = None):
+                 batch_size: int = 8, audio_from=None, progress: bool = True, info: dict | None = None,
+                 face_size: int | str | None = None):
+        from .fullres import check_face_size
+
         self.avatar = avatar
         self.crop_landmarks = crop_landmarks
         self.fps = float(fps)
@@ -562,6 +591,7 @@ class Animation:
         self.audio_from = audio_from
         self.progress = progress
         self.info = dict(info or {})
+        self.face_size = check_face_size(face_size)
         self._src_mask: np.ndarray | None = None
 
     @property
@@ -581,22 +611,19 @@ class Animation:
     def __iter__(self) -> Iterator[np.ndarray]:
         from tqdm import tqdm
 
-        from .landmarks import face_mask, paste_back
+        from .fullres import FaceRenderer, check_face_size
 
-        src = self.avatar.source
-        size = self.avatar.image_size
+        # the avatar's crops, masks and batched state once; faces at face_size (talkinghead.fullres)
+        renderer = FaceRenderer(self.avatar, check_face_size(self.face_size))
         with tqdm(total=len(self), desc="animate", unit="frame", disable=not self.progress) as bar:
             for start in range(0, len(self), self.batch_size):
                 lms = self.crop_landmarks[start:start + self.batch_size]
-                faces = self.avatar.render(lms)
-                for face, lm in zip(faces, lms):
-                    if self.paste_back:
-                        # the face region of this frame and of the source, so the source's own face
-                        # is covered where the driven face has moved away from it
-                        mask = np.maximum(face_mask(lm, size), self._source_mask)
-                        face = paste_back(src.image, face, src.crop, mask=mask)
-                    yield face
-                bar.update(len(faces))
+                if self.paste_back:  # the driven face's region and the source's are both covered
+                    frames = renderer.frames(lms)
+                else:
+                    frames = renderer.render(lms, with_masks=False)[0]
+                yield from frames
+                bar.update(len(lms))
 
     @property
     def _source_mask(self) -> np.ndarray:
@@ -610,7 +637,8 @@ class Animation:
 
 def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float | None = None,
                 audio_from: str | os.PathLike | None = "auto", watermark: bool = True, label: str | None = None,
-                model_name: str | None = None, crf: int = 18) -> Path:
+                model_name: str | None = None, crf: int = 18, credentials: bool = True,
+                signing_key: Any = None) -> Path:
     """Write generated frames as H.264 video (``.mp4``, ``.mov``, ``.m4v`` or ``.mkv``), marked as synthetic.
 
     Frames are anything :func:`talkinghead.io.to_uint8_rgb` takes (uint8/uint16/float arrays, RGBA,
@@ -621,6 +649,12 @@ def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float
     for research only and is recorded in the metadata. ``label`` draws visible text in a corner.
     ``audio_from="auto"`` takes the audio of an :class:`Animation`'s driving clip. A ``path`` that is one
     of the animation's inputs (its driving clip, its photos) is refused with an :class:`InputError`.
+
+    The file also carries a signed C2PA manifest (content credentials, :mod:`talkinghead.credentials`):
+    ``trainedAlgorithmicMedia``, the model and a hash of its weights, the inputs by hash and the
+    watermark's payload id, signed with ``signing_key`` (a :class:`talkinghead.credentials.SigningKey`;
+    default: ``$TALKINGHEAD_C2PA_CERT``/``$TALKINGHEAD_C2PA_KEY``, else this installation's key).
+    ``watermark=False`` keeps it; only ``credentials=False`` leaves it out.
     """
     from .io import VideoWriter, refuse_overwriting, to_uint8_rgb
     from .watermark import Watermarker, add_label, provenance_metadata
@@ -636,6 +670,11 @@ def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float
     marker = Watermarker.for_model(model_name, label=label) if watermark else None
     with VideoWriter(path, fps, audio_from=audio_from, metadata=provenance_metadata(model_name, watermarked=watermark),
                      crf=crf) as w:
+        if credentials:  # signs the finished temporary file, before the rename; the key is checked now
+            from .credentials import credentials_finalizer, provenance_of
+
+            w.finalize = credentials_finalizer(path, provenance_of(video, model_name, marker and marker.payload),
+                                               signing_key)
         for i, frame in enumerate(video):
             frame = to_uint8_rgb(frame, f"frame {i}")  # the watermark works on uint8 RGB
             if marker is not None:
@@ -647,16 +686,26 @@ def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, model_name: str = "unknown", watermark: bool = True,
-                label: str | None = None) -> Path:
-    """Write one generated image, watermarked and tagged as synthetic (see :func:`write_video`)."""
-    from .io import to_uint8_rgb
+                label: str | None = None, credentials: bool = True, signing_key: Any = None,
+                animation: "Animation | None" = None) -> Path:
+    """Write one generated image, watermarked, tagged as synthetic and with signed content credentials
+    (see :func:`write_video`). ``animation``: the :class:`Animation` the image is a frame of, whose
+    inputs and weights the manifest names."""
+    from .io import IMAGE_EXTENSIONS, to_uint8_rgb
     from .io import write_image as _write
     from .watermark import Watermarker, add_label, provenance_metadata
 
     image = to_uint8_rgb(image)  # the watermark works on uint8 RGB
-    if watermark:
-        image = Watermarker.for_model(model_name, label=label).embed_frame(image)
+    marker = Watermarker.for_model(model_name, label=label) if watermark else None
+    if marker is not None:
+        image = marker.embed_frame(image)
     elif label:
         image = add_label(image, label)
-    _write(path, image, metadata=provenance_metadata(model_name, watermarked=watermark))
+    finalize = None
+    if credentials and Path(path).suffix.lower() in IMAGE_EXTENSIONS:  # other names: io refuses them
+        from .credentials import credentials_finalizer, provenance_of
+
+        finalize = credentials_finalizer(path, provenance_of(animation, model_name, marker and marker.payload),
+                                         signing_key)
+    _write(path, image, metadata=provenance_metadata(model_name, watermarked=watermark), finalize=finalize)
     return Path(path)

@@ -45,11 +45,14 @@ import math
 import os
 import zlib
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .credentials import ManifestReport
 
 SCHEME = "talkinghead-ss-v2"
 KEY = 20190522  # public seed of the patterns: verification needs no secret
@@ -110,17 +113,28 @@ class Detection:
 
 @dataclasses.dataclass(frozen=True)
 class VerifyResult:
-    """What ``verify_file`` found in one file."""
+    """What ``verify_file`` found in one file: the watermark, the container metadata and the C2PA
+    manifest (``credentials``, a :class:`talkinghead.credentials.ManifestReport`; None when not read)."""
 
     path: str
     watermark: Detection
     metadata: dict[str, str]
     metadata_found: bool
+    credentials: "ManifestReport | None" = None
 
     @property
     def marked(self) -> bool:
-        """True when the invisible watermark was found (the metadata is easy to strip, the mark is not)."""
-        return self.watermark.found
+        """True when the invisible watermark was found, or talkinghead's content credentials hold (the
+        metadata is easy to strip, the marks are not)."""
+        c = self.credentials
+        return self.watermark.found or bool(c is not None and c.ours and c.intact)
+
+    @property
+    def verdict(self) -> tuple[int, str]:
+        """``(exit status, text)`` from both marks: see :func:`talkinghead.credentials.verdict`."""
+        from .credentials import verdict
+
+        return verdict(self.watermark.found, self.credentials)
 
     def tag(self, name: str, default: str | None = None) -> str | None:
         """A metadata tag by name, whatever its case (Matroska stores ``MODEL`` for ``model``)."""
@@ -715,8 +729,9 @@ def _sniffed_video(path: Path, head: bytes) -> bool:
     return any(head[at:at + len(magic)] == magic for at, magic in _VIDEO_MAGIC)
 
 
-def verify_file(path: str | os.PathLike, max_frames: int = 64) -> VerifyResult:
-    """Check one image or video for the watermark and the provenance metadata.
+def verify_file(path: str | os.PathLike, max_frames: int = 64, credentials: bool = True) -> VerifyResult:
+    """Check one image or video for the watermark, the provenance metadata and (``credentials``) the
+    C2PA manifest (:func:`talkinghead.credentials.read_credentials`).
 
     A file without a known extension is told apart by its content. Raises :class:`InputError` when
     the file is missing, cannot be read (permissions) or cannot be decoded.
@@ -734,4 +749,9 @@ def verify_file(path: str | os.PathLike, max_frames: int = 64) -> VerifyResult:
         det = detect_frame(th_io.read_image(path))
         raw = th_io.read_metadata(path)
     meta = {str(k): str(v) for k, v in raw.items()}
-    return VerifyResult(str(path), det, meta, _metadata_says_synthetic(meta))
+    report = None
+    if credentials:
+        from .credentials import read_credentials
+
+        report = read_credentials(path)
+    return VerifyResult(str(path), det, meta, _metadata_says_synthetic(meta), report)

@@ -18,6 +18,24 @@ def _one_torch_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_signing_key(tmp_path_factory):
+    """Outputs are signed (content credentials) with a key made for the session, named by
+    $TALKINGHEAD_C2PA_CERT/KEY, so tests never make one in the user's cache folder (test_credentials
+    covers the installation's key with a TALKINGHEAD_HOME of its own)."""
+    from talkinghead import credentials
+
+    if credentials.unavailable_reason() is not None:
+        yield None
+        return
+    pem = tmp_path_factory.mktemp("c2pa") / "signing.pem"
+    pem.write_bytes(credentials._new_installation_pem())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(credentials.CERT_ENV, str(pem))
+        mp.setenv(credentials.KEY_ENV, str(pem))
+        yield pem
+
+
 def shared_data_dir() -> Path | None:
     """``$TALKINGHEAD_DATA`` or ``../shared/data`` beside the checkout, if present."""
     env = os.environ.get("TALKINGHEAD_DATA")

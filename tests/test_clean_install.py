@@ -49,8 +49,9 @@ class CleanInstall:
         self.python = self.bin / "python"
         self.work = root / "work"  # every command runs here, outside the checkout
         self.work.mkdir()
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "TALKINGHEAD_HOME") and not k.startswith("PYTEST")}
+        env = {k: v for k, v in os.environ.items()  # (and the test session's signing key: conftest.py)
+               if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "TALKINGHEAD_HOME")
+               and not k.startswith(("PYTEST", "TALKINGHEAD_C2PA_"))}
         env.update(PATH=f"{self.bin}{os.pathsep}{env.get('PATH', '')}", PYTHONNOUSERSITE="1",
                    TALKINGHEAD_OFFLINE="1", TALKINGHEAD_HOME=str(root / "home"))
         self.env = env
@@ -125,9 +126,11 @@ def test_the_install_is_plain_and_complete(clean):
         "assert not bad, bad\n"
         "print(th.Embedder.__name__, th.Generator.__name__, th.ProjectionDiscriminator.__name__)\n"
         "from talkinghead.hub import resolve_pretrained\n"
+        "print(resolve_pretrained('audio2motion'))\n"
         "print(resolve_pretrained('default'))\n")
     assert "Embedder Generator ProjectionDiscriminator" in out.stdout
     assert str(clean.venv) in out.stdout.splitlines()[-1]  # the shipped weights installed with the package
+    assert str(clean.venv) in out.stdout.splitlines()[-2]  # and the audio-to-motion model (issue 19)
 
 
 def test_help_lists_every_command(clean):
@@ -194,8 +197,10 @@ def test_eval_feed_forward_and_fine_tuned(clean, inputs):
 def test_verify_the_outputs(clean, inputs):
     made = sorted(p.name for p in clean.work.glob("*.mp4") if p.name != "clip.mp4")
     assert made, "no command above wrote a video"
-    out = clean.run("verify", *made)  # exit 0: every one is marked
+    out = clean.run("verify", *made)  # exit 0: every one is marked, its content credentials valid
     assert all(name in out.stdout for name in made)
+    assert out.stdout.count("content credentials valid") == len(made)  # signed with the installation's key
+    assert (clean.root / "home" / "c2pa" / "signing.pem").is_file()
 
 
 def test_bench_says_it_needs_a_checkout(clean):

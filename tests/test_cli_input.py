@@ -90,9 +90,9 @@ def test_output_never_overwrites_an_input(which, photo, clip, tmp_path, capsys, 
 
 def test_output_name_is_checked_before_fine_tuning(photo, clip, tmp_path, capsys, no_slow_work):
     code = cli_main(["animate", "--source", str(photo), "--driving", str(clip), "--steps", "100",
-                     "-o", str(tmp_path / "out.png")])
+                     "-o", str(tmp_path / "out.avi")])  # (an image name writes a still: see test_credentials)
     assert ".mp4" in _one_line_error(capsys, code)
-    assert not (tmp_path / "out.png").exists()
+    assert not (tmp_path / "out.avi").exists()
 
 
 def test_a_missing_driving_clip_is_reported_before_fine_tuning(photo, tmp_path, capsys, no_slow_work):

@@ -238,11 +238,13 @@ def test_verify_cli_exit_codes(tmp_path, marked, astronaut, capsys):
 
     res = W.verify_file(good)
     assert res.marked and res.metadata_found and res.metadata["model"] == "cpu-256"
-    assert main(["verify", str(good)]) == 0
+    # io's writer signs nothing: watermark without content credentials (signed files: test_credentials.py)
+    assert main(["verify", str(good)]) == 3
     assert "FOUND" in capsys.readouterr().out
+    assert main(["verify", str(plain)]) == 1
     assert main(["verify", str(good), str(plain)]) == 1
     assert main(["verify", str(plain), str(bad)]) == 2
-    assert main(["verify", "--json", str(good)]) == 0
+    assert main(["verify", "--json", str(good)]) == 3
     assert '"watermark": true' in capsys.readouterr().out
 
 
@@ -258,7 +260,7 @@ def marked_mkv(tmp_path_factory, marked):
 def test_verify_reads_mkv_tags_whatever_their_case(marked_mkv, capsys):
     from talkinghead.cli import main
 
-    assert main(["verify", str(marked_mkv)]) == 0
+    assert main(["verify", str(marked_mkv)]) == 3  # watermark found; mkv carries no content credentials
     assert "metadata: synthetic, model cpu-256" in capsys.readouterr().out
     assert W.verify_file(marked_mkv).tag("Model") == "cpu-256"
 
@@ -272,7 +274,7 @@ def test_verify_tells_a_video_without_extension_by_its_content(marked_mkv, tmp_p
     shutil.copy(marked_mkv, noext)
     res = W.verify_file(noext)
     assert res.marked and res.watermark.frames == 3 and res.tag("model") == "cpu-256"
-    assert main(["verify", str(noext)]) == 0
+    assert main(["verify", str(noext)]) == 3
 
 
 def _unreadable_verify(tmp_path, astronaut):

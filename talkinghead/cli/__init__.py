@@ -26,6 +26,8 @@ from ..errors import TalkingHeadError
 COMMANDS = (
     "demo",
     "animate",
+    "live",
+    "web",
     "finetune",
     "landmarks",
     "preprocess",

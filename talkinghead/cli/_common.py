@@ -83,8 +83,56 @@ def add_output_options(p) -> None:
     p.add_argument("--crop-only", action="store_true", help="write the face crop instead of pasting it back")
     p.add_argument("--label", default=None, metavar="TEXT", help="draw a visible label such as 'AI-generated'")
     p.add_argument("--no-watermark", action="store_true",
-                   help="research only: skip the invisible watermark (recorded in the file's metadata)")
+                   help="research only: skip the invisible watermark (recorded in the file's metadata; the signed "
+                        "content credentials stay)")
+    p.add_argument("--no-credentials", action="store_true",
+                   help="leave out the signed C2PA manifest (content credentials) that tells other software the file "
+                        "is AI-generated; not recommended: see docs/responsible-use.md")
+    p.add_argument("--sign-cert", default=None, metavar="CERT.pem",
+                   help="sign the content credentials with this certificate chain (PEM, the signing certificate "
+                        "first; default: $TALKINGHEAD_C2PA_CERT, else this installation's self-signed key in the "
+                        "cache folder, which identifies the installation, not a trusted publisher)")
+    p.add_argument("--sign-key", default=None, metavar="KEY.pem",
+                   help="the private key of --sign-cert (PEM, unencrypted; default: $TALKINGHEAD_C2PA_KEY)")
     p.add_argument("--batch-size", type=batch_size, default=8, help="frames generated per batch")
+    add_size_option(p)
+
+
+def add_size_option(p) -> None:
+    p.add_argument("--size", default="auto", choices=["auto", "256", "512"],
+                   help="the face's resolution: auto = pasted back at the source image's own resolution (crops: 512 "
+                        "where the source's face spans 384 px or more, else 256); 256 or 512 = a face crop of that "
+                        "size (the network runs at its trained size, its flow, mask and colour are upsampled)")
+
+
+def check_output(path) -> None:
+    """Refuse, before any slow work, an output ``-o`` cannot be: a video (.mp4 .mov .m4v .mkv) or an image
+    (.png, .jpg...: one still, the first frame)."""
+    from pathlib import Path
+
+    from ..io import IMAGE_EXTENSIONS, check_output_file, check_video_output
+
+    if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
+        check_output_file(path, f"Cannot write image {path}", "choose another output path")
+    else:
+        check_video_output(path)
+
+
+def signing_key(args):
+    """The content credentials' key of ``--sign-cert``/``--sign-key`` (checked: one line before any work
+    when it cannot sign), or None: the default key, or no credentials with ``--no-credentials``."""
+    if args.no_credentials:
+        if args.sign_cert or args.sign_key:
+            from ..errors import InputError
+
+            raise InputError("--sign-cert/--sign-key sign the content credentials that --no-credentials leaves "
+                             "out: drop one or the other.")
+        return None
+    from ..credentials import signing_key as load, unavailable_reason
+
+    if unavailable_reason() is not None:
+        return None  # written without credentials, with one warning (talkinghead.credentials)
+    return load(args.sign_cert, args.sign_key)
 
 
 def add_finetune_options(p, default_steps: int) -> None:
@@ -142,8 +190,21 @@ def finetune_kwargs(args, model) -> dict:
 
 
 def write(path, video, args) -> None:
-    from ..pipeline import write_video
+    from pathlib import Path
 
-    write_video(path, video, watermark=not args.no_watermark, label=args.label)
+    from ..io import IMAGE_EXTENSIONS
+    from ..pipeline import write_image, write_video
+
+    if getattr(args, "size", "auto") != "auto" and hasattr(video, "face_size"):
+        video.face_size = int(args.size)
+    marks = {"watermark": not args.no_watermark, "label": args.label, "credentials": not args.no_credentials,
+             "signing_key": signing_key(args)}
+    if Path(path).suffix.lower() in IMAGE_EXTENSIONS:  # a still: only the first frame is generated
+        frames = iter(video)
+        write_image(path, next(frames), model_name=video.model_name, animation=video, **marks)
+        getattr(frames, "close", lambda: None)()  # stops the generation at once
+        print(f"wrote {path}: the first of {len(video)} frames")
+        return
+    write_video(path, video, **marks)
     extra = "" if not getattr(video, "audio_from", None) else f", audio from {video.audio_from}"
     print(f"wrote {path}: {len(video)} frames at {video.fps:g} fps{extra}")

@@ -12,10 +12,12 @@ def register(subparsers, formatter_class) -> None:
         "animate", help="animate a portrait, painting or avatar from a driving video or a motion preset",
         description="Animate the face in --source photos (or a saved --avatar) with the motion of --driving,\n"
                     "or with a built-in --motion-preset. The output keeps the driving clip's fps and audio\n"
-                    "and is marked as synthetic (invisible watermark + metadata).\n\n"
+                    "and is marked as synthetic (invisible watermark, metadata and signed C2PA content\n"
+                    "credentials). An image name (-o still.png) writes the first frame alone.\n\n"
                     "  talkinghead animate --source mona_lisa.jpg --driving speech.mp4 -o out.mp4\n"
                     "  talkinghead animate --avatar me/ --driving speech.mp4 -o out.mp4\n"
-                    "  talkinghead animate --source me.jpg --motion-preset talk --seconds 5 -o out.mp4",
+                    "  talkinghead animate --source me.jpg --motion-preset talk --seconds 5 -o out.mp4\n"
+                    "  talkinghead animate --source mona_lisa.jpg --audio speech.wav -o out.mp4   # lips follow the audio",
         formatter_class=formatter_class)
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--source", action="append", metavar="IMG", help="photo of the face (repeat for 1 to 32 photos)")
@@ -23,13 +25,22 @@ def register(subparsers, formatter_class) -> None:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--driving", metavar="VIDEO", help="driving video whose face motion is transferred")
     how.add_argument("--motion-preset", choices=["talk", "idle"], help="built-in motion instead of a driving video")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="output video")
+    how.add_argument("--audio", metavar="SPEECH",
+                     help="a sound track (wav, mp3, m4a, or a video's audio) that the face speaks: the lips, jaw and "
+                          "brows follow it (pretrained/audio2motion); at most 600 s")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4",
+                   help="output video (.mp4 .mov .m4v .mkv), or an image (.png .jpg ...) for the first frame alone")
     p.add_argument("--motion", default="relative", choices=["relative", "absolute"],
                    help="relative keeps the source's face shape; absolute uses the driver's landmarks as they are")
     p.add_argument("--reference", default="best",
                    help="driving frame that relative motion is measured from: best (most like the source), first, or an index")
     p.add_argument("--seconds", type=preset_seconds, default=None, help="length with --motion-preset (default: 5)")
-    p.add_argument("--fps", type=fps, default=None, help="frame rate with --motion-preset (default: 25)")
+    p.add_argument("--fps", type=fps, default=None, help="frame rate with --motion-preset or --audio (default: 25)")
+    p.add_argument("--head-motion", choices=["none", "natural"], default=None,
+                   help="with --audio: natural = speech-aware head sway, nods and blinks; none = a still head "
+                        "(blinks only) (default: natural)")
+    p.add_argument("--audio-model", default=None, metavar="NAME_OR_DIR",
+                   help="with --audio: the audio-to-motion model, a name or a folder (default: audio2motion)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="animate only the first N driving frames")
     p.add_argument("--driving-face-index", type=count, default=0, metavar="N",
                    help="which face of the driving clip to follow when it shows several (0 = largest)")
@@ -43,10 +54,12 @@ def register(subparsers, formatter_class) -> None:
 def check_before_work(args: argparse.Namespace) -> None:
     """Every mistake that can be seen without the model, found before minutes of fine-tuning."""
     from ..errors import InputError
-    from ..io import VideoReader, check_video_output
+    from ..io import VideoReader
+    from ._common import check_output, signing_key
 
-    refuse_overwriting_inputs(args.output, [*(args.source or []), args.driving, args.avatar])
-    check_video_output(args.output)
+    refuse_overwriting_inputs(args.output, [*(args.source or []), args.driving, args.avatar, args.audio])
+    check_output(args.output)
+    signing_key(args)  # a key that cannot sign is one line now, not after fine-tuning
     if args.avatar:
         extra = [flag for flag, used in (("--fine-tune-steps", args.fine_tune_steps), ("--lr", args.lr is not None),
                                          ("--loss-weight", bool(args.loss_weight)), ("--amp", args.amp != "auto"),
@@ -55,6 +68,11 @@ def check_before_work(args: argparse.Namespace) -> None:
         if extra:
             raise InputError(f"{', '.join(extra)} cannot be used with --avatar, which is already personalised: "
                              "drop them, or run `talkinghead finetune` again to make a new avatar.")
+    if not args.audio:
+        extra = [flag for flag, value in (("--head-motion", args.head_motion), ("--audio-model", args.audio_model))
+                 if value is not None]
+        if extra:
+            raise InputError(f"{', '.join(extra)} only apply to --audio.")
     if args.driving:
         extra = [flag for flag, value in (("--seconds", args.seconds), ("--fps", args.fps)) if value is not None]
         if extra:
@@ -64,10 +82,29 @@ def check_before_work(args: argparse.Namespace) -> None:
             reader.read_all()
     elif args.max_frames is not None:
         raise InputError("--max-frames only applies to --driving: use --seconds to set a preset's length.")
+    elif args.audio:
+        _check_audio_args(args)
     else:
         from ..motion import preset_frames
 
         preset_frames(args.motion_preset, args.seconds or 5.0, args.fps or 25.0)  # --seconds x --fps frames, bounded
+
+
+def _check_audio_args(args: argparse.Namespace) -> None:
+    """--audio: its options, the sound track (an audio track, not silence only, not too long) and the model."""
+    from ..audio import check_audio, frame_count
+    from ..audio2motion import load_audio_model
+    from ..checks import MAX_FRAMES
+    from ..errors import InputError
+
+    if args.seconds is not None:
+        raise InputError("--seconds only applies to --motion-preset: the audio sets the length.")
+    samples = check_audio(args.audio)
+    n = frame_count(len(samples), args.fps or 25.0)
+    if n > MAX_FRAMES:
+        raise InputError(f"{args.audio} at {args.fps or 25.0:g} fps is {n} frames, more than the {MAX_FRAMES} an "
+                         "animation can have: lower --fps.")
+    load_audio_model(args.audio_model or "audio2motion")  # missing or bad weights: one line now
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
         filled = video.info.get("filled_frames", 0)
         if filled:
             print(f"{filled} driving frame(s) without a detected face were interpolated")
+    elif args.audio:
+        video = avatar.animate_audio(args.audio, fps=args.fps or 25.0, head_motion=args.head_motion or "natural",
+                                     model=args.audio_model or "audio2motion", crop_only=args.crop_only,
+                                     batch_size=args.batch_size)
     else:
         video = avatar.animate_preset(args.motion_preset, seconds=args.seconds or 5.0, fps=args.fps or 25.0,
                                       crop_only=args.crop_only, batch_size=args.batch_size)

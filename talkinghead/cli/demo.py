@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from ._common import write
 
     check_video_output(args.output)
+    from ._common import signing_key
+
+    signing_key(args)  # a key that cannot sign is one line before the model loads
     model = load(args.model, device=args.device)
     avatar = model.personalize([data.astronaut()], progress=False)
     video = avatar.animate_preset(args.preset, seconds=args.seconds, fps=25.0, crop_only=args.crop_only,

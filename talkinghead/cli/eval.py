@@ -19,7 +19,8 @@ def register(subparsers, formatter_class) -> None:
                     "whose mouth is open. Writes report.json, report.md, plots and sample strips.\n"
                     "Interrupted (Ctrl-C), it resumes: the same command reuses what REPORT_DIR/.partial kept.\n\n"
                     "  talkinghead eval --videos held_out/*.mp4 --shots 1 8 32 --modes ff ft -o report/\n"
-                    "  talkinghead eval --videos clip.mp4 --sources mona_lisa.jpg -o report/   # + cross-identity",
+                    "  talkinghead eval --videos clip.mp4 --sources mona_lisa.jpg -o report/   # + cross-identity\n"
+                    "  talkinghead eval --audio --videos speech_clips/*.mp4 -o report/         # audio-driven sync",
         formatter_class=formatter_class)
     p.add_argument("--videos", nargs="+", required=True, metavar="VIDEO", help="held-out clips of people not trained on")
     p.add_argument("--sources", nargs="*", default=[], metavar="IMG",
@@ -35,11 +36,18 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
     p.add_argument("--no-baselines", action="store_true", help="skip the nearest-frame and warp baselines")
     p.add_argument("--seed", type=seed, default=0, help="seed for fine-tuning")
+    p.add_argument("--audio", action="store_true",
+                   help="instead: audio-driven sync; each clip's own audio predicts its mouth, compared with its "
+                        "tracked landmarks, beside the talk preset and a mean-motion baseline (see docs/animating.md)")
+    p.add_argument("--audio-model", default="audio2motion", metavar="NAME_OR_DIR",
+                   help="with --audio: the audio-to-motion model")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="folder for the report")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.audio:
+        return run_audio(args)
     import shutil
     from pathlib import Path
 
@@ -67,4 +75,32 @@ def run(args: argparse.Namespace) -> int:
                          for k in ("ssim", "lpips", "csim", "akd", "mouth_lpips", "mouth_ssim"))
         print(f"{r['label']:>24s} T={r['shots']:<3d} {vals} (mouth open in {r['mouth_open_frames']} frames)")
     print(f"wrote {args.output}/report.md ({report['protocol']}; {len(report['files']['samples'])} sample strips)")
+    return 0
+
+
+def run_audio(args: argparse.Namespace) -> int:
+    """``eval --audio``: :func:`talkinghead.evaluation.audio.evaluate_audio` on the clips, as a report."""
+    import shutil
+    from pathlib import Path
+
+    from ..audio import probe_audio
+    from ..audio2motion import load_audio_model
+    from ..evaluation.audio import AudioEvalOptions, evaluate_audio, write_audio_report
+    from ..evaluation.protocol import clip_labels
+    from ..io import check_output_folder
+
+    check_output_folder(args.output, f"-o {args.output}", "choose a folder for the report")
+    clip_labels(args.videos)
+    for v in args.videos:
+        probe_audio(v)  # exists and is a media file; a clip without audio is listed in the report
+    net = load_audio_model(args.audio_model)
+    backend = "dlib" if args.backend == "auto" else args.backend
+    work = Path(args.output) / ".partial"
+    result = evaluate_audio(args.videos, net, AudioEvalOptions(backend=backend, seed=args.seed), work_dir=work)
+    write_audio_report(result, args.output)
+    shutil.rmtree(work, ignore_errors=True)
+    for m, s in result["summary"].items():
+        r = "n/a" if s["mean_correlation"] is None else f"{s['mean_correlation']:.3f}"
+        print(f"{m:>30s}: mean mouth-opening correlation {r}, largest |lag| {s['max_abs_lag']}")
+    print(f"wrote {args.output}/report.md")
     return 0

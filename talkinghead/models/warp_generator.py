@@ -54,7 +54,9 @@ class WarpGenerator(AdaINGenerator):
     :meth:`identity_state`: ``psi (B,n_psi)``, ``shots (B,K,3,S,S)`` in [-1, 1], ``shot_points
     (B,K,68,2)`` in their crops' pixels (a batch of 1 is shared by every target). Returns ``fake``,
     ``warped`` (the blend before the network's corrections), ``mask (B,1,S,S)``, ``flow (B,S,S,2)``,
-    ``rgb``, ``weights (B,K'+R,1,S,S)`` and ``shot_index (B,K'+R)``: the ``K' = min(K, cfg.warp_shots)``
+    ``rgb``, ``corrected`` (the warp with the flow, before the mask), ``grid (B,K'+R,S,S,2)`` (the TPS
+    grids, without the flow; :mod:`talkinghead.fullres` samples the source at full resolution with them),
+    ``weights (B,K'+R,1,S,S)`` and ``shot_index (B,K'+R)``: the ``K' = min(K, cfg.warp_shots)``
     nearest shots that were warped, then (with K > 1) one shot for each of the ``R`` regions of
     ``cfg.warp_regions``, blended in over the region's soft map (:func:`talkinghead.models.tps.region_map`).
 
@@ -210,4 +212,4 @@ class WarpGenerator(AdaINGenerator):
         rgb = (corrected + out[:, 3:6]).clamp(-1.0, 1.0)
         fake = mask * corrected + (1.0 - mask) * rgb
         return {"fake": fake, "warped": blended, "mask": mask, "flow": flow, "rgb": rgb,
-                "weights": weights, "shot_index": index}
+                "weights": weights, "shot_index": index, "corrected": corrected, "grid": grid}

@@ -1,0 +1,499 @@
+"""Live mode: animate an avatar frame by frame as camera frames arrive (``talkinghead live``).
+
+Three threads overlap the work: a capture thread reads the camera (or a video file standing in for
+one, paced at its own frame rate), the calling thread finds the landmarks, transfers the motion and
+renders the face, and an output thread watermarks each frame and writes it to the file and the
+virtual camera. When rendering is slower than the camera, the capture thread keeps only the newest
+frame: the frames it replaced are *dropped*, counted and named in :class:`LiveSummary`, and the file
+holds the frame before for each of them, so that it keeps the camera's timing. Latency is measured
+per frame from capture to the end of output.
+
+>>> summary = run_live(avatar, driving="clip.mp4", output="out.mp4")     # doctest: +SKIP
+>>> print(summary.line())
+"""
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import DependencyError, InputError
+
+__all__ = ["FaceFollower", "LiveAnimator", "LiveSummary", "run_live", "display_available", "open_virtual_camera"]
+
+DETECT_WIDTH = 480  # frames are shrunk to this width for the face detector (the predictor runs at full size)
+REDETECT_EVERY = 25  # frames between two detector runs while the face is followed
+MAX_JUMP = 0.35  # a followed face whose landmark box moved more than this many box widths is re-detected
+
+
+class FaceFollower:
+    """The 68 landmarks of one face in a stream of frames, at a few ms per frame.
+
+    dlib's HOG detector runs on the frame shrunk to :data:`DETECT_WIDTH` pixels wide, only when no face
+    is followed and every :data:`REDETECT_EVERY` frames; in between, dlib's 68-point predictor runs at
+    full resolution in the box of the previous frame's landmarks. ``__call__(frame)`` returns float32
+    ``(68, 2)`` frame pixels, or None where no face is found.
+    """
+
+    def __init__(self, detect_width: int = DETECT_WIDTH, redetect_every: int = REDETECT_EVERY):
+        from .landmarks import get_detector
+
+        det = get_detector("dlib").load()
+        self._dlib, self._hog, self._predictor = det._dlib, det._hog, det._predictor
+        self.detect_width = int(detect_width)
+        self.redetect_every = int(redetect_every)
+        self._prev: np.ndarray | None = None
+        self._since = 0
+        self.detections = 0  # detector runs (the rest of the frames cost the predictor alone)
+
+    def reset(self) -> None:
+        self._prev, self._since = None, 0
+
+    def _detect(self, frame: np.ndarray):
+        import cv2
+
+        self.detections += 1
+        h, w = frame.shape[:2]
+        f = min(1.0, self.detect_width / w)
+        small = frame if f == 1.0 else cv2.resize(frame, (int(round(w * f)), int(round(h * f))),
+                                                 interpolation=cv2.INTER_AREA)
+        rects, scores, _ = self._hog.run(small, 1 if f == 1.0 and w < 640 else 0, 0.0)
+        best = [(r, s) for r, s in zip(rects, scores) if s >= 0.25]
+        if not best:
+            return None
+        r = max(best, key=lambda rs: rs[0].area())[0]
+        return self._dlib.rectangle(int(r.left() / f), int(r.top() / f), int(r.right() / f), int(r.bottom() / f))
+
+    def _box_of(self, lm: np.ndarray):
+        x0, y0 = lm.min(axis=0)
+        x1, y1 = lm.max(axis=0)
+        side = max(x1 - x0, y1 - y0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + 0.05 * side  # HOG's boxes sit a little lower than the points'
+        h = side / 2
+        return self._dlib.rectangle(int(cx - h), int(cy - h), int(cx + h), int(cy + h))
+
+    def _predict(self, frame: np.ndarray, rect) -> np.ndarray:
+        shape = self._predictor(frame, rect)
+        return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray | None:
+        frame = np.ascontiguousarray(frame)
+        rect = None
+        if self._prev is not None and self._since < self.redetect_every:
+            rect = self._box_of(self._prev)
+        else:
+            rect = self._detect(frame)
+            self._since = 0
+        if rect is None:
+            self._prev = None
+            return None
+        lm = self._predict(frame, rect)
+        if self._prev is not None:
+            width = max(1.0, float(np.ptp(self._prev[:, 0])))
+            if np.linalg.norm(lm.mean(0) - self._prev.mean(0)) > MAX_JUMP * width:  # lost: look again
+                rect = self._detect(frame)
+                self._since = 0
+                if rect is None:
+                    self._prev = None
+                    return None
+                lm = self._predict(frame, rect)
+        self._prev, self._since = lm, self._since + 1
+        return lm
+
+
+class LiveAnimator:
+    """One driving frame in, one animated frame out: landmarks (:class:`FaceFollower`), causal
+    One-Euro smoothing, relative motion from the first frame with a face, and the face rendered by a
+    :class:`talkinghead.fullres.FaceRenderer` (pasted back, or the crop with ``crop_only``). Before the
+    first face, the source itself is shown; a frame without a face holds the last pose (both counted
+    in ``no_face``)."""
+
+    def __init__(self, avatar, fps: float = 25.0, face_size: int | str | None = None, crop_only: bool = False,
+                 smooth: bool = True, follower: FaceFollower | None = None):
+        from .fullres import FaceRenderer
+        from .landmarks import OneEuroFilter, transform_landmarks
+
+        self.avatar = avatar
+        self.renderer = FaceRenderer(avatar, face_size)
+        self.follower = follower or FaceFollower()
+        self.crop_only = bool(crop_only)
+        self._filter = OneEuroFilter(fps, min_cutoff=1.0, beta=20.0, d_cutoff=3.0) if smooth else None
+        self._scale = 1.0
+        self._reference: np.ndarray | None = None
+        self._last = transform_landmarks(avatar.source.landmarks, avatar.source.crop)  # the source's own pose
+        self.no_face = 0
+
+    def driven_landmarks(self, frame: np.ndarray) -> np.ndarray:
+        """The source's landmarks (net crop pixels) following ``frame``'s face."""
+        from .landmarks import transform_landmarks
+        from .motion import transfer_motion
+
+        lm = self.follower(frame)
+        if lm is None:
+            self.no_face += 1
+            return self._last
+        if self._reference is None:
+            self._scale = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0))) or 1.0
+        if self._filter is not None:
+            lm = (self._filter(lm / self._scale) * self._scale).astype(np.float32)
+        if self._reference is None:
+            self._reference = lm
+        moved = transfer_motion(self.avatar.source.landmarks, np.stack([self._reference, lm]), mode="relative",
+                                reference=0)[1]
+        self._last = transform_landmarks(moved, self.avatar.source.crop)
+        return self._last
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        lm = self.driven_landmarks(frame)[None]
+        if self.crop_only:
+            return self.renderer.render(lm, with_masks=False)[0][0]
+        return self.renderer.frames(lm)[0]
+
+
+@dataclass
+class LiveSummary:
+    """What a live session did: frames captured, animated and dropped (the indices of the dropped
+    ones), frames without a face, latency per animated frame (capture to output, ms) and time."""
+
+    captured: int = 0
+    animated: int = 0
+    dropped: list[int] = field(default_factory=list)
+    no_face: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    input_fps: float = 0.0
+    output: str | None = None
+    frames_written: int = 0
+
+    def latency(self, q: float) -> float | None:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else None
+
+    def as_dict(self) -> dict:
+        return {"captured": self.captured, "animated": self.animated, "dropped": len(self.dropped),
+                "dropped_frames": self.dropped[:1000], "no_face": self.no_face,
+                "latency_p50_ms": _round(self.latency(50)), "latency_p95_ms": _round(self.latency(95)),
+                "seconds": round(self.seconds, 3), "input_fps": self.input_fps,
+                "animated_fps": round(self.animated / self.seconds, 2) if self.seconds else None,
+                "output": self.output, "frames_written": self.frames_written}
+
+    def line(self) -> str:
+        text = (f"{self.animated} of {self.captured} frames animated in {self.seconds:.1f} s "
+                f"({self.animated / max(self.seconds, 1e-9):.1f} frames/s)")
+        if self.latencies_ms:
+            text += f", latency p50 {self.latency(50):.0f} ms, p95 {self.latency(95):.0f} ms"
+        if self.dropped:
+            text += (f"; {len(self.dropped)} frames dropped because animation could not keep up with the "
+                     f"{self.input_fps:g} fps input (the file holds the frame before for each, to keep its timing)")
+        else:
+            text += "; no frame dropped"
+        if self.no_face:
+            text += f"; {self.no_face} frames without a face held the last pose"
+        return text
+
+
+def _round(x):
+    return None if x is None else round(x, 2)
+
+
+def display_available() -> bool:
+    """Whether a preview window can be shown: a desktop session (X11 or Wayland on Linux; always on
+    macOS and Windows)."""
+    if sys.platform.startswith(("darwin", "win")):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def open_virtual_camera(width: int, height: int, fps: float):
+    """A ``pyvirtualcam.Camera``; :class:`DependencyError` without the package, :class:`InputError`
+    where it finds no virtual camera device."""
+    try:
+        import pyvirtualcam
+    except ImportError:
+        raise DependencyError("The virtual camera needs the pyvirtualcam package, which is not installed: run "
+                              "`pip install 'talkinghead[live]'` (or pip install pyvirtualcam).") from None
+    try:
+        return pyvirtualcam.Camera(width=width, height=height, fps=fps)
+    except Exception as exc:  # RuntimeError: no v4l2loopback device, no OBS camera
+        first = (str(exc).splitlines() or [""])[0]
+        raise InputError(f"pyvirtualcam found no virtual camera device ({first}): on Linux load v4l2loopback "
+                         "(sudo modprobe v4l2loopback), elsewhere install OBS's virtual camera, or pass "
+                         "--virtual-camera off.") from None
+
+
+class _Slot:
+    """The capture thread's hand-over: the newest frame only (``realtime``), or a short queue that
+    makes the reader wait (every frame is animated)."""
+
+    def __init__(self, realtime: bool):
+        self.realtime = realtime
+        self._cond = threading.Condition()
+        self._item = None
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self.dropped: list[int] = []
+        self.count = 0  # frames captured
+        self.done = False
+        self.error: BaseException | None = None
+
+    def put(self, item) -> None:
+        self.count += 1
+        if not self.realtime:
+            self._queue.put(item)
+            return
+        with self._cond:
+            if self._item is not None:
+                self.dropped.append(self._item[0])
+            self._item = item
+            self._cond.notify()
+
+    def close(self, error: BaseException | None = None) -> None:
+        self.error = error
+        if not self.realtime:
+            self._queue.put(None)
+            return
+        with self._cond:
+            self.done = True
+            self._cond.notify()
+
+    def get(self):
+        if not self.realtime:
+            return self._queue.get()
+        with self._cond:
+            while self._item is None and not self.done:
+                self._cond.wait()
+            item, self._item = self._item, None
+            return item
+
+
+def _capture(slot: _Slot, frames, fps: float, pace: bool, stop: threading.Event, max_frames: int | None) -> None:
+    try:
+        start = time.perf_counter()
+        for i, frame in enumerate(frames):
+            if stop.is_set() or (max_frames is not None and i >= max_frames):
+                break
+            if pace:  # a file standing in for a camera: frame i arrives at i / fps
+                delay = start + i / fps - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            slot.put((i, time.perf_counter(), frame))
+        slot.close()
+    except BaseException as exc:  # reported by the calling thread
+        slot.close(exc)
+
+
+def _camera_frames(cap):
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            return
+        yield bgr[:, :, ::-1]
+
+
+class _LiveRecord:
+    """What :func:`talkinghead.credentials.provenance_of` reads of an animation, for a live session."""
+
+    def __init__(self, avatar, driving: str | None, audio_from: str | None):
+        self.avatar = avatar
+        self.model_name = avatar.model_name
+        self.info = {"driving": driving, "motion": "relative (live)"}
+        self.audio_from = audio_from
+        self.inputs = [p for p in dict.fromkeys([driving, audio_from, *avatar.info.get("photos", [])]) if p and os.path.isfile(p)]
+
+
+def run_live(avatar, camera: int | None = None, driving: str | os.PathLike | None = None,
+             output: str | os.PathLike | None = None, preview: str = "auto", virtual_camera: str = "auto",
+             realtime: bool = True, max_frames: int | None = None, face_size: int | str | None = None,
+             crop_only: bool = False, watermark: bool = True, label: str | None = None, credentials: bool = True,
+             signing_key: Any = None, progress: bool = True, on_frame: Callable[[np.ndarray], None] | None = None
+             ) -> LiveSummary:
+    """Animate ``avatar`` live from ``camera`` (an OpenCV camera index) or ``driving`` (a video file
+    standing in for a camera: paced at its frame rate with ``realtime``, else every frame animated).
+
+    Outputs: ``output`` (a video file, watermarked, tagged and signed like :func:`talkinghead.write_video`,
+    the driving file's audio muxed in), a preview window (``preview``: ``auto`` where a display exists,
+    ``on``, ``off``; ``q`` or Esc in it stops), a virtual camera (``virtual_camera``: ``auto`` where
+    pyvirtualcam is installed and finds a device, ``on``, ``off``) and ``on_frame(frame)``. A camera
+    session runs until ``max_frames``, the preview's ``q``, or Ctrl-C, which ends it cleanly (the file is kept).
+    """
+    import cv2
+
+    from .checks import check_choice, check_max_frames
+    from .watermark import Watermarker, provenance_metadata
+
+    check_choice("preview", preview, ("auto", "on", "off"))
+    check_choice("virtual_camera", virtual_camera, ("auto", "on", "off"))
+    max_frames = check_max_frames(max_frames)
+    if (camera is None) == (driving is None):
+        raise InputError("Give either a camera index or a driving video for live mode (not both, not neither).")
+    show = preview == "on" or (preview == "auto" and display_available())
+    if preview == "on" and not display_available():
+        raise InputError("--preview on needs a display (DISPLAY or WAYLAND_DISPLAY is not set): use --preview off "
+                         "and -o OUT.mp4.")
+    vcam_wanted = virtual_camera == "on" or (virtual_camera == "auto" and _pyvirtualcam_installed())
+    if output is None and not show and not vcam_wanted and on_frame is None:
+        raise InputError("Live mode has nowhere to show the animation here (no display, no virtual camera): pass "
+                         "-o OUT.mp4 to write it to a file.")
+    reader = cap = None
+    audio = None
+    if driving is not None:
+        from .io import VideoReader
+
+        reader = VideoReader(driving)
+        fps, frames, what = reader.fps, reader, str(driving)
+        audio = str(driving) if reader.has_audio else None
+    else:
+        cap = cv2.VideoCapture(int(camera))
+        if not cap.isOpened():
+            raise InputError(f"Camera {camera} cannot be opened: check that it is connected and not used by another "
+                             "program, try another --camera index, or pass --driving VIDEO.")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or 30.0
+        frames, what = _camera_frames(cap), f"camera {camera}"
+        realtime = True  # a camera does not wait
+    from .checks import check_fps
+
+    fps = check_fps(fps)
+    record = _LiveRecord(avatar, str(driving) if driving is not None else None, audio)
+    writer = None
+    marker = Watermarker.for_model(avatar.model_name, label=label) if watermark else None
+    if output is not None:
+        from .io import VideoWriter, refuse_overwriting
+
+        refuse_overwriting(output, record.inputs)
+        writer = VideoWriter(output, fps, audio_from=audio, preset="veryfast",
+                             metadata=provenance_metadata(avatar.model_name, watermarked=watermark))
+        if credentials:
+            from .credentials import credentials_finalizer, provenance_of
+
+            writer.finalize = credentials_finalizer(output, provenance_of(record, avatar.model_name,
+                                                                          marker and marker.payload), signing_key)
+    animator = LiveAnimator(avatar, fps=fps, face_size=face_size, crop_only=crop_only)
+    summary = LiveSummary(input_fps=fps, output=str(output) if output is not None else None)
+    slot = _Slot(realtime)
+    stop = threading.Event()
+    out_queue: queue.Queue = queue.Queue(maxsize=4)
+    state = {"vcam": None, "error": None, "last": None, "written_index": -1}
+
+    def emit():  # the output thread: watermark, file (holding dropped slots), virtual camera
+        try:
+            while True:
+                item = out_queue.get()
+                if item is None:
+                    return
+                i, t_capture, frame = item
+                if marker is not None:
+                    frame = marker.embed_frame(frame)
+                elif label:
+                    from .watermark import add_label
+
+                    frame = add_label(frame, label)
+                if writer is not None:
+                    for _ in range(i - state["written_index"] - 1):  # slots whose frames were dropped
+                        writer.write(state["last"] if state["last"] is not None else frame)
+                    writer.write(frame)
+                    state["written_index"] = i
+                state["last"] = frame
+                if vcam_wanted:
+                    if state["vcam"] is None:
+                        try:
+                            state["vcam"] = open_virtual_camera(frame.shape[1], frame.shape[0], fps)
+                        except (DependencyError, InputError) as exc:
+                            if virtual_camera == "on":
+                                raise
+                            warnings.warn(f"no virtual camera: {exc}")
+                            state["vcam"] = False
+                    if state["vcam"]:
+                        state["vcam"].send(frame)
+                if on_frame is not None:
+                    on_frame(frame)
+                summary.latencies_ms.append(1000 * (time.perf_counter() - t_capture))
+        except BaseException as exc:
+            state["error"] = exc
+            stop.set()
+            while out_queue.get() is not None:  # unblock the producer
+                pass
+
+    from tqdm import tqdm
+
+    capture = threading.Thread(target=_capture, args=(slot, frames, fps, driving is not None and realtime, stop,
+                                                      max_frames), daemon=True)
+    output_thread = threading.Thread(target=emit, daemon=True)
+    bar = tqdm(desc=f"live from {Path(what).name if driving is not None else what}", unit="frame",
+               total=(min(len(reader), max_frames) if max_frames else len(reader)) if reader is not None else max_frames,
+               disable=not progress)
+    window = "talkinghead live (q to stop)"
+    interrupted = reraise = False
+    t0 = time.perf_counter()
+    capture.start()
+    output_thread.start()
+    try:
+        while not stop.is_set():
+            item = slot.get()
+            if item is None:
+                break
+            i, t_capture, frame = item
+            out = animator(frame)
+            out_queue.put((i, t_capture, out))
+            summary.animated += 1
+            bar.update(1)
+            if show:
+                try:
+                    cv2.imshow(window, np.ascontiguousarray(out[:, :, ::-1]))
+                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                        break
+                except cv2.error as exc:  # an OpenCV built without GUI support
+                    if preview == "on":
+                        raise InputError(f"OpenCV cannot open a preview window ({str(exc).strip().splitlines()[-1]}): "
+                                         "pip install opencv-python (not -headless), or --preview off.") from None
+                    warnings.warn("OpenCV cannot open a preview window here; continuing without one")
+                    show = False
+    except KeyboardInterrupt:
+        if driving is not None:  # a file: Ctrl-C is an interruption like any other command's
+            reraise = True
+        interrupted = True  # a camera: Ctrl-C is how a session ends; the file is kept
+    finally:
+        stop.set()
+        bar.close()
+    out_queue.put(None)
+    output_thread.join()
+    capture.join(timeout=5)
+    summary.seconds = time.perf_counter() - t0
+    summary.dropped = list(slot.dropped)
+    summary.captured = slot.count
+    summary.no_face = animator.no_face
+    try:
+        if show:
+            cv2.destroyWindow(window)
+    except cv2.error:
+        pass
+    if reader is not None:
+        reader.close()
+    if cap is not None:
+        cap.release()
+    if state["vcam"]:
+        state["vcam"].close()
+    error = state["error"] or slot.error or (KeyboardInterrupt() if reraise else None)
+    if writer is not None:
+        if error is None and state["written_index"] >= 0:
+            # dropped frames at the very end: held too, so the file is as long as the input
+            for _ in range(summary.captured - 1 - state["written_index"]):
+                writer.write(state["last"])
+        writer.close(error)
+        summary.frames_written = writer.num_frames if error is None else 0
+    if error is not None:
+        raise error
+    if interrupted and not reraise:
+        print("stopped (Ctrl-C)", file=sys.stderr)
+    return summary
+
+
+def _pyvirtualcam_installed() -> bool:
+    from .deps import is_installed
+
+    return is_installed("pyvirtualcam")
