@@ -20,6 +20,7 @@ crops, the source's face mask, the batched state, the spectral-normalised weight
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 
-__all__ = ["FACE_SIZES", "FaceRenderer", "auto_face_size", "check_face_size", "sharpness", "face_box_sharpness"]
+__all__ = ["FACE_SIZES", "FaceRenderer", "auto_face_size", "bf16_pays", "check_face_size", "sharpness", "face_box_sharpness"]
 
 FACE_SIZES = (256, 512)
 # a face crop whose side in the source is at least this many times the network's size is rendered at
@@ -37,6 +38,27 @@ AUTO_UPSCALE_MIN = 1.5
 # how the source's own pixels are read at the source's resolution: bicubic keeps more of their fine
 # detail than bilinear where the field moves them by a fraction of a pixel (measured in benchmarks/realtime.py)
 SOURCE_SAMPLING = "bicubic"
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_flags() -> frozenset:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def bf16_pays(device) -> bool:
+    """Whether bf16 autocast speeds the network up on ``device``: CUDA, or a CPU with AMX tiles or
+    AVX512-BF16 (Linux's /proc/cpuinfo; elsewhere bf16 is emulated and slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
 
 
 def check_face_size(face_size: Any) -> int | None:
@@ -63,12 +85,16 @@ def auto_face_size(crop, net_size: int) -> int:
 class FaceRenderer:
     """Batched face rendering for one avatar, at ``face_size`` (``None``: :func:`auto_face_size`).
 
-    ``bf16``: run the network under bf16 autocast (coordinates and the warp stay float32); off by
-    default: it pays only on CPUs with AMX/AVX512-BF16 and on GPUs (see ``benchmarks/realtime.py``).
-    ``channels_last``: the network's activations in NHWC (measured, not assumed, to help).
+    ``bf16`` (``True``, ``False`` or ``"auto"``: on where :func:`bf16_pays`) runs the network under bf16
+    autocast (coordinates and the warp stay float32; uint8 faces within 1 level of float32's) and
+    ``channels_last`` keeps its activations NHWC. Both are off by default: measured in turns on the
+    2-core AMX machine (``benchmarks/realtime.py``, crop-only 256), neither helped this small network
+    (bf16 1.18x slower, channels-last 1.05x slower). The spectral-normalised weights are computed
+    once per batch instead of once per conv (``parametrize.cached``; about 1% here, within noise).
     """
 
-    def __init__(self, avatar, face_size: int | str | None = None, bf16: bool = False, channels_last: bool = False):
+    def __init__(self, avatar, face_size: int | str | None = None, bf16: bool | str = False,
+                 channels_last: bool = False):
         from .landmarks import FaceCrop, crop_image, face_mask, transform_landmarks
         from .tensors import to_tensor
 
@@ -80,9 +106,9 @@ class FaceRenderer:
         needs_shots = getattr(self.generator, "needs_shots", False)
         # auto: a family that draws every pixel gives its own size (an upsampled face is no sharper)
         self.face_size = size if size is not None else (auto_face_size(src.crop, s) if needs_shots else s)
-        self.bf16 = bool(bf16)
-        self.channels_last = bool(channels_last)
         self.device = avatar.device
+        self.bf16 = bf16_pays(self.device) if bf16 == "auto" else bool(bf16)
+        self.channels_last = bool(channels_last)
         self.dtype = avatar.psi.dtype
         self.state = {k: v[None] for k, v in avatar.state.items()}  # a batch of one, shared by every frame
         self.crop = FaceCrop(src.crop.center, src.crop.side, self.face_size)  # same square, F pixels

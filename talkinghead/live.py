@@ -72,13 +72,24 @@ class FaceFollower:
         r = max(best, key=lambda rs: rs[0].area())[0]
         return self._dlib.rectangle(int(r.left() / f), int(r.top() / f), int(r.right() / f), int(r.bottom() / f))
 
-    def _box_of(self, lm: np.ndarray):
+    @staticmethod
+    def _square(lm: np.ndarray) -> tuple[float, float, float]:
         x0, y0 = lm.min(axis=0)
         x1, y1 = lm.max(axis=0)
-        side = max(x1 - x0, y1 - y0)
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + 0.05 * side  # HOG's boxes sit a little lower than the points'
-        h = side / 2
-        return self._dlib.rectangle(int(cx - h), int(cy - h), int(cx + h), int(cy + h))
+        return float(x0 + x1) / 2, float(y0 + y1) / 2, float(max(x1 - x0, y1 - y0, 1.0))
+
+    def _box_of(self, lm: np.ndarray):
+        """The detector's box for these landmarks: the predictor is trained on the detector's boxes, so
+        the box keeps the offset and size relative to the points that the last detection had."""
+        cx, cy, side = self._square(lm)
+        dx, dy, scale = self._relation
+        cx, cy, h = cx + dx * side, cy + dy * side, scale * side / 2
+        return self._dlib.rectangle(int(round(cx - h)), int(round(cy - h)), int(round(cx + h)), int(round(cy + h)))
+
+    def _remember(self, rect, lm: np.ndarray) -> None:
+        cx, cy, side = self._square(lm)
+        rx, ry = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
+        self._relation = ((rx - cx) / side, (ry - cy) / side, max(rect.width(), rect.height()) / side)
 
     def _predict(self, frame: np.ndarray, rect) -> np.ndarray:
         shape = self._predictor(frame, rect)
@@ -86,17 +97,19 @@ class FaceFollower:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         frame = np.ascontiguousarray(frame)
-        rect = None
-        if self._prev is not None and self._since < self.redetect_every:
-            rect = self._box_of(self._prev)
-        else:
+        detected = self._prev is None or self._since >= self.redetect_every
+        if detected:
             rect = self._detect(frame)
             self._since = 0
+        else:
+            rect = self._box_of(self._prev)
         if rect is None:
             self._prev = None
             return None
         lm = self._predict(frame, rect)
-        if self._prev is not None:
+        if detected:
+            self._remember(rect, lm)
+        elif self._prev is not None:
             width = max(1.0, float(np.ptp(self._prev[:, 0])))
             if np.linalg.norm(lm.mean(0) - self._prev.mean(0)) > MAX_JUMP * width:  # lost: look again
                 rect = self._detect(frame)
@@ -105,6 +118,7 @@ class FaceFollower:
                     self._prev = None
                     return None
                 lm = self._predict(frame, rect)
+                self._remember(rect, lm)
         self._prev, self._since = lm, self._since + 1
         return lm
 
@@ -232,8 +246,9 @@ class _Slot:
     """The capture thread's hand-over: the newest frame only (``realtime``), or a short queue that
     makes the reader wait (every frame is animated)."""
 
-    def __init__(self, realtime: bool):
+    def __init__(self, realtime: bool, stop: threading.Event):
         self.realtime = realtime
+        self.stop = stop
         self._cond = threading.Condition()
         self._item = None
         self._queue: queue.Queue = queue.Queue(maxsize=4)
@@ -243,9 +258,14 @@ class _Slot:
         self.error: BaseException | None = None
 
     def put(self, item) -> None:
-        self.count += 1
+        self.count += item is not None
         if not self.realtime:
-            self._queue.put(item)
+            while not self.stop.is_set():  # the reader waits, unless the session is over
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    pass
             return
         with self._cond:
             if self._item is not None:
@@ -256,7 +276,7 @@ class _Slot:
     def close(self, error: BaseException | None = None) -> None:
         self.error = error
         if not self.realtime:
-            self._queue.put(None)
+            self.put(None)
             return
         with self._cond:
             self.done = True
@@ -375,8 +395,8 @@ def run_live(avatar, camera: int | None = None, driving: str | os.PathLike | Non
                                                                           marker and marker.payload), signing_key)
     animator = LiveAnimator(avatar, fps=fps, face_size=face_size, crop_only=crop_only)
     summary = LiveSummary(input_fps=fps, output=str(output) if output is not None else None)
-    slot = _Slot(realtime)
     stop = threading.Event()
+    slot = _Slot(realtime, stop)
     out_queue: queue.Queue = queue.Queue(maxsize=4)
     state = {"vcam": None, "error": None, "last": None, "written_index": -1}
 
@@ -457,6 +477,8 @@ def run_live(avatar, camera: int | None = None, driving: str | os.PathLike | Non
         if driving is not None:  # a file: Ctrl-C is an interruption like any other command's
             reraise = True
         interrupted = True  # a camera: Ctrl-C is how a session ends; the file is kept
+    except BaseException as exc:  # raised below, after the threads, the reader and the writer are closed
+        state["error"] = state["error"] or exc
     finally:
         stop.set()
         bar.close()

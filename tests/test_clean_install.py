@@ -159,6 +159,12 @@ def test_animate_with_a_preset_and_a_driving_clip(clean, inputs):
     assert (clean.work / "preset.mp4").stat().st_size > 0 and (clean.work / "driven.mp4").stat().st_size > 0
 
 
+def test_live_with_a_clip_for_the_camera(clean, inputs):
+    out = clean.run("live", "--source", "photo.png", "--driving", "clip.mp4", "--every-frame", "--max-frames", "2",
+                    "--backend", "dlib", "--preview", "off", "--virtual-camera", "off", "-o", "live.mp4").stdout
+    assert "2 of 2 frames animated" in out and (clean.work / "live.mp4").stat().st_size > 0
+
+
 def test_landmarks(clean, inputs):
     clean.run("landmarks", "clip.mp4", "--backend", "dlib", "-o", "clip.npz")
     assert (clean.work / "clip.npz").is_file()

@@ -46,7 +46,7 @@ def test_follower_matches_the_detector_with_fewer_detections(camera_clip):
     from talkinghead.landmarks import get_detector
     from talkinghead.live import FaceFollower
 
-    frames = read_video(camera_clip)
+    frames, _ = read_video(camera_clip)
     det = get_detector("dlib")
     follower = FaceFollower()
     errors = [np.abs(follower(f) - det.detect(f)[0].landmarks).mean() for f in frames]
@@ -66,7 +66,7 @@ def test_every_frame_of_the_clip_is_animated_and_written_marked(avatar, camera_c
     assert (s.captured, s.animated, s.dropped, s.frames_written) == (12, 12, [], 12)
     assert len(s.latencies_ms) == 12 and s.latency(95) >= s.latency(50) > 0
     assert "12 of 12 frames animated" in s.line() and "no frame dropped" in s.line()
-    frames = read_video(out)
+    frames, _ = read_video(out)
     assert len(frames) == 12 and frames[0].shape == avatar.source.image.shape
     assert "synthetic" in " ".join(read_metadata(out).values()).lower()
     assert detect_frame(seen[0]).model is not None  # what the preview and virtual camera get is marked too
@@ -78,7 +78,7 @@ def test_realtime_drops_are_counted_and_the_file_keeps_time(avatar, camera_clip,
 
     fast = tmp_path / "fast.mp4"  # the clip as a 200 fps camera: animation cannot keep up
     with VideoWriter(fast, 200) as w:
-        for f in read_video(camera_clip):
+        for f in read_video(camera_clip)[0]:
             w.write(f)
     out = tmp_path / "live.mp4"
     s = run_live(avatar, driving=fast, output=out, preview="off", virtual_camera="off", progress=False,
