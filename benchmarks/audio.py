@@ -55,15 +55,6 @@ def _audio(tmp: Path) -> Path:
     return path
 
 
-def _best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--out", default=str(HERE / "results"))
@@ -102,14 +93,14 @@ def main(argv=None) -> int:
     piece_seconds = len(check_audio(piece)) / SAMPLE_RATE
     for threads in sorted({1, threads_all}):
         torch.set_num_threads(threads)
-        motion = _best(lambda: audio_motion(avatar.source.landmarks, audio, 25.0, model=net), repeats)
+        motion = run.best_seconds(lambda: audio_motion(avatar.source.landmarks, audio, 25.0, model=net), repeats)
         out = tmp / "out.mp4"
 
         def animate():
             video = avatar.animate_audio(piece, fps=25.0, model=net, progress=False)
             th.write_video(out, video, credentials=False)
 
-        end = _best(animate, 1 if args.quick else max(1, repeats - 1))
+        end = run.best_seconds(animate, 1 if args.quick else max(1, repeats - 1))
         result[f"threads_{threads}"] = {
             "audio_to_motion": {"seconds": round(motion, 3), "audio_seconds_per_second": round(seconds_total / motion, 1)},
             "end_to_end": {"audio_seconds": round(piece_seconds, 2), "frames": int(round(piece_seconds * 25)),

@@ -22,6 +22,7 @@ Writes ``<out>/realtime-cpu.json``. ``--quick``: the tiny config, a few frames, 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -40,6 +41,7 @@ SHARPNESS_SOURCES = ("liveportrait__source__s10.jpg", "liveportrait__source__s9.
 DRIVING = "liveportrait__driving__d0.mp4"
 
 
+@functools.lru_cache(maxsize=1)
 def _run_module():
     spec = importlib.util.spec_from_file_location("_bench_run", HERE / "run.py")
     mod = importlib.util.module_from_spec(spec)
@@ -49,12 +51,7 @@ def _run_module():
 
 def _ms(fn, frames: int, repeat: int = 1) -> float:
     """Best of ``repeat`` runs of ``fn()`` (which handles ``frames`` frames), in ms per frame."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return round(1000 * best / frames, 3)
+    return round(1000 * _run_module().best_seconds(fn, repeat) / frames, 3)
 
 
 def hd_avatar(avatar, th):

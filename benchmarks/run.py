@@ -53,6 +53,17 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
 
 
+def best_seconds(fn, repeat: int = 3) -> float:
+    """The fastest of ``repeat`` calls of ``fn()``, in seconds: the one least slowed by other work on the
+    machine (the benchmarks' one timing rule)."""
+    best = float("inf")
+    for _ in range(max(1, int(repeat))):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def _sync(device) -> None:
     import torch
 

@@ -233,6 +233,9 @@ def load_audio_model(name_or_dir: str | os.PathLike = DEFAULT_AUDIO_MODEL):
                          f"{type(name_or_dir).__name__}.")
     folder = resolve_pretrained(name_or_dir)
     cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    if not cfg_path.is_file():
+        raise WeightsError(f"{cfg_path} is missing: pass the audio model's folder (such as "
+                           f"pretrained/{DEFAULT_AUDIO_MODEL}), which holds {CONFIG_NAME} next to {WEIGHTS_NAME}.")
     try:
         meta = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -680,8 +680,10 @@ def _holds_c2pa_data(path: Path) -> bool:
         for block in iter(lambda: fh.read(1 << 20), b""):
             data = tail + block
             at = data.find(b"jumb")
-            if at >= 0 and b"c2pa" in data[at:at + 64]:
-                return True
+            while at >= 0:  # every JUMBF box, not only the first: an mp4 may hold others before the store
+                if b"c2pa" in data[at:at + 64]:
+                    return True
+                at = data.find(b"jumb", at + 4)
             tail = data[-64:]
     return False
 

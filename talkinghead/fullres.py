@@ -263,7 +263,7 @@ class FaceRenderer:
         self._to_patch = (torch.tensor([half * 2.0 / pw, half * 2.0 / ph], device=dev),
                           torch.tensor([(cx - px0 + 0.5) * 2.0 / pw - 1.0, (cy - py0 + 0.5) * 2.0 / ph - 1.0],
                                        device=dev))
-        self._roi_pixels = torch.from_numpy(np.ascontiguousarray(src.image[ay0:ay1, ax0:ax1])).to(dev).float()
+        self._roi = to_tensor(src.image[ay0:ay1, ax0:ax1], dev, torch.float32)[None]  # (1, 3, h, w) in [-1, 1]
 
     @torch.no_grad()
     def frames(self, crop_landmarks: np.ndarray) -> list[np.ndarray]:
@@ -273,6 +273,7 @@ class FaceRenderer:
             return [self.paste(f, m) for f, m in zip(faces, masks)]
         from .landmarks import face_mask
         from .models.tps import warp_images
+        from .tensors import to_uint8
 
         y, points = self.inputs(crop_landmarks)
         out = self.generate(y, points)
@@ -309,9 +310,7 @@ class FaceRenderer:
                     sharp = torch.where((idx == 0)[:, None, None, None], sharp, other)
                 face = face + at_roi(weights[a:a + n, j]) * sharp
             alpha = at_roi(masks[a:a + n, None]).clamp(0.0, 1.0)
-            pixels = (face.clamp(-1.0, 1.0) + 1.0) * 127.5  # (n, 3, hh, ww)
-            roi = self._roi_pixels.permute(2, 0, 1)[None]
-            blended = (roi + alpha * (pixels - roi)).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            blended = to_uint8(self._roi + alpha * (face.clamp(-1.0, 1.0) - self._roi))  # (n, hh, ww, 3)
             for i in range(n):
                 frame = self.avatar.source.image.copy()
                 frame[ay0:ay1, ax0:ax1] = blended[i]

@@ -27,7 +27,8 @@ import numpy as np
 
 from .errors import DependencyError, InputError
 
-__all__ = ["FaceFollower", "LiveAnimator", "LiveSummary", "run_live", "display_available", "open_virtual_camera"]
+__all__ = ["FaceFollower", "LiveAnimator", "LiveSummary", "run_live", "check_outputs", "open_camera",
+           "display_available", "open_virtual_camera"]
 
 DETECT_WIDTH = 480  # frames are shrunk to this width for the face detector (the predictor runs at full size)
 REDETECT_EVERY = 25  # frames between two detector runs while the face is followed
@@ -242,6 +243,47 @@ def open_virtual_camera(width: int, height: int, fps: float):
                          "--virtual-camera off.") from None
 
 
+def check_outputs(output, preview: str = "auto", virtual_camera: str = "auto",
+                  on_frame: Callable[[np.ndarray], None] | None = None) -> tuple[bool, bool]:
+    """``(show a preview window, want a virtual camera)`` for :func:`run_live`'s options: an
+    :class:`InputError` for ``preview="on"`` without a display, or where the animation would go nowhere.
+    Cheap, so a command runs it before the model loads."""
+    from .checks import check_choice
+
+    check_choice("preview", preview, ("auto", "on", "off"))
+    check_choice("virtual_camera", virtual_camera, ("auto", "on", "off"))
+    if preview == "on" and not display_available():
+        raise InputError("--preview on needs a display (DISPLAY or WAYLAND_DISPLAY is not set): use --preview off "
+                         "and -o OUT.mp4.")
+    show = preview == "on" or (preview == "auto" and display_available())
+    vcam_wanted = virtual_camera == "on" or (virtual_camera == "auto" and _pyvirtualcam_installed())
+    if output is None and not show and not vcam_wanted and on_frame is None:
+        raise InputError("Live mode has nowhere to show the animation here (no display, no virtual camera): pass "
+                         "-o OUT.mp4 to write it to a file.")
+    return show, vcam_wanted
+
+
+def open_camera(index: int):
+    """An opened ``cv2.VideoCapture`` of camera ``index``, or an :class:`InputError` (OpenCV's own log
+    lines about a missing device are silenced: the error is the one line)."""
+    import cv2
+
+    log = getattr(getattr(cv2, "utils", None), "logging", None)  # absent from some OpenCV builds
+    level = log.getLogLevel() if log is not None else None
+    if log is not None:
+        log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        cap = cv2.VideoCapture(int(index))
+    finally:
+        if log is not None:
+            log.setLogLevel(level)
+    if not cap.isOpened():
+        cap.release()
+        raise InputError(f"Camera {index} cannot be opened: check that it is connected and not used by another "
+                         "program, try another --camera index, or pass --driving VIDEO.")
+    return cap
+
+
 class _Slot:
     """The capture thread's hand-over: the newest frame only (``realtime``), or a short queue that
     makes the reader wait (every frame is animated)."""
@@ -283,8 +325,15 @@ class _Slot:
             self._cond.notify()
 
     def get(self):
+        """The next item; None when capture has ended, or when the session was stopped (an error in the
+        output thread) with nothing left to hand over: put() gives up then, end marker included."""
         if not self.realtime:
-            return self._queue.get()
+            while True:
+                try:
+                    return self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    if self.stop.is_set():
+                        return None
         with self._cond:
             while self._item is None and not self.done:
                 self._cond.wait()
@@ -344,22 +393,13 @@ def run_live(avatar, camera: int | None = None, driving: str | os.PathLike | Non
     """
     import cv2
 
-    from .checks import check_choice, check_max_frames
-    from .watermark import Watermarker, provenance_metadata
+    from .checks import check_max_frames
+    from .watermark import Watermarker, mark_frame, provenance_metadata
 
-    check_choice("preview", preview, ("auto", "on", "off"))
-    check_choice("virtual_camera", virtual_camera, ("auto", "on", "off"))
     max_frames = check_max_frames(max_frames)
     if (camera is None) == (driving is None):
         raise InputError("Give either a camera index or a driving video for live mode (not both, not neither).")
-    show = preview == "on" or (preview == "auto" and display_available())
-    if preview == "on" and not display_available():
-        raise InputError("--preview on needs a display (DISPLAY or WAYLAND_DISPLAY is not set): use --preview off "
-                         "and -o OUT.mp4.")
-    vcam_wanted = virtual_camera == "on" or (virtual_camera == "auto" and _pyvirtualcam_installed())
-    if output is None and not show and not vcam_wanted and on_frame is None:
-        raise InputError("Live mode has nowhere to show the animation here (no display, no virtual camera): pass "
-                         "-o OUT.mp4 to write it to a file.")
+    show, vcam_wanted = check_outputs(output, preview, virtual_camera, on_frame)
     reader = cap = None
     audio = None
     if driving is not None:
@@ -369,10 +409,7 @@ def run_live(avatar, camera: int | None = None, driving: str | os.PathLike | Non
         fps, frames, what = reader.fps, reader, str(driving)
         audio = str(driving) if reader.has_audio else None
     else:
-        cap = cv2.VideoCapture(int(camera))
-        if not cap.isOpened():
-            raise InputError(f"Camera {camera} cannot be opened: check that it is connected and not used by another "
-                             "program, try another --camera index, or pass --driving VIDEO.")
+        cap = open_camera(camera)
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or 30.0
         frames, what = _camera_frames(cap), f"camera {camera}"
         realtime = True  # a camera does not wait
@@ -407,12 +444,7 @@ def run_live(avatar, camera: int | None = None, driving: str | os.PathLike | Non
                 if item is None:
                     return
                 i, t_capture, frame = item
-                if marker is not None:
-                    frame = marker.embed_frame(frame)
-                elif label:
-                    from .watermark import add_label
-
-                    frame = add_label(frame, label)
+                frame = mark_frame(frame, marker, label)
                 if writer is not None:
                     for _ in range(i - state["written_index"] - 1):  # slots whose frames were dropped
                         writer.write(state["last"] if state["last"] is not None else frame)

@@ -228,6 +228,9 @@ class GeneratorLoss(nn.Module):
         if backbones is not None:
             for name, _, _ in backbones:  # fail at construction, not at the first step
                 self.weights.content_weight(name)
+        if self.weights.mouth_content and not backbones:
+            raise ValueError("the mouth_content loss weight needs content backbones (content 'none' gives none): "
+                             "set it to 0 or choose content backbones")
 
     def forward(self, real: torch.Tensor, fake: torch.Tensor, score_fake: torch.Tensor,
                 feats_real: Sequence[torch.Tensor], feats_fake: Sequence[torch.Tensor],

@@ -657,7 +657,7 @@ def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float
     ``watermark=False`` keeps it; only ``credentials=False`` leaves it out.
     """
     from .io import VideoWriter, refuse_overwriting, to_uint8_rgb
-    from .watermark import Watermarker, add_label, provenance_metadata
+    from .watermark import Watermarker, mark_frame, provenance_metadata
 
     fps = fps if fps is not None else getattr(video, "fps", None)
     if fps is None:
@@ -676,12 +676,7 @@ def write_video(path: str | os.PathLike, video: Iterable[np.ndarray], fps: float
             w.finalize = credentials_finalizer(path, provenance_of(video, model_name, marker and marker.payload),
                                                signing_key)
         for i, frame in enumerate(video):
-            frame = to_uint8_rgb(frame, f"frame {i}")  # the watermark works on uint8 RGB
-            if marker is not None:
-                frame = marker.embed_frame(frame)
-            elif label:
-                frame = add_label(frame, label)
-            w.write(frame)
+            w.write(mark_frame(to_uint8_rgb(frame, f"frame {i}"), marker, label))  # the watermark works on uint8 RGB
     return Path(path)
 
 
@@ -693,14 +688,11 @@ def write_image(path: str | os.PathLike, image: np.ndarray, model_name: str = "u
     inputs and weights the manifest names."""
     from .io import IMAGE_EXTENSIONS, to_uint8_rgb
     from .io import write_image as _write
-    from .watermark import Watermarker, add_label, provenance_metadata
+    from .watermark import Watermarker, mark_frame, provenance_metadata
 
     image = to_uint8_rgb(image)  # the watermark works on uint8 RGB
     marker = Watermarker.for_model(model_name, label=label) if watermark else None
-    if marker is not None:
-        image = marker.embed_frame(image)
-    elif label:
-        image = add_label(image, label)
+    image = mark_frame(image, marker, label)
     finalize = None
     if credentials and Path(path).suffix.lower() in IMAGE_EXTENSIONS:  # other names: io refuses them
         from .credentials import credentials_finalizer, provenance_of

@@ -733,7 +733,13 @@ def build_loss(opts: TrainOptions, device: torch.device):
 
         backbones = build_content_backbones(opts.content)
         backbones = backbones.to(device).eval().requires_grad_(False)
-    return GeneratorLoss(LossWeights.from_dict(opts.loss_weights) if opts.loss_weights else LossWeights(), backbones)
+    weights = LossWeights.from_dict(opts.loss_weights) if opts.loss_weights else LossWeights()
+    if backbones is None and weights.mouth_content:
+        # e.g. fine-tuning with --content none a model trained with the term: the rest of its weights apply
+        warnings.warn("content none: the mouth_content loss term is left out (it uses the content backbones).",
+                      stacklevel=2)
+        weights = dataclasses.replace(weights, mouth_content=0.0)
+    return GeneratorLoss(weights, backbones)
 
 
 def init_from_pretrained(name_or_dir: str, dataset, config: str | None = None) -> nn.Module:

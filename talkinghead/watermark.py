@@ -344,6 +344,14 @@ def add_label(rgb: np.ndarray, text: str = "AI-generated", corner: str = "bottom
     return out
 
 
+def mark_frame(rgb: np.ndarray, marker: "Watermarker | None", label: str | None = None) -> np.ndarray:
+    """A frame as the writers mark it: watermarked by ``marker`` (which draws its own label), or with the
+    watermark off (``marker`` None) only the visible ``label``, if any. uint8 ``(H, W, 3)`` RGB in and out."""
+    if marker is not None:
+        return marker.embed_frame(rgb)
+    return add_label(rgb, label) if label else rgb
+
+
 # ------------------------------------------------------------------------------------- embedding
 
 

@@ -52,7 +52,8 @@ _DOCS = Path(__file__).resolve().parents[1] / "docs"
 _DRIVES = (("the talk preset", "talk"), ("the idle preset", "idle"), ("a driving clip", "clip"),
            ("a voice recording", "voice"))  # voice: Avatar.animate_audio, the shipped audio-to-motion model
 
-NOTE = ("Every video made here carries an invisible watermark and metadata that mark it as synthetic "
+NOTE = ("Every video made here carries signed content credentials (C2PA), an invisible watermark and "
+        "metadata that mark it as synthetic "
         "(check any file in the **Verify** tab, or with `talkinghead verify FILE`). Animate people only "
         f"with their consent, and say that it is synthetic wherever you publish it: read "
         f"[responsible use](/{RESPONSIBLE_USE_PATH}) first.")
@@ -434,7 +435,7 @@ class WebApp:
                             f"recordings and presets: at most {self.max_seconds:g} s. Files are deleted when you "
                             "close the tab.")
             with gr.Tab("Verify", id="verify"):
-                gr.Markdown("Check a video or an image for the talkinghead watermark and its metadata "
+                gr.Markdown("Check a video or an image for talkinghead's content credentials, watermark and metadata "
                             "(what `talkinghead verify FILE` does).")
                 vfile = gr.File(label="Video or image to check", elem_id="th-verify-file")
                 vgo = gr.Button("Verify", variant="primary", elem_id="th-verify")
@@ -494,11 +495,11 @@ def _check_port(host: str, port: int) -> None:
 def serve(host: str = "127.0.0.1", port: int = 7860, model: str | os.PathLike = "default",
           device: str = "auto") -> None:
     """Run the web app until Ctrl-C (or SIGTERM), then delete its temporary files."""
+    _check_port(host, port)  # before the model loads (and before the warning: a host that fails is one line)
     if not is_loopback(host):
         warnings.warn(f"serving on {host}, not on this machine only: anyone who can reach it can upload photos, "
                       "animate them and download the results (there is no login). Use --host 127.0.0.1 unless "
                       "you mean to share it.", stacklevel=2)
-    _check_port(host, port)  # before the model loads
     app = WebApp(model, device=device)
     try:
         url = app.launch(host, port, quiet=True)

@@ -172,6 +172,8 @@ def test_save_load_round_trip_and_refusals(tiny_audio_dir, tmp_path, model_dir):
     assert meta["class_name"] == "Audio2Motion" and meta["config"]["channels"] == 8
     with pytest.raises(WeightsError, match="not an audio-to-motion model"):
         M.load_audio_model(model_dir)  # a generator's folder
+    with pytest.raises(WeightsError, match=r"config.json is missing: pass the audio model's folder"):
+        M.load_audio_model(tmp_path)  # a folder that holds no model
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "config.json").write_text((tiny_audio_dir / "config.json").read_text())

@@ -23,6 +23,21 @@ def test_bench_script_is_found_and_reference_flops_are_positive():
     assert set(ref) == {"matmul", "conv3x3"} and all(r["gflop_per_s"] > 0 for r in ref.values())
 
 
+def test_best_seconds_runs_every_repeat_and_keeps_the_fastest(monkeypatch):
+    import importlib.util
+    import types
+
+    from talkinghead.cli.bench import bench_script
+
+    spec = importlib.util.spec_from_file_location("_bench_run_best", bench_script())
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    clock = iter([0.0, 3.0, 10.0, 11.5, 20.0, 22.0])  # calls of 3, 1.5 and 2 s on a fake clock
+    monkeypatch.setattr(mod, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    calls = []
+    assert mod.best_seconds(lambda: calls.append(1), 3) == 1.5 and len(calls) == 3
+
+
 @pytest.mark.slow
 def test_bench_quick_writes_valid_json(tmp_path):
     assert cli_main(["bench", "--quick", "-o", str(tmp_path)]) == 0

@@ -101,6 +101,12 @@ def test_a_missing_driving_clip_is_reported_before_fine_tuning(photo, tmp_path, 
     assert "typo.mp4" in _one_line_error(capsys, code)
 
 
+def test_a_missing_source_photo_is_reported_before_the_model_loads(photo, tmp_path, capsys, no_slow_work):
+    code = cli_main(["animate", "--source", str(photo), "--source", str(tmp_path / "typo.jpg"), "--motion-preset",
+                     "talk", "-o", str(tmp_path / "out.mp4")])
+    assert "typo.jpg does not exist" in _one_line_error(capsys, code)
+
+
 @pytest.mark.parametrize("make, words", [(lambda p: p.write_text("notes"), "is a file"),
                                          (lambda p: (p.mkdir(), (p / "keep.txt").write_text("x")), "other files")])
 def test_finetune_output_folder_is_checked_before_fine_tuning(make, words, photo, tmp_path, capsys, no_slow_work):

@@ -318,6 +318,12 @@ def test_without_a_working_c2pa_animate_says_so_in_one_warning_line(monkeypatch,
     warned = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
     assert len(warned) == 1 and warned[0].startswith("talkinghead animate: warning: c2pa-python cannot sign here")
     assert verify_file(out).watermark.found
+    # a key asked for by name is not dropped with a warning: one line, before any work
+    assert main(["animate", "--source", str(photo), "--motion-preset", "talk", "--model", str(model_dir),
+                 "--sign-cert", str(photo), "--sign-key", str(photo), "-o", str(tmp_path / "o2.mp4")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--sign-cert/--sign-key need c2pa-python" in err, err
+    assert not (tmp_path / "o2.mp4").exists()
 
 
 def test_a_failed_check_after_signing_keeps_the_earlier_file_and_leaves_no_temp(monkeypatch, astronaut, tmp_path):
@@ -386,3 +392,14 @@ def test_damaged_files_are_reported_never_raised(animated, photo, tmp_path):
                 assert not rep.found  # never signed: never "changed after signing"
             elif i % 3 == 0:
                 assert rep.found is False or not rep.intact  # truncated: the binding no longer holds
+
+
+def test_c2pa_data_is_found_behind_other_jumbf_boxes(tmp_path):
+    """A manifest store after another JUMBF box, and one split across the 1 MiB read blocks."""
+    other = b"\x00\x00\x00\x20jumb\x00\x00\x00\x18jumdxmp-only-box" + b"\x00" * 64
+    store = b"\x00\x00\x00\x20jumb\x00\x00\x00\x18jumdc2pa"
+    for name, data in (("after.bin", other + store), ("split.bin", b"\x00" * ((1 << 20) - 6) + store),
+                       ("none.bin", other * 3)):
+        (tmp_path / name).write_bytes(data)
+    assert C._holds_c2pa_data(tmp_path / "after.bin") and C._holds_c2pa_data(tmp_path / "split.bin")
+    assert not C._holds_c2pa_data(tmp_path / "none.bin")

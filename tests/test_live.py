@@ -130,3 +130,54 @@ def test_cli_live_from_a_clip(warp_dir, astronaut, camera_clip, tmp_path, capsys
     assert err == "talkinghead live: error: --every-frame only applies to --driving: a camera does not wait."
     assert cli_main(["live", "--source", str(photo), "--driving", str(photo), "--model", str(warp_dir)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_every_frame_mode_ends_when_the_session_stops_without_an_end_marker():
+    """--every-frame: an error in the output thread stops capture, whose end marker is then never queued;
+    the animating thread must not wait for it forever."""
+    import threading
+
+    from talkinghead.live import _Slot
+
+    stop = threading.Event()
+    slot = _Slot(realtime=False, stop=stop)
+    slot.put((0, 0.0, "frame"))
+    stop.set()
+    slot.close()  # gives up at once: the session is over
+    got = []
+    reader = threading.Thread(target=lambda: got.extend([slot.get(), slot.get()]), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "the reader waits forever for an end marker that never comes"
+    assert got == [(0, 0.0, "frame"), None]  # what was captured first, then the end
+
+
+def test_cli_live_refuses_nowhere_to_show_and_a_missing_camera_before_the_model(astronaut, tmp_path, capsys,
+                                                                                monkeypatch):
+    from PIL import Image
+
+    from talkinghead import live, pipeline
+    from talkinghead.cli import main as cli_main
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the command line was checked")
+
+    monkeypatch.setattr(pipeline, "load", no_model)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut).save(photo)
+    (tmp_path / "a-file").write_text("not a folder")
+    cases = [(["--camera", "0", "--virtual-camera", "off"], "nowhere to show the animation"),
+             (["--camera", "0", "--preview", "on"], "--preview on needs a display"),
+             (["--camera", "99", "-o", str(tmp_path / "out.mp4")], "Camera 99 cannot be opened"),
+             (["--camera", "99", "-o", str(tmp_path / "out.mp4"), "--json", str(tmp_path / "a-file" / "s.json")],
+              "Cannot write the summary")]
+    monkeypatch.setattr(live, "open_camera", lambda i: (_ for _ in ()).throw(
+        live.InputError(f"Camera {i} cannot be opened: check that it is connected.")))
+    cases.append((["--source", str(tmp_path / "missing.png"), "--camera", "0", "-o", str(tmp_path / "out.mp4")],
+                  "missing.png does not exist"))
+    for extra, expected in cases:
+        assert cli_main(["live", "--source", str(photo), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err, err

@@ -206,3 +206,15 @@ def test_mouth_content_term_needs_backbones_and_points():
     assert fake.grad.abs().sum() > 0
     _, terms = loss(real, fake, torch.zeros(2), feats, feats)
     assert "mouth_content" not in terms
+
+
+def test_mouth_content_without_backbones_is_refused():
+    with pytest.raises(ValueError, match="mouth_content"):
+        GeneratorLoss(LossWeights(mouth_content=1.0), None)
+
+
+def test_training_without_backbones_leaves_mouth_content_out_with_a_warning():
+    from talkinghead.training import TrainOptions, build_loss
+    with pytest.warns(UserWarning, match="mouth_content"):
+        loss = build_loss(TrainOptions(content="none", loss_weights={"mouth_content": 2.0, "pixel": 3.0}), torch.device("cpu"))
+    assert loss.weights.mouth_content == 0 and loss.weights.pixel == 3.0

@@ -220,6 +220,14 @@ def test_visible_label(astronaut):
     assert W.detect_frame(wm.embed_frame(astronaut)).found
 
 
+def test_mark_frame_watermarks_or_labels_as_the_writers_do(astronaut):
+    wm = W.Watermarker.for_model("cpu-256", label="AI-generated")
+    assert np.array_equal(W.mark_frame(astronaut, wm, "ignored: the marker has its own"), wm.embed_frame(astronaut))
+    labelled = W.mark_frame(astronaut, None, "AI-generated")
+    assert np.array_equal(labelled, W.add_label(astronaut, "AI-generated")) and not W.detect_frame(labelled).found
+    assert W.mark_frame(astronaut, None) is astronaut  # neither: the frame as it is
+
+
 def test_bad_input_shape():
     with pytest.raises(ValueError):
         W.Watermarker().embed_frame(np.zeros((8, 8), np.uint8))

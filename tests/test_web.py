@@ -437,8 +437,10 @@ def test_bad_input_in_the_page_is_one_line(server, browser, photos, tmp_path):
     open_page(browser, url)
     upload(browser, "#th-photo", photos / "two.png")
     wait_for_text(browser, "#th-status", "2 faces found")
-    assert browser.find_element("css selector", "#th-face").is_displayed()
+    # Gradio renders the face menu in an update of its own, after the status text
+    wait_for(browser, "document.querySelector('#th-face')?.offsetParent", what="the face menu")
     # the motion's own inputs show with it
+    wait_for(browser, "document.querySelector('#th-drive input[value=voice]')", what="the motion choices")
     browser.find_element("css selector", "#th-drive input[value=voice]").click()
     wait_for(browser, "document.querySelector('#th-voice')?.offsetParent "
                       "&& !document.querySelector('#th-seconds')?.offsetParent", what="the voice upload")

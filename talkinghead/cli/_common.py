@@ -67,6 +67,22 @@ def refuse_overwriting_inputs(output, inputs, what: str = "-o") -> None:
     refuse_overwriting(output, [p for p in inputs if p], what)
 
 
+def add_face_options(p) -> None:
+    """``--source IMG`` (repeat) or ``--avatar DIR``: whose face a generating command animates."""
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--source", action="append", metavar="IMG", help="photo of the face (repeat for 1 to 32 photos)")
+    who.add_argument("--avatar", metavar="DIR", help="an avatar folder written by `talkinghead finetune`")
+
+
+def check_sources(paths) -> None:
+    """Each ``--source`` photo is an existing, readable file: a wrong path is one line before the model
+    loads (decoding it and finding the face are personalize's, after)."""
+    from ..io import _check_file
+
+    for path in paths or []:
+        _check_file(path, "Image")
+
+
 def add_model_options(p) -> None:
     # None, not "default": animate --avatar must tell an explicit --model (refused) from no --model
     p.add_argument("--model", default=None,
@@ -130,7 +146,13 @@ def signing_key(args):
         return None
     from ..credentials import signing_key as load, unavailable_reason
 
-    if unavailable_reason() is not None:
+    reason = unavailable_reason()
+    if reason is not None:
+        if args.sign_cert or args.sign_key:  # asked for by name: not dropped with a mere warning
+            from ..errors import DependencyError
+
+            raise DependencyError(f"--sign-cert/--sign-key need c2pa-python, which does not work here ({reason}): "
+                                  "run `pip install c2pa-python`, or drop them to write without content credentials.")
         return None  # written without credentials, with one warning (talkinghead.credentials)
     return load(args.sign_cert, args.sign_key)
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import (add_bad_frames_option, add_finetune_options, add_model_options, add_output_options, count,
-                      finetune_kwargs, fps, positive_int, preset_seconds, refuse_overwriting_inputs)
+from ._common import (add_bad_frames_option, add_face_options, add_finetune_options, add_model_options,
+                      add_output_options, check_sources, count, finetune_kwargs, fps, positive_int, preset_seconds,
+                      refuse_overwriting_inputs)
 
 
 def register(subparsers, formatter_class) -> None:
@@ -19,9 +20,7 @@ def register(subparsers, formatter_class) -> None:
                     "  talkinghead animate --source me.jpg --motion-preset talk --seconds 5 -o out.mp4\n"
                     "  talkinghead animate --source mona_lisa.jpg --audio speech.wav -o out.mp4   # lips follow the audio",
         formatter_class=formatter_class)
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--source", action="append", metavar="IMG", help="photo of the face (repeat for 1 to 32 photos)")
-    who.add_argument("--avatar", metavar="DIR", help="an avatar folder written by `talkinghead finetune`")
+    add_face_options(p)
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--driving", metavar="VIDEO", help="driving video whose face motion is transferred")
     how.add_argument("--motion-preset", choices=["talk", "idle"], help="built-in motion instead of a driving video")
@@ -59,6 +58,7 @@ def check_before_work(args: argparse.Namespace) -> None:
 
     refuse_overwriting_inputs(args.output, [*(args.source or []), args.driving, args.avatar, args.audio])
     check_output(args.output)
+    check_sources(args.source)
     signing_key(args)  # a key that cannot sign is one line now, not after fine-tuning
     if args.avatar:
         extra = [flag for flag, used in (("--fine-tune-steps", args.fine_tune_steps), ("--lr", args.lr is not None),
@@ -81,7 +81,8 @@ def check_before_work(args: argparse.Namespace) -> None:
         with VideoReader(args.driving, max_frames=1) as reader:  # readable, with at least one frame
             reader.read_all()
     elif args.max_frames is not None:
-        raise InputError("--max-frames only applies to --driving: use --seconds to set a preset's length.")
+        raise InputError("--max-frames only applies to --driving: with --audio the audio sets the length, with "
+                         "--motion-preset --seconds does.")
     elif args.audio:
         _check_audio_args(args)
     else:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_model_options, add_size_option, positive_int, refuse_overwriting_inputs
+from ._common import (add_face_options, add_model_options, add_size_option, check_sources, count, positive_int,
+                      refuse_overwriting_inputs)
 
 
 def register(subparsers, formatter_class) -> None:
@@ -18,11 +19,9 @@ def register(subparsers, formatter_class) -> None:
                     "  talkinghead live --source me.jpg --camera 0\n"
                     "  talkinghead live --source mona_lisa.jpg --driving speech.mp4 -o out.mp4",
         formatter_class=formatter_class)
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--source", action="append", metavar="IMG", help="photo of the face (repeat for 1 to 32 photos)")
-    who.add_argument("--avatar", metavar="DIR", help="an avatar folder written by `talkinghead finetune`")
+    add_face_options(p)
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--camera", type=int, default=None, metavar="N", help="camera index (default: 0)")
+    how.add_argument("--camera", type=count, default=None, metavar="N", help="camera index (default: 0)")
     how.add_argument("--driving", metavar="VIDEO",
                      help="a video file standing in for the camera (played at its own frame rate)")
     p.add_argument("-o", "--output", default=None, metavar="OUT.mp4", help="also write the animation to this video")
@@ -57,11 +56,22 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.output)
         if not str(args.output).lower().endswith((".mp4", ".mov", ".m4v", ".mkv")):
             raise InputError(f"-o {args.output}: live mode writes a video (.mp4 .mov .m4v .mkv).")
+    if args.json is not None:  # the summary is written after the session: its path is checked now
+        from ..io import check_output_file
+
+        refuse_overwriting_inputs(args.json, [*(args.source or []), args.driving, args.avatar, args.output], "--json")
+        check_output_file(args.json, f"Cannot write the summary {args.json}", "choose another --json path")
+    check_sources(args.source)
+    from ..live import check_outputs, open_camera
+
+    check_outputs(args.output, args.preview, args.virtual_camera)  # somewhere to show it, before the model loads
     if args.driving is not None:
         from ..io import VideoReader
 
         with VideoReader(args.driving, max_frames=1) as reader:  # readable, with a frame, before the model loads
             reader.read_all()
+    else:
+        open_camera(args.camera or 0).release()  # the camera opens, before the model loads
     key = signing_key(args)
     if args.avatar:
         avatar = Avatar.load(args.avatar, device=args.device)
@@ -82,5 +92,8 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.json, json.dumps(summary.as_dict(), indent=1) + "\n")
     print(summary.line())
     if args.output:
-        print(f"wrote {args.output}: {summary.frames_written} frames at {summary.input_fps:g} fps")
+        held = summary.frames_written - summary.animated
+        extra = (f" ({held} of them repeat the frame before, in place of the dropped ones)" if held > 1 else
+                 " (1 of them repeats the frame before, in place of the dropped one)" if held == 1 else "")
+        print(f"wrote {args.output}: {summary.frames_written} frames at {summary.input_fps:g} fps{extra}")
     return 0
