@@ -19,6 +19,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -706,10 +707,17 @@ class _Decoder:
             with contextlib.suppress(OSError):
                 self.proc.kill()
         self.proc.wait()
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            with contextlib.suppress(OSError):
-                pipe.close()
+        with contextlib.suppress(OSError):
+            self.proc.stdout.close()
+        # The log thread reads stderr until ffmpeg's end closes it. Closing that pipe under the thread needs
+        # the lock it holds: at interpreter shutdown (a reader left unfinished, closed by the garbage
+        # collector) daemon threads are frozen, and Python aborts. There the OS closes the pipe instead.
+        if sys.is_finalizing():
+            return
         self._log.join(10)
+        if not self._log.is_alive():
+            with contextlib.suppress(OSError):
+                self.proc.stderr.close()
 
 
 class VideoReader:

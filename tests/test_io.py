@@ -345,3 +345,15 @@ def test_audio_longer_than_the_video_is_not_called_truncated(tmp_path):
         warnings.simplefilter("error", UserWarning)
         r = io.VideoReader(clip)
         assert r.num_frames == 50 and sum(1 for _ in r) == 25  # the container lasts as long as the audio
+
+
+def test_a_reader_left_unfinished_does_not_abort_the_interpreter_at_exit(tmp_path):
+    """A VideoReader iterated partly and never closed is closed by the garbage collector at shutdown, where
+    closing ffmpeg's stderr under its (frozen) log thread made Python abort (exit 134)."""
+    import sys
+
+    p = io.write_video(tmp_path / "v.mp4", iter(_frames(n=40)), fps=25)
+    code = "import sys; from talkinghead.io import VideoReader; it = iter(VideoReader(sys.argv[1])); next(it); print('ok')"
+    run = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-500:]
+    assert "Fatal Python error" not in run.stderr
