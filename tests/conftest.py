@@ -110,3 +110,18 @@ def model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("model") / "tiny-test"
     TalkingHeadModel(get_config("tiny", num_videos=3)).save_pretrained(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def warp_model_dir(tmp_path_factory):
+    """A saved, untrained ``warp-tiny`` model (64 px, seed 0): untrained, its generator is the TPS warp of
+    the source, so what it makes is a real face."""
+    import torch
+
+    from talkinghead.config import get_config
+    from talkinghead.models import TalkingHeadModel
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("model") / "warp-tiny"
+    TalkingHeadModel(get_config("warp-tiny", num_videos=3)).save_pretrained(d)
+    return d

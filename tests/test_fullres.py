@@ -11,16 +11,11 @@ from talkinghead.errors import InputError
 
 
 @pytest.fixture(scope="module")
-def warp_model(tmp_path_factory):
-    """An untrained warp-tiny model (64 px): its untrained generator is the TPS warp of the source."""
-    from talkinghead.config import get_config
-    from talkinghead.models import TalkingHeadModel
+def warp_model(warp_model_dir):
+    """The untrained warp-tiny model (64 px): its untrained generator is the TPS warp of the source."""
     from talkinghead.pipeline import load
 
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("model") / "warp-tiny"
-    TalkingHeadModel(get_config("warp-tiny", num_videos=3)).save_pretrained(d)
-    return load(d, device="cpu")
+    return load(warp_model_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,10 @@ from talkinghead.errors import DependencyError, InputError
 
 
 @pytest.fixture(scope="module")
-def warp_dir(tmp_path_factory):
-    from talkinghead.config import get_config
-    from talkinghead.models import TalkingHeadModel
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("model") / "warp-tiny"
-    TalkingHeadModel(get_config("warp-tiny", num_videos=3)).save_pretrained(d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def avatar(warp_dir, astronaut):
+def avatar(warp_model_dir, astronaut):
     from talkinghead.pipeline import load
 
-    return load(warp_dir, device="cpu").personalize([astronaut], progress=False, backend="dlib")
+    return load(warp_model_dir, device="cpu").personalize([astronaut], progress=False, backend="dlib")
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +98,7 @@ def test_nowhere_to_show_it_is_an_error(avatar, camera_clip, monkeypatch):
         run_live(avatar, driving=camera_clip, preview="on", progress=False)
 
 
-def test_cli_live_from_a_clip(warp_dir, astronaut, camera_clip, tmp_path, capsys):
+def test_cli_live_from_a_clip(warp_model_dir, astronaut, camera_clip, tmp_path, capsys):
     import json
 
     from PIL import Image
@@ -120,15 +109,15 @@ def test_cli_live_from_a_clip(warp_dir, astronaut, camera_clip, tmp_path, capsys
     Image.fromarray(astronaut).save(photo)
     out, summary = tmp_path / "out.mp4", tmp_path / "summary.json"
     assert cli_main(["live", "--source", str(photo), "--driving", str(camera_clip), "-o", str(out), "--model",
-                     str(warp_dir), "--backend", "dlib", "--preview", "off", "--virtual-camera", "off",
+                     str(warp_model_dir), "--backend", "dlib", "--preview", "off", "--virtual-camera", "off",
                      "--every-frame", "--json", str(summary)]) == 0
     text = capsys.readouterr().out
     assert "12 of 12 frames animated" in text and f"wrote {out}: 12 frames" in text
     assert json.loads(summary.read_text())["dropped"] == 0
-    assert cli_main(["live", "--source", str(photo), "--every-frame", "--model", str(warp_dir)]) == 2
+    assert cli_main(["live", "--source", str(photo), "--every-frame", "--model", str(warp_model_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "talkinghead live: error: --every-frame only applies to --driving: a camera does not wait."
-    assert cli_main(["live", "--source", str(photo), "--driving", str(photo), "--model", str(warp_dir)]) == 2
+    assert cli_main(["live", "--source", str(photo), "--driving", str(photo), "--model", str(warp_model_dir)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
