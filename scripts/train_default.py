@@ -42,6 +42,7 @@ opts = TrainOptions(config="warp-256", init_from=flag("init-from", "default"), i
                     freeze_embedder=flag("freeze-embedder", "1") == "1",
                     # half the targets a wide-open mouth or a blink (15% of the frames): what the network is for
                     focus_targets=float(flag("focus-targets", "0.5")),
-                    # the shipped heads learned under the absolute-rgb output, where the mask never opened
-                    reset_heads=flag("reset-heads", "1") == "1")
+                    # --reset-heads=1: the heads start again at the warp (the shipped ones were reset once, at the
+                    # start of the run that made them, since the earlier ones learned under the absolute-rgb output)
+                    reset_heads=flag("reset-heads", "0") == "1")
 train(opts, resume="--resume" in sys.argv)

@@ -16,8 +16,8 @@ args=(--data .gpu/cache -o "$RUN" --steps "${STEPS:-40000}" --batch "${BATCH:-8}
 # INIT_FROM=none starts CONFIG (default warp-256) afresh; CONFIG with INIT_FROM takes the parts that fit
 if [ -f "$RUN/checkpoint.pt" ]; then args+=(--resume)
 elif [ "${INIT_FROM:-pretrained/default}" = none ]; then args+=(--config "${CONFIG:-warp-256}")
-else args+=(--init-from "${INIT_FROM:-pretrained/default}" ${CONFIG:+--config "$CONFIG"} --freeze-embedder --reset-heads
-            --loss-weight mouth_pixel=20); fi
+else args+=(--init-from "${INIT_FROM:-pretrained/default}" ${CONFIG:+--config "$CONFIG"} --freeze-embedder
+            --loss-weight mouth_pixel=20 --loss-weight mouth_content=2 --focus-targets 0.5); fi
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
 # SIGTERM makes the trainer checkpoint at the next step boundary and exit 143 (no set -e: the export below runs)
 timeout -s TERM "${SECONDS_LIMIT:-520}" python3 -m talkinghead train "${args[@]}" 2>&1 | tail -n 20
