@@ -63,13 +63,23 @@ def _ffmpeg() -> str:
     return exe
 
 
+def _run_ffmpeg(cmd: list[str], path, timeout: float) -> subprocess.CompletedProcess:
+    """ffmpeg on ``path``; one that has not ended in ``timeout`` s (a pipe or device that never ends, a
+    broken file ffmpeg loops on) is an :class:`InputError` naming the file, not a traceback."""
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"Reading the audio of {path} did not finish in {timeout:g} s: give an ordinary audio "
+                         "or video file.") from None
+
+
 def probe_audio(path: str | os.PathLike) -> AudioInfo:
     """Whether ``path`` has an audio stream, and its duration (a readable, non-empty file, else an
     :class:`InputError` naming it)."""
     from .io import _check_file
 
     path = _check_file(path, "Audio file")
-    res = subprocess.run([_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, timeout=60)
+    res = _run_ffmpeg([_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)], path, timeout=60)
     text = res.stderr.decode("utf-8", "replace")
     streams = [line for line in text.splitlines() if line.lstrip().startswith("Stream #")]
     if not streams:
@@ -100,7 +110,7 @@ def read_audio(path: str | os.PathLike, max_seconds: float | None = None) -> np.
     cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-vn", "-sn", "-dn",
            "-map", "0:a:0", "-t", f"{max_seconds + 1:.3f}", "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1",
            "-ar", str(SAMPLE_RATE), "-"]
-    res = subprocess.run(cmd, capture_output=True, timeout=600)
+    res = _run_ffmpeg(cmd, path, timeout=600)
     if res.returncode != 0:
         last = (res.stderr.decode("utf-8", "replace").strip().splitlines() or ["ffmpeg failed"])[-1]
         raise InputError(f"The audio of {path} cannot be decoded ({last.strip()[:120]}): use a valid audio file.")

@@ -322,8 +322,11 @@ class WebApp:
 
         p = self._check_upload(path, "file to check")
         self._used_upload(session, str(p))
-        out = subprocess.run([sys.executable, "-m", "talkinghead", "verify", str(p)], capture_output=True,
-                             text=True, timeout=600, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+        try:
+            out = subprocess.run([sys.executable, "-m", "talkinghead", "verify", str(p)], capture_output=True,
+                                 text=True, timeout=600, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+        except subprocess.TimeoutExpired:
+            raise InputError(f"Checking {p.name} did not finish in 10 minutes: try a shorter file.") from None
         if out.returncode == 2:  # unreadable: "FILE: error: ..." on stderr
             lines = [line for line in out.stderr.splitlines() if line.strip()]
             message = lines[-1] if lines else "verify failed without a message"

@@ -394,3 +394,20 @@ def test_the_shipped_model_is_small_and_keeps_the_mouth_closed_in_silence(data_d
     opening, rest = mouth_opening(track), mouth_opening(src)[0]
     assert np.mean(opening[75:100] <= rest + 1e-3) >= 0.95  # the silent second: frames 75 to 99
     assert opening[:75].max() > rest + 0.1  # and the mouth opens while she speaks
+
+
+def test_an_ffmpeg_that_does_not_finish_is_one_line(tmp_path, monkeypatch):
+    import subprocess
+
+    from talkinghead import audio
+    from talkinghead.errors import InputError
+
+    f = tmp_path / "speech.wav"
+    f.write_bytes(b"RIFF" + b"\0" * 64)
+
+    def hang(*a, **k):
+        raise subprocess.TimeoutExpired(a[0], k.get("timeout"))
+
+    monkeypatch.setattr(audio.subprocess, "run", hang)
+    with pytest.raises(InputError, match="speech.wav did not finish"):
+        audio.probe_audio(f)

@@ -182,3 +182,16 @@ def test_landmarks_output_never_overwrites_its_input(tmp_path, capsys):
     np.savez(src, a=np.zeros(1))
     code = cli_main(["landmarks", str(src), "-o", str(src)])
     assert "is one of the inputs" in _one_line_error(capsys, code)
+
+
+def test_a_closed_output_pipe_stops_quietly(monkeypatch, capsys):
+    """`talkinghead verify ... | head`: the reader goes away; exit 141 as a shell tool would, no traceback."""
+    import talkinghead.cli.models as models_cli
+    from talkinghead.cli import main
+
+    def gone(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(models_cli, "run", gone)
+    assert main(["models"]) == 141
+    assert "Traceback" not in capsys.readouterr().err

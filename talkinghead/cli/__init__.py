@@ -13,6 +13,7 @@ printed as one ``talkinghead CMD: warning: ...`` line each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import signal
 import sys
@@ -122,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     except _Terminated:
         print(f"talkinghead {args.command}: terminated", file=sys.stderr)
         return 143
+    except BrokenPipeError:
+        # the reader of stdout went away (`talkinghead verify ... | head`): as a shell tool does, stop
+        # quietly; stdout goes to /dev/null so that Python's own flush at exit raises nothing either
+        import os
+
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, old_handler)
