@@ -66,20 +66,16 @@ class _Timed:
     def __enter__(self):
         prov, sign = self._orig
 
-        def provenance_of(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return prov(*a, **k)
-            finally:
-                self.seconds["provenance"] += time.perf_counter() - t0
+        def timed(fn, key):
+            def wrapper(*a, **k):
+                t0 = time.perf_counter()
+                try:
+                    return fn(*a, **k)
+                finally:
+                    self.seconds[key] += time.perf_counter() - t0
+            return wrapper
 
-        def sign_file(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return sign(*a, **k)
-            finally:
-                self.seconds["sign_file"] += time.perf_counter() - t0
-        self.c.provenance_of, self.c.sign_file = provenance_of, sign_file
+        self.c.provenance_of, self.c.sign_file = timed(prov, "provenance"), timed(sign, "sign_file")
         return self
 
     def __exit__(self, *exc):

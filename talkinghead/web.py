@@ -340,9 +340,12 @@ class WebApp:
         """The Gradio Blocks of the page (imports gradio: :class:`DependencyError` where it is missing)."""
         from .deps import require
 
-        require("gradio", "The web app", import_it=True)
-        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-        import gradio as gr
+        os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before the import: it reads it there
+        try:
+            import gradio as gr
+        except Exception:  # missing, or a broken install: one DependencyError line with the pip command
+            require("gradio", "The web app", import_it=True)
+            raise
 
         app = self
 
