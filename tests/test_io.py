@@ -323,15 +323,20 @@ def test_truncated_video_warns_with_the_frame_counts(tmp_path):
     import warnings
 
     full, cut = _truncated_clip(tmp_path)
+    reader = io.VideoReader(cut)
     with pytest.warns(UserWarning) as record:  # the cut's last picture may also be reported as lost
-        n = sum(1 for _ in io.VideoReader(cut))
+        n = sum(1 for _ in reader)
     assert any(re.search(r"cut\.mp4 decoded to \d+ frames but declares 100.*truncated", str(w.message))
                for w in record), [str(w.message) for w in record]
     assert 0 < n < 90
+    # Where the cut lands depends on the encoder's frame sizes (it differs between machines), so the frames
+    # asked for next are half of those that decoded whole, not a fixed count.
+    intact = n - len(reader.bad_frames or [])
+    asked = max(1, intact // 2)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         assert sum(1 for _ in io.VideoReader(full)) == 100
-        assert sum(1 for _ in io.VideoReader(cut, max_frames=10)) == 10  # the frames asked for are there
+        assert sum(1 for _ in io.VideoReader(cut, max_frames=asked)) == asked  # the frames asked for are there
 
 
 def test_audio_longer_than_the_video_is_not_called_truncated(tmp_path):
