@@ -422,12 +422,10 @@ def _write_log(run_dir: Path, rows: list[dict]) -> None:
 def train_audio(opts: AudioTrainOptions, resume: bool = False, progress: bool = True) -> Audio2Motion:
     """Train (or resume) a run; returns the network of the best validation step (also in ``RUN_DIR/model``).
     Runs on ``opts.threads`` CPU threads (the caller's setting is restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(opts.threads)))
-    try:
+    from .devices import torch_threads
+
+    with torch_threads(opts.threads):
         return _train(opts, resume, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(opts: AudioTrainOptions, resume: bool, progress: bool) -> Audio2Motion:

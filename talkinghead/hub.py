@@ -452,8 +452,11 @@ def load_pretrained(name_or_dir: str | os.PathLike, map_location="cpu"):
     cfg, training = _read_config(folder / CONFIG_NAME)
     digest = recorded_sha256(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")), WEIGHTS_NAME,
                              folder / CONFIG_NAME)
+    from .devices import torch_threads
+
     tensors = _dequantize(read_safetensors(weights))
-    model = TalkingHeadModel(cfg)
+    with torch_threads(1):  # the random init is overwritten below: one thread builds it fastest
+        model = TalkingHeadModel(cfg)
     expected = model.state_dict()
     check_tensors(weights, tensors, expected)
     check_sha256(weights, digest)  # last: the checks above name what is wrong, this only that something is

@@ -986,7 +986,7 @@ def has_audio(path: str | os.PathLike) -> bool:
     return any(line.lstrip().startswith("Stream ") and " Audio: " in line for line in text.splitlines())
 
 
-# libx264's speed presets; live mode uses "veryfast" (a 1080p frame in a few ms, a larger file)
+# libx264's speed presets; live mode uses "ultrafast" (talkinghead.live.LIVE_PRESET)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 

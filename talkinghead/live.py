@@ -30,15 +30,18 @@ from .errors import DependencyError, InputError
 __all__ = ["FaceFollower", "LiveAnimator", "LiveSummary", "run_live", "check_outputs", "open_camera",
            "display_available", "open_virtual_camera"]
 
-DETECT_WIDTH = 480  # frames are shrunk to this width for the face detector (the predictor runs at full size)
+DETECT_WIDTH = 480  # frames are shrunk to this longer side for the face detector (the predictor runs at full size)
 REDETECT_EVERY = 25  # frames between two detector runs while the face is followed
+# libx264 preset of the live file: a 1080p frame in ~8 ms on 2 cores against ~16 for "veryfast"
+# (benchmarks/realtime.py), for a file about twice as large; a camera cannot wait for a smaller one
+LIVE_PRESET = "ultrafast"
 MAX_JUMP = 0.35  # a followed face whose landmark box moved more than this many box widths is re-detected
 
 
 class FaceFollower:
     """The 68 landmarks of one face in a stream of frames, at a few ms per frame.
 
-    dlib's HOG detector runs on the frame shrunk to :data:`DETECT_WIDTH` pixels wide, only when no face
+    dlib's HOG detector runs on the frame shrunk to :data:`DETECT_WIDTH` pixels (its longer side), only when no face
     is followed and every :data:`REDETECT_EVERY` frames; in between, dlib's 68-point predictor runs at
     full resolution in the box of the previous frame's landmarks. ``__call__(frame)`` returns float32
     ``(68, 2)`` frame pixels, or None where no face is found.
@@ -47,8 +50,8 @@ class FaceFollower:
     def __init__(self, detect_width: int = DETECT_WIDTH, redetect_every: int = REDETECT_EVERY):
         from .landmarks import get_detector
 
-        det = get_detector("dlib").load()
-        self._dlib, self._hog, self._predictor = det._dlib, det._hog, det._predictor
+        self._detector = det = get_detector("dlib").load()
+        self._dlib, self._predictor = det._dlib, det._predictor
         self.detect_width = int(detect_width)
         self.redetect_every = int(redetect_every)
         self._prev: np.ndarray | None = None
@@ -59,19 +62,9 @@ class FaceFollower:
         self._prev, self._since = None, 0
 
     def _detect(self, frame: np.ndarray):
-        import cv2
-
         self.detections += 1
-        h, w = frame.shape[:2]
-        f = min(1.0, self.detect_width / w)
-        small = frame if f == 1.0 else cv2.resize(frame, (int(round(w * f)), int(round(h * f))),
-                                                 interpolation=cv2.INTER_AREA)
-        rects, scores, _ = self._hog.run(small, 1 if f == 1.0 and w < 640 else 0, 0.0)
-        best = [(r, s) for r, s in zip(rects, scores) if s >= 0.25]
-        if not best:
-            return None
-        r = max(best, key=lambda rs: rs[0].area())[0]
-        return self._dlib.rectangle(int(r.left() / f), int(r.top() / f), int(r.right() / f), int(r.bottom() / f))
+        found = self._detector.boxes(frame, max_side=self.detect_width)  # shrunk first, full size if none
+        return max(found, key=lambda rs: rs[0].area())[0] if found else None
 
     @staticmethod
     def _square(lm: np.ndarray) -> tuple[float, float, float]:
@@ -165,6 +158,14 @@ class LiveAnimator:
                                 reference=0)[1]
         self._last = transform_landmarks(moved, self.avatar.source.crop)
         return self._last
+
+    def warm_up(self) -> None:
+        """Render the source's own pose once: the first call pays for oneDNN's kernel choice and the
+        buffers (several frames' time), and a camera does not wait for it."""
+        if self.crop_only:
+            self.renderer.render(self._last[None], with_masks=False)
+        else:
+            self.renderer.frames(self._last[None])
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         lm = self.driven_landmarks(frame)[None]
@@ -423,7 +424,7 @@ def run_live(avatar, camera: int | None = None, driving: str | os.PathLike | Non
         from .io import VideoWriter, refuse_overwriting
 
         refuse_overwriting(output, record.inputs)
-        writer = VideoWriter(output, fps, audio_from=audio, preset="veryfast",
+        writer = VideoWriter(output, fps, audio_from=audio, preset=LIVE_PRESET,
                              metadata=provenance_metadata(avatar.model_name, watermarked=watermark))
         if credentials:
             from .credentials import credentials_finalizer, provenance_of
@@ -481,6 +482,7 @@ def run_live(avatar, camera: int | None = None, driving: str | os.PathLike | Non
                disable=not progress)
     window = "talkinghead live (q to stop)"
     interrupted = reraise = False
+    animator.warm_up()  # before the first frame is captured, so that it is not counted against the stream
     t0 = time.perf_counter()
     capture.start()
     output_thread.start()

@@ -105,3 +105,40 @@ def test_bench_does_not_print_the_temporary_landmarks_file(capsys, monkeypatch):
     assert mod.bench_landmarks(1) == {"results": []}
     out = capsys.readouterr().out
     assert "backend  frames" in out and "wrote" not in out
+
+
+def _memory_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "memory.py"
+    spec = importlib.util.spec_from_file_location("_bench_memory_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="the memory benchmark reads /proc")
+def test_memory_benchmark_counts_the_children_and_measures_growth_within_a_phase():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    mem = _memory_module()
+    child = subprocess.Popen([sys.executable, "-c", "b = bytearray(200 * 2**20); import time; time.sleep(30)"])
+    try:
+        for _ in range(100):  # until the child holds its 200 MB
+            own, total = mem.tree_rss_mb(os.getpid())
+            if total - own > 150:
+                break
+            time.sleep(0.1)
+        assert own > 10 and total - own > 150, (own, total)
+    finally:
+        child.kill()
+        child.wait()
+    flat = [{"t": i, "phase": "animate", "rss_mb": 500.0 + (i % 3), "tree_rss_mb": 600.0} for i in range(100)]
+    leak = [{"t": i, "phase": "animate", "rss_mb": 500.0 + 2 * i, "tree_rss_mb": 600.0} for i in range(100)]
+    assert abs(mem.growth(flat, "animate", "rss_mb")["growth_mb"]) <= 2
+    assert mem.growth(leak, "animate", "rss_mb")["growth_mb"] > 100
+    assert mem.growth(flat[:5], "animate", "rss_mb") is None  # too few samples to say

@@ -41,6 +41,41 @@ def test_dlib_astronaut(dlib_det, astronaut):
     assert 150 < cx < 300 and 60 < cy < 200
 
 
+def _interocular(lm):
+    return float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+
+
+def test_dlib_large_frames_search_a_shrunk_copy_first(dlib_det, astronaut):
+    """A frame over DETECT_MAX_SIDE is searched at that size (a 1080p frame costs a quarter), and the
+    landmarks, predicted at full size in the scaled-up box, are those of a full-size search."""
+    import cv2
+
+    big = cv2.resize(astronaut, (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    assert max(big.shape) > D.DETECT_MAX_SIDE
+    shrunk = dlib_det.detect(big)
+    full = [dlib_det._predictor(big, r) for r, _ in dlib_det.boxes(big, max_side=None)]
+    assert len(shrunk) == 1 and len(full) == 1
+    lm_full = np.array([[p.x, p.y] for p in full[0].parts()], np.float32)
+    err = np.linalg.norm(shrunk[0].landmarks - lm_full, axis=1).mean() / _interocular(lm_full)
+    assert err < 0.05, err
+    assert_face_geometry(shrunk[0].landmarks, shrunk[0].box)
+
+
+def test_dlib_face_too_small_for_the_shrunk_copy_is_found_at_full_size(dlib_det, astronaut):
+    import cv2
+
+    canvas = np.full((2400, 2400, 3), 120, np.uint8)
+    small = cv2.resize(astronaut, (360, 360), interpolation=cv2.INTER_AREA)  # a face of about 100 px
+    canvas[1000:1360, 1000:1360] = small
+    side = D.DETECT_MAX_SIDE
+    rects, scores = dlib_det._hog.run(cv2.resize(canvas, (side, side), interpolation=cv2.INTER_AREA), 0, 0.0)[:2]
+    assert not [s for s in scores if s >= dlib_det.min_score]  # the shrunk copy alone misses it
+    faces = dlib_det.detect(canvas)
+    assert len(faces) == 1
+    cx, cy = faces[0].center
+    assert 1000 < cx < 1360 and 1000 < cy < 1360
+
+
 def test_dlib_grace_hopper(dlib_det, grace_hopper):
     faces = dlib_det.detect(grace_hopper)
     assert len(faces) == 1

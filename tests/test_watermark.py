@@ -39,6 +39,18 @@ def marked(wm, astronaut):
     return wm.embed_frame(astronaut)
 
 
+def test_embedding_is_the_rounded_pattern_added_with_saturation(wm, astronaut):
+    """The fast path (OpenCV's saturating int add of the rounded pattern) is the pattern added in float
+    and rounded, clipped to 0..255, on every pixel of an odd-sized frame, black and white included."""
+    frame = np.ascontiguousarray(astronaut[:301, :203])
+    frame[:20], frame[-20:] = 0, 255
+    h, w = frame.shape[:2]
+    reps = (-(-h // W.TILE), -(-w // W.TILE))
+    pattern = np.tile(wm._tile, reps)[:h, :w, None].astype(np.float64)
+    expected = np.clip(np.floor(frame + pattern + 0.5), 0, 255).astype(np.uint8)
+    assert np.array_equal(wm.embed_frame(frame), expected)
+
+
 def test_embed_detect_astronaut(wm, astronaut, marked):
     assert marked.shape == astronaut.shape and marked.dtype == np.uint8
     assert _psnr(marked, astronaut) >= 38.0

@@ -152,6 +152,10 @@ def dlib_model_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
+# frames with a longer side than this are searched for faces on a copy of this size first (DlibDetector.boxes)
+DETECT_MAX_SIDE = 960
+
+
 class DlibDetector(LandmarkDetector):
     """dlib's HOG face detector + 68-point shape predictor (CPU, offline).
 
@@ -183,17 +187,35 @@ class DlibDetector(LandmarkDetector):
         self._hog = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(path))
 
-    def _detect(self, image: np.ndarray) -> list[Face]:
-        tries = [self.upsample] if self.upsample is not None else (
-            [0, 1] if max(image.shape[:2]) < 1000 else [0])
-        rects, scores = [], []
+    def boxes(self, image: np.ndarray, max_side: int | None = DETECT_MAX_SIDE) -> list[tuple]:
+        """HOG's face boxes ``[(dlib.rectangle in image pixels, score)]`` scoring at least ``min_score``.
+
+        An image whose longer side exceeds ``max_side`` is searched on a copy shrunk to it first (HOG's
+        cost grows with the pixels: a 1080p frame took 8x a 512-px one, and a face too small to be found
+        there is looked for at full size after); then no upsampling, else as ``upsample`` says.
+        """
+        h, w = image.shape[:2]
+        if self.upsample is None and max_side is not None and max(h, w) > max_side:
+            import cv2
+
+            f = max_side / max(h, w)
+            small = cv2.resize(image, (max(1, int(round(w * f))), max(1, int(round(h * f)))),
+                               interpolation=cv2.INTER_AREA)
+            found = [(r, s) for r, s in zip(*self._hog.run(small, 0, 0.0)[:2]) if s >= self.min_score]
+            if found:
+                rect = self._dlib.rectangle
+                return [(rect(int(round(r.left() / f)), int(round(r.top() / f)), int(round(r.right() / f)),
+                              int(round(r.bottom() / f))), s) for r, s in found]
+        tries = [self.upsample] if self.upsample is not None else ([0, 1] if max(h, w) < 1000 else [0])
         for up in tries:
             found = [(r, s) for r, s in zip(*self._hog.run(image, up, 0.0)[:2]) if s >= self.min_score]
-            rects, scores = [r for r, _ in found], [s for _, s in found]
-            if rects:
-                break
+            if found:
+                return found
+        return []
+
+    def _detect(self, image: np.ndarray) -> list[Face]:
         faces = []
-        for r, s in zip(rects, scores):
+        for r, s in self.boxes(image):
             shape = self._predictor(image, r)
             lm = np.array([[p.x, p.y] for p in shape.parts()], np.float32)
             faces.append(Face(lm, (float(r.left()), float(r.top()), float(r.right()), float(r.bottom())), float(s)))
