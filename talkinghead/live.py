@@ -297,6 +297,7 @@ class _Slot:
         self._queue: queue.Queue = queue.Queue(maxsize=4)
         self.dropped: list[int] = []
         self.count = 0  # frames captured
+        self.last_index = -1  # the output slot of the last frame captured (see _capture)
         self.done = False
         self.error: BaseException | None = None
 
@@ -342,17 +343,31 @@ class _Slot:
             return item
 
 
-def _capture(slot: _Slot, frames, fps: float, pace: bool, stop: threading.Event, max_frames: int | None) -> None:
+def _capture(slot: _Slot, frames, fps: float, pace: bool, stop: threading.Event, max_frames: int | None,
+             clock: bool = False) -> None:
+    """Hands each frame to ``slot`` as ``(index, capture time, frame)``. ``index`` is the frame's slot
+    in the output file: its number in a file, and with ``clock`` (a camera) the time it arrived at,
+    times ``fps``, so a camera delivering fewer frames than it reports (dim light) leaves slots that
+    the writer fills with the frame before, and the file keeps real time."""
     try:
         start = time.perf_counter()
-        for i, frame in enumerate(frames):
-            if stop.is_set() or (max_frames is not None and i >= max_frames):
+        index = -1
+        for n, frame in enumerate(frames):
+            if stop.is_set() or (max_frames is not None and n >= max_frames):
                 break
-            if pace:  # a file standing in for a camera: frame i arrives at i / fps
-                delay = start + i / fps - time.perf_counter()
+            if pace:  # a file standing in for a camera: frame n arrives at n / fps
+                delay = start + n / fps - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            slot.put((i, time.perf_counter(), frame))
+            now = time.perf_counter()
+            if clock:
+                if n == 0:
+                    start = now
+                index = max(index + 1, int(round((now - start) * fps)))
+            else:
+                index = n
+            slot.last_index = index
+            slot.put((index, now, frame))
         slot.close()
     except BaseException as exc:  # reported by the calling thread
         slot.close(exc)
@@ -475,7 +490,7 @@ def run_live(avatar, camera: int | None = None, driving: str | os.PathLike | Non
     from tqdm import tqdm
 
     capture = threading.Thread(target=_capture, args=(slot, frames, fps, driving is not None and realtime, stop,
-                                                      max_frames), daemon=True)
+                                                      max_frames, cap is not None), daemon=True)
     output_thread = threading.Thread(target=emit, daemon=True)
     bar = tqdm(desc=f"live from {Path(what).name if driving is not None else what}", unit="frame",
                total=(min(len(reader), max_frames) if max_frames else len(reader)) if reader is not None else max_frames,
@@ -538,7 +553,7 @@ def run_live(avatar, camera: int | None = None, driving: str | os.PathLike | Non
     if writer is not None:
         if error is None and state["written_index"] >= 0:
             # dropped frames at the very end: held too, so the file is as long as the input
-            for _ in range(summary.captured - 1 - state["written_index"]):
+            for _ in range(slot.last_index - state["written_index"]):
                 writer.write(state["last"])
         writer.close(error)
         summary.frames_written = writer.num_frames if error is None else 0

@@ -170,3 +170,45 @@ def test_cli_live_refuses_nowhere_to_show_and_a_missing_camera_before_the_model(
         assert cli_main(["live", "--source", str(photo), *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_a_camera_slower_than_it_reports_fills_its_empty_slots_and_keeps_real_time(avatar, camera_clip, tmp_path,
+                                                                                   monkeypatch):
+    """A camera that reports 20 fps but delivers 10 (dim light): each frame lands in the slot of the
+    time it arrived at, the writer repeats the frame before in the empty ones, and the file lasts as long
+    as the session did, not half as long."""
+    import time
+
+    import cv2
+
+    from talkinghead import live
+    from talkinghead.io import VideoReader, read_video
+
+    frames = read_video(camera_clip)[0][:10]
+
+    class SlowCamera:
+        def __init__(self):
+            self.i = 0
+
+        def get(self, prop):
+            return 20.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+        def read(self):
+            if self.i >= len(frames):
+                return False, None
+            time.sleep(0.1)  # 10 frames/s
+            self.i += 1
+            return True, np.ascontiguousarray(frames[self.i - 1][:, :, ::-1])
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(live, "open_camera", lambda index: SlowCamera())
+    out = tmp_path / "camera.mp4"
+    s = live.run_live(avatar, camera=0, output=out, preview="off", virtual_camera="off", progress=False,
+                      credentials=False)
+    assert s.captured == 10 and s.input_fps == 20.0
+    with VideoReader(out) as r:
+        written = len(list(r))
+    assert written == s.frames_written
+    assert 17 <= written <= 23, written  # about 2 slots per frame delivered: 1 s of camera is 20 frames

@@ -93,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     print(summary.line())
     if args.output:
         held = summary.frames_written - summary.animated
-        extra = (f" ({held} of them repeat the frame before, in place of the dropped ones)" if held > 1 else
-                 " (1 of them repeats the frame before, in place of the dropped one)" if held == 1 else "")
+        gaps = max(0, held - len(summary.dropped))  # slots a camera left empty (it delivered below its fps)
+        why = " and ".join(([f"{len(summary.dropped)} dropped"] if summary.dropped else []) +
+                           ([f"{gaps} slots the camera left empty"] if gaps else []))
+        extra = f" ({held} of them repeat the frame before, in place of {why})" if held else ""
         print(f"wrote {args.output}: {summary.frames_written} frames at {summary.input_fps:g} fps{extra}")
     return 0
