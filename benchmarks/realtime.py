@@ -146,12 +146,21 @@ def stages(th, avatar, hd, clip: Path, frames: int, batch: int) -> dict:
             warp_images(sh, g)
             warp_images(sh, g)  # the generator samples twice: the blend, then with the flow
     out["warp_field"] = _ms(warp_field, frames, 2)
-    outs = []
-    out["generator"] = _ms(lambda: outs.extend(renderer.generate(y, p) for y, p in inputs), frames, 1)
+    out["generator"] = _ms(lambda: [renderer.generate(y, p) for y, p in inputs], frames, 3)
     out["network"] = round(out["generator"] - out["warp_field"], 3)
-    # paste-back at the source's resolution: frames() less its generate and inputs
-    t_frames = _ms(lambda: [renderer.frames(b) for b in batches], frames)
-    out["paste_back_native"] = round(max(0.0, t_frames - out["generator"] - out["landmark_images"]), 3)
+    # paste-back at the source's resolution: frames() with the generator's outputs computed before (a
+    # difference of two timings was noisier than the stage itself), less its landmark images
+    outputs = [renderer.generate(y, p) for y, p in inputs]
+    replay = {"i": 0}
+
+    def cached_generate(y, p):
+        o = outputs[replay["i"] % len(outputs)]
+        replay["i"] += 1
+        return o
+    renderer.generate = cached_generate
+    t_paste = _ms(lambda: [renderer.frames(b) for b in batches], frames, 3)
+    del renderer.generate  # the class's method again
+    out["paste_back_native"] = round(max(0.0, t_paste - out["landmark_images"]), 3)
     faces = [hd.render(b) for b in batches]  # Avatar.render: faces at the network's size
     src_mask = renderer.source_mask
 

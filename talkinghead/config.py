@@ -40,6 +40,8 @@ __all__ = [
 
 # names of the generator families; models/families.py maps each to its class
 GENERATOR_FAMILIES = ("paper", "warp")
+# the warp family's motion fields (ModelConfig.warp_motion)
+WARP_MOTIONS = ("tps", "pa")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ class ModelConfig:
     # warp family, with more than one shot: regions (models/tps.py REGIONS: "mouth", "eyes") that take
     # the shot whose region is shaped most like the target's, blended in over that region
     warp_regions: tuple[str, ...] = ()
+    # warp family: the motion field that moves the shots onto the target's landmarks (WARP_MOTIONS):
+    # "tps" a thin-plate spline (models/tps.py), "pa" piecewise affine over a fixed triangulation of the
+    # 68 points and the crop's border (models/piecewise.py, the evaluation baseline's warp)
+    warp_motion: str = "tps"
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +125,9 @@ class ModelConfig:
         if any(r not in regions for r in self.warp_regions) or len(set(self.warp_regions)) != len(self.warp_regions):
             raise ValueError(f"ModelConfig.warp_regions must be distinct names from {', '.join(regions)}, "
                              f"got {self.warp_regions!r}")
+        if self.warp_motion not in WARP_MOTIONS:
+            raise ValueError(f"ModelConfig.warp_motion must be one of {', '.join(WARP_MOTIONS)}, "
+                             f"got {self.warp_motion!r}")
         if self.generator == "warp":  # its U-Net's resolutions; the paper family ignores the warp_* fields
             net = self.image_size // self.warp_downscale
             levels = len(self.warp_channels) - 1

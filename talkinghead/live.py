@@ -26,32 +26,33 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import DependencyError, InputError
+from .landmarks.follow import CHECK_EVERY, REDETECT_EVERY  # how often a followed face is checked, detected
 
 __all__ = ["FaceFollower", "LiveAnimator", "LiveSummary", "run_live", "check_outputs", "open_camera",
            "display_available", "open_virtual_camera"]
 
 DETECT_WIDTH = 480  # frames are shrunk to this longer side for the face detector (the predictor runs at full size)
-REDETECT_EVERY = 25  # frames between two detector runs while the face is followed
 # libx264 preset of the live file: a 1080p frame in ~8 ms on 2 cores against ~16 for "veryfast"
 # (benchmarks/realtime.py), for a file about twice as large; a camera cannot wait for a smaller one
 LIVE_PRESET = "ultrafast"
-MAX_JUMP = 0.35  # a followed face whose landmark box moved more than this many box widths is re-detected
 
 
 class FaceFollower:
     """The 68 landmarks of one face in a stream of frames, at a few ms per frame.
 
-    dlib's HOG detector runs on the frame shrunk to :data:`DETECT_WIDTH` pixels (its longer side), only when no face
-    is followed and every :data:`REDETECT_EVERY` frames; in between, dlib's 68-point predictor runs at
-    full resolution in the box of the previous frame's landmarks. ``__call__(frame)`` returns float32
+    dlib's HOG detector runs on the frame shrunk to :data:`DETECT_WIDTH` pixels (its longer side), only
+    when no face is followed and every :data:`REDETECT_EVERY` frames, and takes the largest face; in
+    between, dlib's 68-point predictor follows it at full resolution
+    (:class:`talkinghead.landmarks.follow.BoxFollower`), and every :data:`CHECK_EVERY` frames the
+    detector checks the region around it, so a face that left is let go within 0.2 s. ``__call__(frame)`` returns float32
     ``(68, 2)`` frame pixels, or None where no face is found.
     """
 
     def __init__(self, detect_width: int = DETECT_WIDTH, redetect_every: int = REDETECT_EVERY):
         from .landmarks import get_detector
+        from .landmarks.follow import BoxFollower
 
-        self._detector = det = get_detector("dlib").load()
-        self._dlib, self._predictor = det._dlib, det._predictor
+        self._follower = BoxFollower(get_detector("dlib"))
         self.detect_width = int(detect_width)
         self.redetect_every = int(redetect_every)
         self._prev: np.ndarray | None = None
@@ -61,59 +62,30 @@ class FaceFollower:
     def reset(self) -> None:
         self._prev, self._since = None, 0
 
-    def _detect(self, frame: np.ndarray):
+    def _detect(self, frame: np.ndarray) -> np.ndarray | None:
+        from .landmarks import Face
+
         self.detections += 1
-        found = self._detector.boxes(frame, max_side=self.detect_width)  # shrunk first, full size if none
-        return max(found, key=lambda rs: rs[0].area())[0] if found else None
-
-    @staticmethod
-    def _square(lm: np.ndarray) -> tuple[float, float, float]:
-        x0, y0 = lm.min(axis=0)
-        x1, y1 = lm.max(axis=0)
-        return float(x0 + x1) / 2, float(y0 + y1) / 2, float(max(x1 - x0, y1 - y0, 1.0))
-
-    def _box_of(self, lm: np.ndarray):
-        """The detector's box for these landmarks: the predictor is trained on the detector's boxes, so
-        the box keeps the offset and size relative to the points that the last detection had."""
-        cx, cy, side = self._square(lm)
-        dx, dy, scale = self._relation
-        cx, cy, h = cx + dx * side, cy + dy * side, scale * side / 2
-        return self._dlib.rectangle(int(round(cx - h)), int(round(cy - h)), int(round(cx + h)), int(round(cy + h)))
-
-    def _remember(self, rect, lm: np.ndarray) -> None:
-        cx, cy, side = self._square(lm)
-        rx, ry = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
-        self._relation = ((rx - cx) / side, (ry - cy) / side, max(rect.width(), rect.height()) / side)
-
-    def _predict(self, frame: np.ndarray, rect) -> np.ndarray:
-        shape = self._predictor(frame, rect)
-        return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+        self._since = 0
+        found = self._follower.detector.boxes(frame, max_side=self.detect_width)  # shrunk first, full size if none
+        if not found:
+            return None
+        r = max(found, key=lambda rs: rs[0].area())[0]
+        box = (r.left(), r.top(), r.right(), r.bottom())
+        lm = self._follower.predict(frame, box)
+        self._follower.remember(Face(lm, tuple(float(v) for v in box)))
+        return lm
 
     def __call__(self, frame: np.ndarray) -> np.ndarray | None:
         frame = np.ascontiguousarray(frame)
-        detected = self._prev is None or self._since >= self.redetect_every
-        if detected:
-            rect = self._detect(frame)
-            self._since = 0
-        else:
-            rect = self._box_of(self._prev)
-        if rect is None:
-            self._prev = None
-            return None
-        lm = self._predict(frame, rect)
-        if detected:
-            self._remember(rect, lm)
-        elif self._prev is not None:
-            width = max(1.0, float(np.ptp(self._prev[:, 0])))
-            if np.linalg.norm(lm.mean(0) - self._prev.mean(0)) > MAX_JUMP * width:  # lost: look again
-                rect = self._detect(frame)
-                self._since = 0
-                if rect is None:
-                    self._prev = None
-                    return None
-                lm = self._predict(frame, rect)
-                self._remember(rect, lm)
-        self._prev, self._since = lm, self._since + 1
+        lm = None
+        if self._prev is not None and self._since < self.redetect_every:
+            face = self._follower.follow(frame, self._prev, check=self._since % CHECK_EVERY == 0)
+            lm = None if face is None else face.landmarks
+        if lm is None:  # nothing followed, time to look again, or the face was lost
+            lm = self._detect(frame)
+        self._prev = lm
+        self._since += lm is not None
         return lm
 
 

@@ -140,3 +140,57 @@ def test_video_without_face_and_corrupt_video(tmp_path):
     bad.write_bytes(b"garbage" * 50)
     with pytest.raises(InputError, match="bad.mp4"):
         track_video(bad, det)
+
+
+class _CountingDlib:
+    """The dlib backend, counting its detector runs."""
+
+    def __new__(cls):
+        from talkinghead.landmarks import DlibDetector
+
+        class Counting(DlibDetector):
+            runs = 0
+
+            def _detect(self, image):
+                Counting.runs += 1
+                return super()._detect(image)
+
+        return Counting().load()
+
+
+def _iod(lm):
+    return np.linalg.norm(lm[..., 36:42, :].mean(-2) - lm[..., 42:48, :].mean(-2), axis=-1)
+
+
+def test_following_detects_once_every_n_frames_and_keeps_to_the_detected_points(astronaut):
+    """The astronaut sliding 3 px a frame: with follow_every=10 the detector runs in frames 0 and 10
+    only, and the followed points move with her, within 3% of the eye distance of detecting each frame."""
+    frames = [np.roll(astronaut, 3 * i, axis=1) for i in range(20)]
+    det = _CountingDlib()
+    followed = track_video(iter(frames), det, fps=25, smooth=False, follow_every=10)
+    assert type(det).runs == 2
+    detected = track_video(iter(frames), get_detector("dlib"), fps=25, smooth=False)
+    err = np.linalg.norm(followed.landmarks - detected.landmarks, axis=2).mean(1) / _iod(detected.landmarks)
+    assert err.max() < 0.03, err
+    shift = followed.landmarks[:, 30, 0] - followed.landmarks[0, 30, 0]  # the nose tip follows the slide
+    np.testing.assert_allclose(shift, 3 * np.arange(20), atol=2.0)
+    assert followed.faces_per_frame.tolist() == [1] * 20
+
+
+def test_following_a_face_that_leaves_detects_again_and_reports_the_gap(astronaut):
+    blank = np.full_like(astronaut, 127)
+    frames = [astronaut] * 4 + [blank] * 3 + [astronaut] * 4
+    det = _CountingDlib()
+    tr = track_video(iter(frames), det, fps=25, smooth=False, follow_every=25, allow_gaps=True, max_gap_s=0.0)
+    assert tr.missing.tolist() == [False] * 4 + [True] * 3 + [False] * 4
+    assert type(det).runs == 1 + 3 + 1  # the first frame, each frame without her, and her return
+
+
+def test_following_on_a_real_clip_is_close_to_detecting_every_frame(data_dir):
+    clip = data_dir / "eval" / "driving" / "liveportrait__driving__d10.mp4"
+    det = _CountingDlib()
+    followed = track_video(clip, det, max_frames=60, smooth=False, follow_every=25)
+    assert type(det).runs == 3
+    detected = track_video(clip, "dlib", max_frames=60, smooth=False)
+    err = np.linalg.norm(followed.landmarks - detected.landmarks, axis=2).mean(1) / _iod(detected.landmarks)
+    assert err.mean() < 0.03 and err.max() < 0.08, (err.mean(), err.max())

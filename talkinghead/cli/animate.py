@@ -43,6 +43,9 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--max-frames", type=positive_int, default=None, help="animate only the first N driving frames")
     p.add_argument("--driving-face-index", type=count, default=0, metavar="N",
                    help="which face of the driving clip to follow when it shows several (0 = largest)")
+    p.add_argument("--redetect-every", type=positive_int, default=None, metavar="N",
+                   help="with dlib landmarks, detect the driving face once every N frames and follow it "
+                        "in between (default: 25; 1 detects in every frame, 12-15x slower)")
     add_bad_frames_option(p)
     add_model_options(p)
     add_finetune_options(p, default_steps=0)
@@ -83,6 +86,8 @@ def check_before_work(args: argparse.Namespace) -> None:
     elif args.max_frames is not None:
         raise InputError("--max-frames only applies to --driving: with --audio the audio sets the length, with "
                          "--motion-preset --seconds does.")
+    elif args.redetect_every is not None:
+        raise InputError("--redetect-every only applies to --driving: it says how the driving face is tracked.")
     elif args.audio:
         _check_audio_args(args)
     else:
@@ -130,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--reference must be best, first or a frame index, not {args.reference!r}.")
         video = avatar.animate(args.driving, motion=args.motion, reference=ref, crop_only=args.crop_only, backend=args.backend,
                                face_index=args.driving_face_index, max_frames=args.max_frames,
-                               batch_size=args.batch_size, on_bad_frames=args.on_bad_frames)
+                               batch_size=args.batch_size, on_bad_frames=args.on_bad_frames,
+                               redetect_every=args.redetect_every)
         filled = video.info.get("filled_frames", 0)
         if filled:
             print(f"{filled} driving frame(s) without a detected face were interpolated")

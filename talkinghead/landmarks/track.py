@@ -186,20 +186,37 @@ def _box_distance(face: Face, prev: Face) -> float:
 
 
 def track_faces(frames: Iterable[np.ndarray], detector: LandmarkDetector, face_index: int = 0,
-                max_jump: float = 0.6, what: str = "the video") -> tuple[np.ndarray, np.ndarray]:
+                max_jump: float = 0.6, what: str = "the video", follow_every: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Detect and follow one face through ``frames``.
 
     The face is chosen in the first frame with faces (``face_index``-th largest); afterwards, each frame
     takes the face whose box centre is nearest to the last one seen, if it moved less than ``max_jump``
     box widths (more per missing frame), so another person entering the shot is not picked up.
+    ``follow_every=N`` (dlib only; 0: off): the detector runs once every N frames and where the face was
+    lost, and dlib's predictor follows the chosen face in between (:mod:`.follow`: 12-15x faster,
+    points within 2% of the eye distance of detecting every frame); a followed frame counts the faces
+    of the last detection.
     Returns ``(landmarks (T, 68, 2) with NaN rows, faces_per_frame (T,))``.
     """
+    from .detectors import DlibDetector
+    from .follow import BoxFollower
+
+    follower = BoxFollower(detector) if follow_every > 0 and isinstance(detector, DlibDetector) else None
     rows: list[np.ndarray] = []
     counts: list[int] = []
     prev: Face | None = None
     since = 0
+    followed = 0  # frames followed since the last detection
     nan = np.full((68, 2), np.nan, np.float32)
     for frame in frames:
+        if follower is not None and prev is not None and since == 0 and followed < follow_every - 1:
+            face = follower.follow(np.ascontiguousarray(frame), prev.landmarks)
+            if face is not None:
+                rows.append(face.landmarks)
+                counts.append(counts[-1])
+                prev, followed = face, followed + 1
+                continue
+        followed = 0
         faces = detector.detect(frame)
         counts.append(len(faces))
         chosen = None
@@ -219,6 +236,8 @@ def track_faces(frames: Iterable[np.ndarray], detector: LandmarkDetector, face_i
         else:
             rows.append(chosen.landmarks.astype(np.float32))
             prev, since = chosen, 0
+            if follower is not None:
+                follower.remember(chosen)
     if not rows:
         raise InputError(f"{what} has no frames: use a valid video file.")
     return np.stack(rows), np.asarray(counts, np.int32)
@@ -227,13 +246,13 @@ def track_faces(frames: Iterable[np.ndarray], detector: LandmarkDetector, face_i
 def track_video(video: str | os.PathLike | Iterable[np.ndarray], backend: str | LandmarkDetector = "auto",
                 face_index: int = 0, smooth: bool = True, max_gap_s: float = 0.5, allow_gaps: bool = False,
                 fps: float | None = None, max_frames: int | None = None, device: str = "cpu",
-                progress: bool = False, on_bad_frames: str = "hold") -> LandmarkTrack:
+                progress: bool = False, on_bad_frames: str = "hold", follow_every: int = 0) -> LandmarkTrack:
     """Landmarks of one face in every frame of a video (path, or an iterable of RGB frames + ``fps``).
 
     Gaps up to ``max_gap_s`` seconds are interpolated (reported in ``.filled``); longer ones raise
     :class:`NoFaceError` unless ``allow_gaps``. ``smooth`` applies :func:`smooth_track`.
     ``on_bad_frames`` (``hold``, ``skip``, ``error``) is what a frame of the file that cannot be decoded
-    becomes (see :class:`talkinghead.io.VideoReader`).
+    becomes (see :class:`talkinghead.io.VideoReader`). ``follow_every``: see :func:`track_faces` (dlib).
     """
     det = backend if isinstance(backend, LandmarkDetector) else get_detector(backend, device)
     what = "the frames"
@@ -254,7 +273,7 @@ def track_video(video: str | os.PathLike | Iterable[np.ndarray], backend: str | 
 
         frames = tqdm(frames, total=getattr(reader, "num_frames", None), unit="frame", desc="landmarks")
     try:
-        raw, counts = track_faces(frames, det, face_index=face_index, what=what)
+        raw, counts = track_faces(frames, det, face_index=face_index, what=what, follow_every=follow_every)
     finally:
         if reader is not None:
             reader.close()

@@ -2,7 +2,8 @@
 
 Per target frame::
 
-    shots (B,K,3,S,S) --TPS from the target's 68 points to each shot's--> warped (B,K,3,S,S)
+    shots (B,K,3,S,S) --TPS (or piecewise affine, cfg.warp_motion) from the target's 68 points
+                        to each shot's--> warped (B,K,3,S,S)
     blend weights  = softmax_k( -d_k / T  +  scorer(warped_k, y) )        d_k: landmark distance (prior)
     blended        = sum_k weights_k * warped_k
     U-Net(y, blended) at S / warp_downscale, AdaIN from psi = P e_hat  ->  flow, mask, delta
@@ -33,6 +34,7 @@ from ..config import ModelConfig
 from .embedder import check_image
 from .generator import AdaINGenerator
 from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, sn_conv
+from .piecewise import pa_grid
 from .tps import border_points, identity_grid, landmark_distance, region_map, tps_grid, warp_images
 
 __all__ = ["WarpGenerator"]
@@ -55,7 +57,8 @@ class WarpGenerator(AdaINGenerator):
     (B,K,68,2)`` in their crops' pixels (a batch of 1 is shared by every target). Returns ``fake``,
     ``warped`` (the blend before the network's corrections), ``mask (B,1,S,S)``, ``flow (B,S,S,2)``,
     ``rgb``, ``corrected`` (the warp with the flow, before the mask), ``grid (B,K'+R,S,S,2)`` (the TPS
-    grids, without the flow; :mod:`talkinghead.fullres` samples the source at full resolution with them),
+    or piecewise-affine grids of ``cfg.warp_motion``, without the flow; :mod:`talkinghead.fullres`
+    samples the source at full resolution with them),
     ``weights (B,K'+R,1,S,S)`` and ``shot_index (B,K'+R)``: the ``K' = min(K, cfg.warp_shots)``
     nearest shots that were warped, then (with K > 1) one shot for each of the ``R`` regions of
     ``cfg.warp_regions``, blended in over the region's soft map (:func:`talkinghead.models.tps.region_map`).
@@ -168,7 +171,11 @@ class WarpGenerator(AdaINGenerator):
         shots, shot_points, dist, index = self._select_shots(points, state["shots"], state["shot_points"])
         shots = shots.to(y.dtype)
         k = dist.shape[1]  # the nearest shots; the region shots follow them
-        grid = tps_grid(points, shot_points, s, self.border)  # (B, K'+R, S, S, 2), no gradient
+        if cfg.warp_motion == "pa":  # ModelConfig.warp_motion; landmarks are data: no gradient either way
+            with torch.no_grad():
+                grid = pa_grid(points.float(), shot_points.float(), s, self.border)  # (B, K'+R, S, S, 2)
+        else:
+            grid = tps_grid(points, shot_points, s, self.border)  # (B, K'+R, S, S, 2), no gradient
         warped = warp_images(shots, grid)
 
         # blend weights: the landmark prior plus the scorer's per-pixel say, at S/4 (one shot: weight 1)
