@@ -20,7 +20,7 @@ mouth-region LPIPS over open-mouth frames (``metrics.mouth_region_metrics``, as 
                   nothing), thin-plate spline or piecewise affine (``models/piecewise.py``)
 
 The decoded clips and their landmarks are cached (--cache) so that a rerun skips decoding and detection.
-``scores``/``summarise`` are heldout_watch.py's (that script runs on import, so they are repeated here).
+``scores``/``summarise`` are heldout_watch.py's (scripts/heldout_scores.py).
 The JSON holds the summaries, the per-frame mouth LPIPS of each method and how often the mouth pick is
 the nearest shot or the oracle's.
 """
@@ -43,23 +43,16 @@ from talkinghead.landmarks import get_detector, landmark_images
 from talkinghead.models.tps import landmark_distance, region_map
 from talkinghead.tensors import to_tensor, to_uint8
 
+from heldout_scores import scores  # noqa: E402  (scripts/, beside this file)
+from heldout_scores import summarise as heldout_summarise  # noqa: E402
+
 SIZE = 256
 
 
-def scores(gen, reals, lms):
-    """heldout_watch.py's per-clip scores: full-frame LPIPS and SSIM, per-frame mouth LPIPS."""
-    mouth = M.mouth_region_metrics(gen, reals, lms)["mouth_lpips"].per_item
-    return {"lpips": float(M.lpips(gen, reals).value), "ssim": float(M.ssim(gen, reals).value),
-            "mouth": [float(v) for v in mouth]}
-
-
 def summarise(per_clip):
-    """heldout_watch.py's summary: clip-mean LPIPS / SSIM, mouth LPIPS pooled over open-mouth frames."""
+    """heldout_scores.summarise, with the count of open-mouth frames the mouth LPIPS pools."""
     mouth = np.concatenate([c["mouth"] for c in per_clip])
-    return {"lpips": float(np.mean([c["lpips"] for c in per_clip])),
-            "ssim": float(np.mean([c["ssim"] for c in per_clip])),
-            "mouth_lpips": float(np.nanmean(mouth)), "mouth_open_frames": int(np.isfinite(mouth).sum()),
-            "clips_lpips": [round(c["lpips"], 4) for c in per_clip]}
+    return {**heldout_summarise(per_clip), "mouth_open_frames": int(np.isfinite(mouth).sum())}
 
 
 def round_trip_128(images: np.ndarray) -> np.ndarray:

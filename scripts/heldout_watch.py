@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 import talkinghead as th
-from talkinghead import metrics as M
 from talkinghead.evaluation.baselines import nearest_shot, piecewise_affine_warp
 from talkinghead.evaluation.protocol import _crop, load_clip
 from talkinghead.landmarks import get_detector, landmark_images
 from talkinghead.tensors import to_uint8
 from talkinghead.training import CHECKPOINT, export_pretrained, load_checkpoint
+
+from heldout_scores import scores, summarise  # noqa: E402  (scripts/, beside this file)
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("run")
@@ -40,21 +41,6 @@ log = run / "heldout.jsonl"
 det = get_detector("dlib").load()
 clips = [load_clip(c, tuple(args.shots), args.frames, det) for c in sorted(Path(args.videos).glob("*.mp4"))]
 SIZE = 256
-
-
-def scores(gen, reals, lms):
-    mouth = M.mouth_region_metrics(gen, reals, lms)["mouth_lpips"].per_item
-    return {"lpips": float(M.lpips(gen, reals).value), "ssim": float(M.ssim(gen, reals).value),
-            "mouth": [float(v) for v in mouth]}
-
-
-def summarise(per_clip):
-    mouth = np.concatenate([c["mouth"] for c in per_clip])
-    return {"lpips": float(np.mean([c["lpips"] for c in per_clip])),
-            "ssim": float(np.mean([c["ssim"] for c in per_clip])),
-            "mouth_lpips": float(np.nanmean(mouth)),
-            "clips_lpips": [round(c["lpips"], 4) for c in per_clip],
-            "clips_ssim": [round(c["ssim"], 4) for c in per_clip]}
 
 
 def evaluate(model=None):

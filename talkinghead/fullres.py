@@ -117,7 +117,6 @@ class FaceRenderer:
         self.crop = FaceCrop(src.crop.center, src.crop.side, self.face_size)  # same square, F pixels
         self.source_mask = face_mask(transform_landmarks(src.landmarks, src.crop), s)
         self._shots_hi = None
-        self._mask_lo = None  # the source's paste mask at PASTE_MASK_SIZE (native paste-back)
         self._native = size is None and needs_shots
         # shots other than the source's own crop (an avatar of several photos)
         self._several_shots = self.state.get("shots") is not None and self.state["shots"].shape[1] > 1
@@ -268,6 +267,11 @@ class FaceRenderer:
                           torch.tensor([(cx - px0 + 0.5) * 2.0 / pw - 1.0, (cy - py0 + 0.5) * 2.0 / ph - 1.0],
                                        device=dev))
         self._roi = to_tensor(src.image[ay0:ay1, ax0:ax1], dev, torch.float32)[None]  # (1, 3, h, w) in [-1, 1]
+        # the source's own paste mask, at PASTE_MASK_SIZE (frames() draws the driven one there too)
+        from .landmarks import face_mask, transform_landmarks
+
+        self._mask_lo = face_mask(transform_landmarks(src.landmarks, src.crop) * (PASTE_MASK_SIZE / self.net_size),
+                                  PASTE_MASK_SIZE)
 
     @torch.no_grad()
     def frames(self, crop_landmarks: np.ndarray) -> list[np.ndarray]:
@@ -275,7 +279,7 @@ class FaceRenderer:
         if not self._native:
             faces, masks = self.render(crop_landmarks)
             return [self.paste(f, m) for f, m in zip(faces, masks)]
-        from .landmarks import face_mask, transform_landmarks
+        from .landmarks import face_mask
         from .models.tps import warp_images
         from .tensors import to_uint8
 
@@ -290,10 +294,6 @@ class FaceRenderer:
                                   (weights * warp_images(shots[index], grid)).sum(dim=1))
         # the paste mask is a hull blurred by 4% of the crop: drawn at 64 px it is the same once
         # resampled to the ROI, at a twentieth of the cost of drawing it at S (1.4 ms a frame at 256)
-        if self._mask_lo is None:
-            src = self.avatar.source
-            self._mask_lo = face_mask(transform_landmarks(src.landmarks, src.crop) * (PASTE_MASK_SIZE / s),
-                                      PASTE_MASK_SIZE)
         masks = torch.from_numpy(np.stack([np.maximum(face_mask(lm * (PASTE_MASK_SIZE / s), PASTE_MASK_SIZE),
                                                       self._mask_lo)
                                            for lm in np.asarray(crop_landmarks, np.float32)])).to(self.device)

@@ -392,7 +392,7 @@ class Avatar:
             driving: a video path, or a :class:`talkinghead.landmarks.LandmarkTrack`.
             redetect_every: with the dlib backend, the face detector runs once every this many driving
                 frames (default 1: every frame; 25 is ``landmarks.follow.REDETECT_EVERY``) and dlib's predictor follows
-                the face in between (12-15x faster tracking, points within 2% of the eye distance;
+                the face in between (about 5x faster tracking, points within 2% of the eye distance;
                 :mod:`talkinghead.landmarks.follow`); 1 detects in every frame.
             on_bad_frames: what a driving frame that cannot be decoded becomes: ``hold`` (the frame
                 before it, with a warning), ``skip`` (left out, with a warning) or ``error`` (an

@@ -5,12 +5,14 @@ HOG detection is most of the cost of a landmark track (25-30 ms a 512-px frame o
 previous frame's points. The predictor was trained on the detector's boxes, so that box keeps the
 offset and size, relative to the points, that the last detected box had.
 
-Measured on the five eval driving clips (``../shared/data/eval/driving``): following with a detection
-every 25 frames ran 12-15x faster than detecting every frame. The points differed from the detected
-ones by 1.1-2.1% of the eye distance (mean; 0.9-1.8% after :func:`~.track.smooth_track`), against a
-frame-to-frame jitter of 0.8-2.7% for either method.
+Measured on the five eval driving clips (``../shared/data/eval/driving``, 512 px), with a detection
+every 25 frames and the detector's check of the followed region in every frame: 5.1-5.7 ms a frame
+against 25.9-35.7 ms for detecting every frame. The points differed from the detected ones by
+0.9-1.8% of the eye distance (mean), against a frame-to-frame jitter of 0.8-2.7% for either method.
+A facecheck spot test still found a lower eye-opening correlation (Mona Lisa driven by d10: 0.86
+against 0.93), so ``animate`` detects in every frame unless asked (``--redetect-every N``).
 
-:class:`BoxFollower` is the mechanism. ``track_faces(..., follow_every=N)`` (and so ``animate``) and
+:class:`BoxFollower` is the mechanism. ``track_faces(..., follow_every=N)`` (``animate --redetect-every N``) and
 the live mode's :class:`talkinghead.live.FaceFollower` each add their own rule for choosing the face.
 """
 from __future__ import annotations
@@ -28,6 +30,11 @@ CHECK_MARGIN = 1.5
 CHECK_SIDE = 160
 CHECK_EVERY = 5  # live mode checks a followed face this often (animate: every frame); lost within 0.2 s
 MAX_JUMP = 0.35  # a followed face whose points moved more than this many face widths is detected again
+
+
+def _jumped(new: np.ndarray, old: np.ndarray) -> bool:
+    """Whether the points' centre moved more than :data:`MAX_JUMP` face widths."""
+    return bool(np.linalg.norm(new.mean(0) - old.mean(0)) > MAX_JUMP * max(1.0, float(np.ptp(old[:, 0]))))
 
 
 class BoxFollower:
@@ -77,10 +84,7 @@ class BoxFollower:
         x0, y0, x1, y1 = self.box_of(lm)
         if not check:
             new = self.predict(frame, (x0, y0, x1, y1))
-            width = max(1.0, float(np.ptp(lm[:, 0])))
-            if np.linalg.norm(new.mean(0) - lm.mean(0)) > MAX_JUMP * width:
-                return None
-            return Face(new, tuple(float(v) for v in self.box_of(new)), 1.0)
+            return None if _jumped(new, lm) else Face(new, tuple(float(v) for v in self.box_of(new)), 1.0)
         h, w = frame.shape[:2]
         cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, CHECK_MARGIN * max(x1 - x0, y1 - y0) / 2
         ax0, ay0 = max(0, int(cx - half)), max(0, int(cy - half))
@@ -100,8 +104,7 @@ class BoxFollower:
                                                        (rs[0].top() + rs[0].bottom()) / 2 - centre[1]))
         box = (ax0 + r.left() / f, ay0 + r.top() / f, ax0 + r.right() / f, ay0 + r.bottom() / f)
         new = self.predict(frame, tuple(round(v) for v in box))
-        width = max(1.0, float(np.ptp(lm[:, 0])))
-        if np.linalg.norm(new.mean(0) - lm.mean(0)) > MAX_JUMP * width:
+        if _jumped(new, lm):
             return None
         face = Face(new, tuple(float(v) for v in box), float(score))
         self.remember(face)

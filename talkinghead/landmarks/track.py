@@ -193,7 +193,7 @@ def track_faces(frames: Iterable[np.ndarray], detector: LandmarkDetector, face_i
     takes the face whose box centre is nearest to the last one seen, if it moved less than ``max_jump``
     box widths (more per missing frame), so another person entering the shot is not picked up.
     ``follow_every=N`` (dlib only; 0: off): the detector runs once every N frames and where the face was
-    lost, and dlib's predictor follows the chosen face in between (:mod:`.follow`: 12-15x faster,
+    lost, and dlib's predictor follows the chosen face in between (:mod:`.follow`: about 5x faster,
     points within 2% of the eye distance of detecting every frame); a followed frame counts the faces
     of the last detection.
     Returns ``(landmarks (T, 68, 2) with NaN rows, faces_per_frame (T,))``.
