@@ -15,7 +15,9 @@ the weights so that a checkpoint rebuilds without code edits. Named configs::
     warp-256    the warp family (``generator="warp"``): the shots' pixels moved by a thin-plate spline from
                 the landmarks, refined by a 128x128 AdaIN U-Net (mouth interior, eyelids, what a turn
                 uncovers); cpu-256's embedder and discriminator. 2.5 GFLOPs per frame (one shot).
-    warp-tiny   64x64 warp-family test config.
+    warp-mouth-256  warp-256 with a mouth refiner: a 96x96 AdaIN U-Net on a box about the lips at the
+                frame's full resolution (teeth, the mouth's inside; models/mouth.py).
+    warp-tiny, warp-mouth-tiny   64x64 warp-family test configs.
 
 ``get_config(name, **overrides)`` returns a copy with fields replaced, e.g.
 ``get_config("paper-256", num_videos=145_000)``. Importing this module does not import torch; models are
@@ -87,12 +89,17 @@ class ModelConfig:
     # "tps" a thin-plate spline (models/tps.py), "pa" piecewise affine over a fixed triangulation of the
     # 68 points and the crop's border (models/piecewise.py, the evaluation baseline's warp)
     warp_motion: str = "tps"
+    # warp family: the mouth refiner (models/mouth.py), a small AdaIN U-Net on a box about the lips at full
+    # resolution, trained after the rest (training.MouthTask); () = none. mouth_size: the box's side in px
+    mouth_channels: tuple[int, ...] = ()
+    mouth_size: int = 96
+    mouth_blocks: int = 2
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep tuples so the dataclass stays hashable and comparable.
         for name in ("embedder_channels", "generator_down_channels", "generator_up_channels", "warp_channels",
-                     "warp_regions"):
+                     "warp_regions", "mouth_channels"):
             value = getattr(self, name)
             if not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -109,7 +116,7 @@ class ModelConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, got {v!r}")
-        for name in ("bottleneck_blocks", "discriminator_extra_blocks", "warp_blocks"):
+        for name in ("bottleneck_blocks", "discriminator_extra_blocks", "warp_blocks", "mouth_blocks"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"ModelConfig.{name} must be a non-negative int, got {v!r}")
@@ -128,6 +135,15 @@ class ModelConfig:
         if self.warp_motion not in WARP_MOTIONS:
             raise ValueError(f"ModelConfig.warp_motion must be one of {', '.join(WARP_MOTIONS)}, "
                              f"got {self.warp_motion!r}")
+        if self.mouth_channels:
+            positive_ints("mouth_channels", self.mouth_channels)
+            levels = len(self.mouth_channels) - 1
+            if self.generator != "warp":
+                raise ValueError("ModelConfig.mouth_channels: the mouth refiner belongs to the warp family "
+                                 f"(generator='warp'), not {self.generator!r}")
+            if not isinstance(self.mouth_size, int) or self.mouth_size <= 0 or self.mouth_size % (2 ** levels):
+                raise ValueError(f"ModelConfig.mouth_size must be a positive int divisible by 2**{levels} "
+                                 f"(mouth_channels), got {self.mouth_size!r}")
         if self.generator == "warp":  # its U-Net's resolutions; the paper family ignores the warp_* fields
             net = self.image_size // self.warp_downscale
             levels = len(self.warp_channels) - 1
@@ -299,7 +315,21 @@ def _warp_256() -> ModelConfig:
                     "(cpu-256's embedder and discriminator)")
 
 
+@register_config("warp-mouth-256")
+def _warp_mouth_256() -> ModelConfig:
+    return _warp_256().replace(
+        mouth_channels=(32, 64, 128), mouth_size=96, mouth_blocks=2,
+        description="warp-256 with a mouth refiner: a 96x96 AdaIN U-Net on the box about the lips, at the "
+                    "frame's full resolution")
+
+
 @register_config("warp-tiny")
 def _warp_tiny() -> ModelConfig:
     return _tiny().replace(generator="warp", warp_channels=(8, 16, 16), warp_blocks=1, warp_downscale=2,
                            warp_shots=2, description="64x64 warp-family test config")
+
+
+@register_config("warp-mouth-tiny")
+def _warp_mouth_tiny() -> ModelConfig:
+    return _warp_tiny().replace(mouth_channels=(8, 16), mouth_size=64, mouth_blocks=1,
+                                description="64x64 warp-family test config with a mouth refiner")

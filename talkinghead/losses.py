@@ -197,21 +197,9 @@ def mouth_crops(images: torch.Tensor, points: torch.Tensor, size: int = 64, pad:
     resampled (bilinear). The box bounds the lips (48-67) of ``points`` ``(B, 68, 2)`` (pixels) padded by
     ``pad`` times the mouth width on each side and widened to a square, as the evaluation's
     :func:`talkinghead.metrics.mouth_box` (there also moved inside the image; here the border repeats)."""
-    b, _, h, w = images.shape
-    with torch.no_grad():
-        lips = points[:, 48:68].float()
-        margin = pad * (points[:, 54] - points[:, 48]).float().norm(dim=-1)
-        lo, hi = lips.amin(dim=1) - margin[:, None], lips.amax(dim=1) + margin[:, None]
-        centre = (lo + hi) / 2  # (B, 2) pixels
-        half = ((hi - lo).amax(dim=1) / 2).clamp_min(1.0)  # (B,)
-        # pixel centres at p + 0.5 map to grid units by (2p + 1) / size - 1 (align_corners=False)
-        scale = torch.stack([half * 2 / w, half * 2 / h], dim=1)
-        shift = torch.stack([(2 * centre[:, 0] + 1) / w - 1, (2 * centre[:, 1] + 1) / h - 1], dim=1)
-        theta = torch.zeros(b, 2, 3, device=images.device, dtype=torch.float32)
-        theta[:, 0, 0], theta[:, 1, 1] = scale[:, 0], scale[:, 1]
-        theta[:, :, 2] = shift
-        grid = F.affine_grid(theta, (b, images.shape[1], size, size), align_corners=False)
-    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    from .models.mouth import crop_box, mouth_theta
+
+    return crop_box(images, mouth_theta(points, tuple(images.shape[-2:]), pad), size)
 
 
 class GeneratorLoss(nn.Module):

@@ -117,6 +117,10 @@ class TrainOptions:
     # with init_from: the warp generator's flow/mask/delta head and blend scorer start afresh (at the warp),
     # e.g. for weights whose heads learned under the earlier absolute-rgb output (docs/how-it-works.md)
     reset_heads: bool = False
+    # "meta": meta-learning (E, G, D); "mouth": the warp family's mouth refiner on cached crops of the frozen
+    # model (talkinghead.mouth_training), ``mouth_crops`` of them
+    stage: str = "meta"
+    mouth_crops: int = 4000
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -223,8 +227,8 @@ def _split_episode(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...
 
 
 def _generator_loss(task: nn.Module, out: dict, loss_fn, **match) -> tuple[torch.Tensor, dict]:
-    """G's loss for either task: D scores the fake; D's features of the real frame are constants."""
-    D = task.model.discriminator
+    """G's loss for any task: D scores the fake; D's features of the real frame are constants."""
+    D = task.discriminator
     cond = task.d_condition(out, detach_table=True)
     score_fake, feats_fake = D(out["fake"], out["y"], **cond)
     with torch.no_grad():
@@ -257,9 +261,15 @@ class MetaLearningTask(nn.Module):
             self.model.embedder.eval()
         return self
 
+    generator_path = "generator"  # where the trained (and EMA-averaged) generator sits in self.model
+
     @property
     def generator(self) -> nn.Module:
         return self.model.generator
+
+    @property
+    def discriminator(self) -> nn.Module:
+        return self.model.discriminator
 
     def g_parameters(self) -> list[nn.Parameter]:
         embedder = [] if self.freeze_embedder else list(self.model.embedder.parameters())
@@ -314,9 +324,15 @@ class FineTuneTask(nn.Module):
             self.w = nn.Parameter((model.discriminator.w0 + e_hat.reshape(-1)).clone())
         model.embedder.requires_grad_(False)
 
+    generator_path = "generator"  # where the trained (and EMA-averaged) generator sits in self.model
+
     @property
     def generator(self) -> nn.Module:
         return self.model.generator
+
+    @property
+    def discriminator(self) -> nn.Module:
+        return self.model.discriminator
 
     def g_parameters(self) -> list[nn.Parameter]:
         return (list(self.model.generator.parameters()) if self.train_generator else []) + [self.psi]
@@ -478,7 +494,7 @@ class Trainer:
         task = self.task
         d_params = task.d_parameters()
         req = [p.requires_grad for p in d_params]
-        D = task.model.discriminator
+        D = task.discriminator
         for p in d_params:
             p.requires_grad_(False)
         # W keeps its gradient: the match term's pull on W_i is applied by D's next step.
@@ -509,7 +525,7 @@ class Trainer:
                 with torch.no_grad():
                     out = task.generate(batch, self.device)
                 out = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
-            D = task.model.discriminator
+            D = task.discriminator
             cond = task.d_condition(out)
             score_real, _ = D(out["real"], out["y"], **cond)
             score_fake, _ = D(out["fake"], out["y"], **cond)
@@ -634,7 +650,7 @@ class Trainer:
         """Write E, G (EMA weights by default) and D as a pretrained folder (``save_pretrained``)."""
         model = copy.deepcopy(self.task.model)
         if use_ema:
-            model.generator.load_state_dict(self.ema.state_dict())
+            model.get_submodule(self.task.generator_path).load_state_dict(self.ema.state_dict())
         if self.run_dir is not None:
             model.training_info = training_record(_saved_record(Path(self.run_dir)), self.step)
         model.save_pretrained(directory)
@@ -742,6 +758,10 @@ def build_loss(opts: TrainOptions, device: torch.device):
     return GeneratorLoss(weights, backbones)
 
 
+# parts trained after meta-learning (stage "mouth"): a model without them still counts as the whole generator
+LATER_STAGES = ("generator.mouth.",)
+
+
 def init_from_pretrained(name_or_dir: str, dataset, config: str | None = None) -> nn.Module:
     """A pretrained model re-shaped for ``dataset``: E, G, D's trunk, w0 and b as trained; D's table ``W``
     resized to the dataset's videos, keeping the trained row of every video the model was trained on
@@ -774,8 +794,10 @@ def init_from_pretrained(name_or_dir: str, dataset, config: str | None = None) -
             if k != "discriminator.W.weight" and k in target and tuple(v.shape) == tuple(target[k].shape)
             and (same_family or not k.startswith("generator."))}
     # whole networks only: a network half pretrained and half fresh would not be what the record says
+    # a later stage's part (the mouth refiner) may be missing: it starts at its zero head, changing nothing
     model.init_parts = [net for net in ("embedder", "generator", "discriminator")
-                        if all(k in fits for k in target if k.startswith(net + ".") and k != "discriminator.W.weight")]
+                        if all(k in fits for k in target if k.startswith(net + ".") and k != "discriminator.W.weight"
+                               and not (k.startswith(LATER_STAGES) and k not in src.state_dict()))]
     state = {k: v for k, v in fits.items() if k.split(".", 1)[0] in model.init_parts}
     model.load_state_dict(state, strict=False)
     if config is not None and len(model.init_parts) < 3:
@@ -833,7 +855,14 @@ def init_embedding_table(model: nn.Module, dataset, device: torch.device, keep: 
 
 
 def train(opts: TrainOptions, resume: bool = False) -> Trainer:
-    """Run meta-learning as described by ``opts`` (the ``talkinghead train`` command)."""
+    """Run meta-learning as described by ``opts`` (the ``talkinghead train`` command), or with
+    ``opts.stage == "mouth"`` the warp family's mouth stage (:func:`talkinghead.mouth_training.train_mouth`)."""
+    if opts.stage not in ("meta", "mouth"):
+        raise InputError(f"stage must be meta or mouth, not {opts.stage!r}.")
+    if opts.stage == "mouth":
+        from .mouth_training import train_mouth
+
+        return train_mouth(opts, resume)
     from .config import ModelConfig, get_config
     from .data import EpisodeDataset
     from .models import TalkingHeadModel
@@ -968,8 +997,9 @@ def load_run_model(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[nn
     state = load_checkpoint(run_dir / CHECKPOINT)
     model = TalkingHeadModel(ModelConfig.from_dict(record["model_config"]))
     model.load_state_dict({k[len("model."):]: v for k, v in state["task"].items() if k.startswith("model.")})
-    if use_ema:
-        model.generator.load_state_dict(state["ema"])
+    if use_ema:  # the mouth stage averages the refiner only
+        path = "generator.mouth" if record.get("stage") == "mouth" else "generator"
+        model.get_submodule(path).load_state_dict(state["ema"])
     model.training_info = training_record(record, int(state["step"]))
     return model, int(state["step"])
 

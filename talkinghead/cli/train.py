@@ -1,4 +1,4 @@
-"""``talkinghead train``: meta-learning of E, G and D on a preprocessing cache."""
+"""``talkinghead train``: meta-learning of E, G and D on a preprocessing cache (or the warp family's mouth stage)."""
 from __future__ import annotations
 
 from ._common import (MAX_WORKERS, add_loss_weight_option, bounded, count, parse_loss_weights, positive_float,
@@ -17,22 +17,28 @@ fine-tuning. Ctrl-C or SIGTERM stops after the current step with a checkpoint (e
 --resume continues exactly where the run stopped, with the same cache and architecture.
 --init-from starts E, G and D from a pretrained model (the shipped one: default) instead of at random,
 with fresh optimisers; its architecture comes along.
+--stage mouth trains the warp family's mouth refiner after meta-learning: the rest of the --init-from
+model stays frozen, RUN_DIR/mouth-crops/ keeps --mouth-crops crops of it (built first, resumable), and
+model/ is the whole model with the refiner (--config warp-mouth-256).
 Several processes: torchrun --nproc_per_node N -m talkinghead train ...
 
 example: talkinghead train --config cpu-256 --data cache/train -o runs/cpu256 --steps 500 \\
-             --lr-g 1e-4 --loss-weight content_stlpips=1.5 --loss-weight pixel=10   # the shipped recipe
+             --lr-g 1e-4 --loss-weight content_stlpips=1.5 --loss-weight pixel=10   # the paper family's recipe
+         talkinghead train --stage mouth --config warp-mouth-256 --init-from default --data cache/train \
+             -o runs/mouth --k 8 --batch 8 --focus-targets 0.5 --loss-weight content_stlpips=1.5 --loss-weight pixel=10
          talkinghead train --init-from default --data cache/train -o runs/more --steps 2000
 """
 
 # Options that --resume takes from the saved run unless given again on the command line.
 _OVERRIDABLE = ("config", "init_from", "data", "steps", "batch", "k", "device", "sample_every", "checkpoint_every",
-                "lr_g", "lr_d", "d_steps", "seed", "workers", "content", "log_every", "amp", "focus_targets")
+                "lr_g", "lr_d", "d_steps", "seed", "workers", "content", "log_every", "amp", "focus_targets", "stage",
+                "mouth_crops")
 
 
 def register(subparsers, formatter_class) -> None:
     p = subparsers.add_parser("train", help="meta-learn E, G, D on a preprocessed cache (DDP aware)",
                               description=DESCRIPTION, formatter_class=formatter_class)
-    p.add_argument("--config", default=None, help="model config name (paper-256, cpu-256, tiny, warp-256, warp-tiny; `talkinghead models` lists "
+    p.add_argument("--config", default=None, help="model config name (paper-256, cpu-256, tiny, warp-256, warp-mouth-256, warp-tiny; `talkinghead models` lists "
                         "them); default cpu-256")
     p.add_argument("--init-from", default=None, metavar="NAME|DIR",
                    help="start from a pretrained model's E, G, D (its config) instead of random weights; with "
@@ -69,6 +75,10 @@ def register(subparsers, formatter_class) -> None:
                    help="keep E as it starts (with --init-from): G and D get the compute")
     p.add_argument("--reset-heads", action="store_true",
                    help="with --init-from: the warp generator's output heads start afresh, at the warp")
+    p.add_argument("--stage", default=None, choices=["meta", "mouth"],
+                   help="meta: meta-learning (default); mouth: the warp family's mouth refiner on a frozen --init-from model")
+    p.add_argument("--mouth-crops", type=bounded(int, 1, True, 1_000_000), default=None, metavar="N",
+                   help="--stage mouth: crops of the frozen model to train on (default 4000; ~1 s each on a CPU core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -104,6 +114,8 @@ def run(args) -> int:
             raise InputError(f"{run_dir} already holds a run; pass --resume to continue it or choose another -o.")
         if "data" not in given:
             raise InputError("--data CACHE is required: build a cache with `talkinghead preprocess VIDEOS -o CACHE`.")
+        if given.get("stage") == "mouth":  # the mouth stage's config is the one with a refiner
+            given.setdefault("config", "warp-mouth-256")
         opts = TrainOptions.from_dict({**given, "run_dir": str(run_dir)})
         if args.init_from and args.config:  # that architecture, with every pretrained part that fits it
             opts.init_architecture = "config"

@@ -34,6 +34,7 @@ from ..config import ModelConfig
 from .embedder import check_image
 from .generator import AdaINGenerator
 from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, sn_conv
+from .mouth import MouthRefiner
 from .piecewise import pa_grid
 from .tps import border_points, identity_grid, landmark_distance, region_map, tps_grid, warp_images
 
@@ -94,10 +95,15 @@ class WarpGenerator(AdaINGenerator):
         named = [(f"bottleneck.{i}", b) for i, b in enumerate(self.bottleneck)]
         named += [(f"up.{i}", b) for i, b in enumerate(self.up)]
         self._init_psi(named, self.out_norm)
+        # after psi's layout: the refiner reads psi through a map of its own
+        self.mouth = MouthRefiner(cfg, self.n_psi) if cfg.mouth_channels else None
 
     @torch.no_grad()
     def reset_heads(self) -> None:
-        """Zero the flow/mask/delta head and the scorer's last layer: the generator becomes the warp."""
+        """Zero the flow/mask/delta head, the scorer's last layer and the mouth refiner's head: the
+        generator becomes the warp."""
+        if getattr(self, "mouth", None) is not None:
+            self.mouth.reset_head()
         self.head.weight.zero_()
         self.head.bias.zero_()
         self.head.bias[2] = MASK_BIAS
@@ -218,5 +224,9 @@ class WarpGenerator(AdaINGenerator):
         corrected = (weights * warp_images(shots, grid + flow[:, None].to(grid.dtype))).sum(dim=1)
         rgb = (corrected + out[:, 3:6]).clamp(-1.0, 1.0)
         fake = mask * corrected + (1.0 - mask) * rgb
-        return {"fake": fake, "warped": blended, "mask": mask, "flow": flow, "rgb": rgb,
+        extra = {}
+        if self.mouth is not None:  # the mouth at full resolution, on top (models/mouth.py)
+            extra["unrefined"] = fake
+            fake, extra["mouth_delta"], extra["mouth_theta"] = self.mouth(fake, y, points, psi)
+        return {"fake": fake, **extra, "warped": blended, "mask": mask, "flow": flow, "rgb": rgb,
                 "weights": weights, "shot_index": index, "corrected": corrected, "grid": grid}
