@@ -358,3 +358,15 @@ def test_portraits_with_the_same_file_name_keep_their_own_strips(tiny_model, sho
                                                                tmp_path / "b" / "portrait.jpg"], log=None)
     assert sorted(k for k in result.samples if k.startswith("cross_")) == \
         ["cross_a__portrait_astronaut_ff", "cross_b__portrait_astronaut_ff"]
+
+
+def test_the_eval_cache_key_holds_the_config_not_only_the_weights(warp_model_dir):
+    """The same weights under another warp_motion are another model: their cached results must not mix."""
+    import talkinghead as th
+    from talkinghead.evaluation.protocol import _model_fingerprint
+
+    tps = th.load(warp_model_dir)
+    pa = th.load(warp_model_dir)
+    pa.model.config = pa.model.config.replace(warp_motion="pa")
+    assert _model_fingerprint(tps) != _model_fingerprint(pa)
+    assert _model_fingerprint(tps) == _model_fingerprint(th.load(warp_model_dir))

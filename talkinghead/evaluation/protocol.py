@@ -224,10 +224,13 @@ class EvalResult:
 
 
 def _model_fingerprint(model) -> str:
-    """SHA-1 of the weights (names and bytes) and of the fine-tuning settings the model brings."""
+    """SHA-1 of the config, the weights (names and bytes) and the fine-tuning settings the model brings:
+    the same weights under another config (a "pa" instead of a "tps" warp_motion) are another model."""
     from ..pipeline import FINE_TUNE_LR
 
     h = hashlib.sha1()
+    config = {k: v for k, v in model.model.config.to_dict().items() if k != "description"}
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
     for name, t in model.model.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
