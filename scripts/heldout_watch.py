@@ -2,6 +2,7 @@
 piecewise-affine warp, feed-forward on the eval clips (never trained on).
 
     nice -n 19 python scripts/heldout_watch.py runs/default-warp256 [--every 200] [--shots 8 32] [--once]
+    nice -n 19 python scripts/heldout_watch.py runs/mouth --model default   # the starting model, once
 
 Appends one JSON line per evaluated step to RUN/heldout.jsonl: per shot count, the mean and per-clip
 full-frame LPIPS and SSIM and the mouth-region LPIPS (open-mouth test frames, as ``talkinghead eval``),
@@ -33,6 +34,8 @@ p.add_argument("--shots", type=int, nargs="+", default=[8, 32])
 p.add_argument("--frames", type=int, default=8, help="test frames per clip")
 p.add_argument("--videos", default="../shared/data/eval/driving")
 p.add_argument("--once", action="store_true", help="evaluate the latest checkpoint and stop")
+p.add_argument("--model", default=None, help="evaluate this pretrained model (name or folder) once, as the run's "
+                                             "reference, and stop: RUN/heldout-reference.jsonl")
 args = p.parse_args()
 torch.set_grad_enabled(False)
 torch.set_num_threads(1)
@@ -66,6 +69,14 @@ def evaluate(model=None):
 
 warp = evaluate()
 print("warp", json.dumps(warp), flush=True)
+if args.model:
+    ours = evaluate(th.load(args.model, device="cpu"))
+    rec = {"model_name": args.model, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": ours, "warp": warp}
+    with open(run / "heldout-reference.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec) + "\n")
+    print(args.model, {k: {m: round(v[m], 4) for m in ("lpips", "ssim", "mouth_lpips", "mouth_ssim")} for k, v in ours.items()},
+          flush=True)
+    raise SystemExit(0)
 done = -1
 if log.exists():
     done = max((json.loads(line)["step"] for line in log.read_text().splitlines() if line.strip()), default=-1)
@@ -79,8 +90,8 @@ while True:
         rec = {"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": ours, "warp": warp}
         with open(log, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
-        print(step, {k: {m: round(v[m], 4) for m in ("lpips", "ssim", "mouth_lpips")} for k, v in ours.items()},
-              "warp", {k: {m: round(v[m], 4) for m in ("lpips", "ssim", "mouth_lpips")} for k, v in warp.items()},
+        print(step, {k: {m: round(v[m], 4) for m in ("lpips", "ssim", "mouth_lpips", "mouth_ssim")} for k, v in ours.items()},
+              "warp", {k: {m: round(v[m], 4) for m in ("lpips", "ssim", "mouth_lpips", "mouth_ssim")} for k, v in warp.items()},
               flush=True)
         done = step
     if args.once:
