@@ -17,6 +17,8 @@ from talkinghead.models.tps import tps_grid, warp_images
 from talkinghead.pipeline import to_tensor, to_uint8
 
 TINY = {"paper": "tiny", "warp": "warp-tiny"}
+# the user-facing tests also run the warp family with its mouth refiner
+USER_CONFIGS = {**TINY, "warp-mouth": "warp-mouth-tiny"}
 
 
 def opened_mouth(lm: np.ndarray, px: float) -> np.ndarray:
@@ -216,16 +218,18 @@ def test_folder_from_before_families_loads_as_the_paper_generator(tmp_path):
 
 
 # ---- the user-facing path: personalise (FF and FT), render, save/load ------------------------------------
-@pytest.fixture(scope="module", params=sorted(TINY))
+@pytest.fixture(scope="module", params=sorted(USER_CONFIGS))
 def family_model(request, tmp_path_factory):
     import talkinghead as th
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("m") / f"{request.param}-tiny"
-    model = TalkingHeadModel(get_config(TINY[request.param], num_videos=3))
-    if request.param == "warp":
+    model = TalkingHeadModel(get_config(USER_CONFIGS[request.param], num_videos=3))
+    if request.param.startswith("warp"):
         with torch.no_grad():  # a little away from the identity, so FT and round trips have work to show
             model.generator.head.weight.normal_(0, 0.02)
+            if model.generator.mouth is not None:
+                model.generator.mouth.head.weight.normal_(0, 0.02)
     model.save_pretrained(folder)
     return th.load(folder, device="cpu")
 
