@@ -318,7 +318,7 @@ def _warp_256() -> ModelConfig:
 @register_config("warp-mouth-256")
 def _warp_mouth_256() -> ModelConfig:
     return _warp_256().replace(
-        mouth_channels=(32, 64, 128), mouth_size=96, mouth_blocks=2,
+        mouth_channels=(16, 32, 64), mouth_size=96, mouth_blocks=2,
         description="warp-256 with a mouth refiner: a 96x96 AdaIN U-Net on the box about the lips, at the "
                     "frame's full resolution")
 
