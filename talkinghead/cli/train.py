@@ -24,7 +24,7 @@ Several processes: torchrun --nproc_per_node N -m talkinghead train ...
 
 example: talkinghead train --config cpu-256 --data cache/train -o runs/cpu256 --steps 500 \\
              --lr-g 1e-4 --loss-weight content_stlpips=1.5 --loss-weight pixel=10   # the paper family's recipe
-         talkinghead train --stage mouth --config warp-mouth-256 --init-from default --data cache/train \
+         talkinghead train --stage mouth --config warp-mouth-256 --init-from default --data cache/train \\
              -o runs/mouth --k 8 --batch 8 --focus-targets 0.5 --lr-g 1e-3 --lr-d 4e-4 \\
              --loss-weight content_stlpips=1.5 --loss-weight pixel=1 --loss-weight adversarial=0.5 \\
              --loss-weight feature_matching=5
