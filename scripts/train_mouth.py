@@ -2,7 +2,7 @@
 
     python scripts/train_mouth.py                 # crops of the frozen default model, then the refiner
     python scripts/train_mouth.py --resume        # after Ctrl-C / SIGTERM (the crops are kept)
-    python scripts/export_default.py --run runs/mouth3   # -> pretrained/default (when it measures better)
+    python scripts/export_default.py --run runs/mouth4   # -> pretrained/default (when it measures better)
 
 The same as ``talkinghead train --stage mouth --config warp-mouth-256 --init-from default --data cache/train
 -o runs/mouth --k 8 --batch 8 --focus-targets 0.5 --lr-g 1e-3 --lr-d 4e-4 --loss-weight content_stlpips=1.5
@@ -27,7 +27,7 @@ def flag(name: str, default: str) -> str:
 
 
 opts = TrainOptions(stage="mouth", config="warp-mouth-256", init_from=flag("init-from", "default"),
-                    init_architecture="config", data="cache/train", run_dir=flag("run-dir", "runs/mouth3"),
+                    init_architecture="config", data="cache/train", run_dir=flag("run-dir", "runs/mouth4"),
                     steps=int(flag("steps", "20000")), batch=8, k=8, lr_g=1e-3, lr_d=4e-4, betas=(0.5, 0.999),
                     mouth_crops=int(flag("crops", "3072")), focus_targets=0.5,
                     sample_every=500, checkpoint_every=200, log_every=20, workers=0,

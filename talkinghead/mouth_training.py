@@ -52,6 +52,20 @@ def shots_of_chunk(chunk: int, k: int) -> int:
     return 1 if chunk % 2 else k
 
 
+def crop_discriminator(cfg, num_videos: int) -> nn.Module:
+    """The crops' projection discriminator, its clip table drawn at N(0, 1/D).
+
+    Why not the main D's near-0 table: that one is set from each clip's e_hat before the first step
+    (training.init_embedding_table). Left near 0, every score is ~0 and so is the trunk's gradient
+    (it is scaled by the table): in a first run D's hinge loss sat at 2.000 for 200 steps."""
+    from .models.discriminator import ProjectionDiscriminator
+
+    D = ProjectionDiscriminator(mouth_discriminator_config(cfg, num_videos))
+    with torch.no_grad():
+        D.W.weight.normal_(0, D.config.embed_dim ** -0.5)
+    return D
+
+
 @torch.no_grad()
 def build_mouth_crops(model: nn.Module, episodes, out_dir: str | Path, samples: int, seed: int = 0,
                       device: torch.device | str = "cpu", batch: int = 4, progress: bool = True) -> Path:
@@ -199,7 +213,6 @@ def train_mouth(opts, resume: bool = False):
     from .data import EpisodeDataset
     from .io import check_output_folder
     from .models import TalkingHeadModel
-    from .models.discriminator import ProjectionDiscriminator
     from .training import (CHECKPOINT, OPTIONS, Trainer, _saved_record, build_loss, init_distributed,
                            init_from_pretrained, load_checkpoint, make_loader, seed_everything)
 
@@ -235,7 +248,7 @@ def train_mouth(opts, resume: bool = False):
         raise InputError(f"{run_dir}: its model has no mouth refiner (mouth_channels); start a new mouth run")
     episodes.size = cfg.image_size
     model.to(device)
-    task = MouthTask(model, ProjectionDiscriminator(mouth_discriminator_config(cfg, len(episodes)))).to(device)
+    task = MouthTask(model, crop_discriminator(cfg, len(episodes))).to(device)
     trainer = Trainer(task, build_loss(opts, device), opts, device, run_dir, dist)
     if state is not None:
         trainer.load_state_dict(state)
