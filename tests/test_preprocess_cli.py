@@ -132,7 +132,7 @@ def test_signal_stops_the_pool(tmp_path, clips, sig, to_group, code):
     try:
         deadline = time.monotonic() + 60
         # signal once the workers are busy: the first clip is written
-        while not list(out.glob("*.npz")) and proc.poll() is None and time.monotonic() < deadline:
+        while not _written(out) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         workers = _children(proc.pid)
         assert proc.poll() is None and len(workers) >= 2, "finished or never started before the signal"
@@ -153,6 +153,12 @@ def test_signal_stops_the_pool(tmp_path, clips, sig, to_group, code):
             proc.wait()
 
 
+def _written(out: Path) -> list[Path]:
+    """The cache entries written whole: a writer's temp (``.NAME.tmp-PID-XXXX.npz``, which pathlib's
+    ``*.npz`` also matches) is not one, and a kill removes it."""
+    return [p for p in out.glob("*.npz") if not p.name.startswith(".")]
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
 def test_a_killed_worker_is_one_line_and_the_finished_clips_are_kept(tmp_path, clips):
     out = tmp_path / "cache"
@@ -162,7 +168,7 @@ def test_a_killed_worker_is_one_line_and_the_finished_clips_are_kept(tmp_path, c
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while not list(out.glob("*.npz")) and proc.poll() is None and time.monotonic() < deadline:
+        while not _written(out) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         workers = sorted(_children(proc.pid))
         assert proc.poll() is None and workers, "finished or never started before the kill"
@@ -172,7 +178,7 @@ def test_a_killed_worker_is_one_line_and_the_finished_clips_are_kept(tmp_path, c
         assert rc == 2, err
         assert "Traceback" not in "\n".join(err)
         assert "a preprocessing worker died" in err[-1] and "run the same command again" in err[-1]
-        kept = list(out.glob("*.npz"))
+        kept = _written(out)
         assert 1 <= len(kept) < 8 and not list(out.glob(".*"))
     finally:
         if proc.poll() is None:
