@@ -169,7 +169,6 @@ class MouthTask(nn.Module):
         self.crop_discriminator = discriminator
         model.requires_grad_(False)
         model.generator.mouth.requires_grad_(True)
-        self.feed_forward = True  # no embedding match: psi is given
 
     @property
     def generator(self) -> nn.Module:

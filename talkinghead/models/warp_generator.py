@@ -63,6 +63,9 @@ class WarpGenerator(AdaINGenerator):
     ``weights (B,K'+R,1,S,S)`` and ``shot_index (B,K'+R)``: the ``K' = min(K, cfg.warp_shots)``
     nearest shots that were warped, then (with K > 1) one shot for each of the ``R`` regions of
     ``cfg.warp_regions``, blended in over the region's soft map (:func:`talkinghead.models.tps.region_map`).
+    With a mouth refiner (``cfg.mouth_channels``, :mod:`talkinghead.models.mouth`) ``fake`` is refined in the
+    box about the lips, and ``unrefined`` (the fake before it), ``mouth_delta (B,3,M,M)`` and
+    ``mouth_theta (B,2,3)`` come with it.
 
     The U-Net: a 3x3 conv to ``warp_channels[0]``, residual down blocks without normalisation through
     ``warp_channels``, ``warp_blocks`` AdaIN residual blocks, AdaIN residual up blocks back to
