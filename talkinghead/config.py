@@ -90,7 +90,7 @@ class ModelConfig:
     # 68 points and the crop's border (models/piecewise.py, the evaluation baseline's warp)
     warp_motion: str = "tps"
     # warp family: the mouth refiner (models/mouth.py), a small AdaIN U-Net on a box about the lips at full
-    # resolution, trained after the rest (training.MouthTask); () = none. mouth_size: the box's side in px
+    # resolution, trained after the rest (mouth_training.MouthTask); () = none. mouth_size: the box's side in px
     mouth_channels: tuple[int, ...] = ()
     mouth_size: int = 96
     mouth_blocks: int = 2

@@ -3,8 +3,9 @@
 The rest of the model is frozen, so its output in the mouth box is the same whenever an episode comes
 round again. It is computed once per sample and kept as crops (``RUN/mouth-crops/chunk-*.npz``)::
 
-    episode (K shots, or 1 in every other chunk, + target) -> the frozen generator -> the box about the target's lips (mouth_theta):
-        crop of the unrefined fake, of the landmark image and of the real frame (M x M, uint8), and psi
+    episode (K shots, or 1 in every other chunk, + target) -> the frozen generator
+        -> the box about the target's lips (mouth_theta): crops of the unrefined fake, of the landmark
+           image and of the real frame (M x M, uint8), and psi
 
 and the shared :class:`talkinghead.training.Trainer` trains the refiner on them with the usual named
 terms (content on the crops, pixel L1, adversarial, feature matching) against a projection

@@ -998,7 +998,9 @@ def load_run_model(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[nn
     model = TalkingHeadModel(ModelConfig.from_dict(record["model_config"]))
     model.load_state_dict({k[len("model."):]: v for k, v in state["task"].items() if k.startswith("model.")})
     if use_ema:  # the mouth stage averages the refiner only
-        path = "generator.mouth" if record.get("stage") == "mouth" else "generator"
+        from .mouth_training import MouthTask
+
+        path = MouthTask.generator_path if record.get("stage") == "mouth" else MetaLearningTask.generator_path
         model.get_submodule(path).load_state_dict(state["ema"])
     model.training_info = training_record(record, int(state["step"]))
     return model, int(state["step"])

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .embedder import check_image
-from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, SelfAttention, sn_conv
+from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, SelfAttention, run_adain_blocks, sn_conv
 
 __all__ = ["AdaINGenerator", "Generator"]
 
@@ -73,13 +73,7 @@ class AdaINGenerator(nn.Module):
 
     def _adain_blocks(self, h: torch.Tensor, blocks, psi: torch.Tensor, offset: int, after=None):
         """Run ``blocks`` in order, each on its slice of psi; returns ``(h, offset)``."""
-        for i, block in enumerate(blocks):
-            n = block.num_adain_params
-            h = block(h, psi[:, offset : offset + n])
-            offset += n
-            if after is not None:
-                h = after(i, h)
-        return h, offset
+        return run_adain_blocks(h, blocks, psi, offset, after)
 
     def _out_norm(self, h: torch.Tensor, psi: torch.Tensor, offset: int) -> torch.Tensor:
         c = self.out_norm.channels

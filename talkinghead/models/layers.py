@@ -213,6 +213,19 @@ class ResBlock(_NormMixin):
         return h + (x if self.skip is None else self.skip(x))
 
 
+def run_adain_blocks(h: torch.Tensor, blocks, params: torch.Tensor, offset: int = 0, after=None):
+    """Run AdaIN ``blocks`` in order, each on its slice of ``params`` ``(B, P)`` from ``offset``
+    (``block.num_adain_params`` entries each); ``after(i, h)`` runs after block ``i``. Returns
+    ``(h, offset)``: the offset where the next layer's parameters start."""
+    for i, block in enumerate(blocks):
+        n = block.num_adain_params
+        h = block(h, params[:, offset : offset + n])
+        offset += n
+        if after is not None:
+            h = after(i, h)
+    return h, offset
+
+
 class SelfAttention(nn.Module):
     """SAGAN self-attention as in BigGAN: 1x1 projections to query/key (C/8) and value (C/2), keys and
     values max-pooled 2x2 (4x cheaper attention), output projected back to C and added with a learned

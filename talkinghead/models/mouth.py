@@ -11,7 +11,7 @@ box about the target's lips, resampled from the full-resolution frame::
     frame'    = frame + paste(window * delta)     window: 1 inside, a smooth fall to 0 at the box's edge
 
 The head's weights start at 0, so an untrained refiner changes nothing (the warp baseline still holds),
-and it is trained after the rest of the generator, on cached crops (talkinghead.training.MouthTask).
+and it is trained after the rest of the generator, on cached crops (talkinghead.mouth_training.MouthTask).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, sn_conv
+from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, run_adain_blocks, sn_conv
 
 __all__ = ["MouthRefiner", "mouth_theta", "crop_box", "paste_box", "box_window"]
 
@@ -117,15 +117,8 @@ class MouthRefiner(nn.Module):
             h = block(h)
             skips.append(h)
         skips.pop()
-        offset = 0
-        for block in self.middle:
-            n = block.num_adain_params
-            h = block(h, params[:, offset:offset + n])
-            offset += n
-        for i, block in enumerate(self.up):
-            n = block.num_adain_params
-            h = block(h, params[:, offset:offset + n]) + skips[-1 - i]
-            offset += n
+        h, offset = run_adain_blocks(h, self.middle, params)
+        h, offset = run_adain_blocks(h, self.up, params, offset, after=lambda i, h: h + skips[-1 - i])
         c = self.out_norm.channels
         h = self.out_norm(h, 1.0 + params[:, offset:offset + c], params[:, offset + c:offset + 2 * c])
         return self.head(F.relu(h)) * self.window.to(crop.dtype)
