@@ -94,6 +94,9 @@ class ModelConfig:
     mouth_channels: tuple[int, ...] = ()
     mouth_size: int = 96
     mouth_blocks: int = 2
+    # warp family: the mouth-cavity prior (models/cavity.py): darken the part of the target's inner-lip
+    # polygon that the mouth's shot, less open, cannot fill
+    mouth_cavity: bool = False
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:

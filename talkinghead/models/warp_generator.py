@@ -34,6 +34,7 @@ from ..config import ModelConfig
 from .embedder import check_image
 from .generator import AdaINGenerator
 from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, sn_conv
+from .cavity import mouth_cavity
 from .mouth import MouthRefiner
 from .piecewise import pa_grid
 from .tps import border_points, identity_grid, landmark_distance, region_map, tps_grid, warp_images
@@ -228,6 +229,9 @@ class WarpGenerator(AdaINGenerator):
         rgb = (corrected + out[:, 3:6]).clamp(-1.0, 1.0)
         fake = mask * corrected + (1.0 - mask) * rgb
         extra = {}
+        if cfg.mouth_cavity:  # the mouth's shot: its region's own, else the nearest (models/cavity.py)
+            j = k + cfg.warp_regions.index("mouth") if shots.shape[1] > k and "mouth" in cfg.warp_regions else 0
+            fake, extra["cavity"] = mouth_cavity(fake, points, shot_points[:, j])
         if self.mouth is not None:  # the mouth at full resolution, on top (models/mouth.py)
             extra["unrefined"] = fake
             fake, extra["mouth_delta"], extra["mouth_theta"] = self.mouth(fake, y, points, psi)

@@ -1,0 +1,62 @@
+"""The mouth-cavity prior's template (talkinghead/models/cavity.py CAVITY_TEMPLATE), from the training crops.
+
+    python scripts/cavity_stats.py [--cache cache/train] [--min-ratio 0.3]
+
+Over the cached crops whose mouth is wide open (inner-lip gap over mouth width above --min-ratio; at most
+--per-clip evenly spaced frames a clip), each frame's mouth inside is sampled on the template's grid,
+in the mouth's own coordinates (:func:`talkinghead.models.cavity.mouth_coordinates`: u along the corners
+60 -> 64, v from the upper inner lip to the lower), and divided by the frame's lip colour
+(:func:`~talkinghead.models.cavity.lip_colour`). The template is the median over clips of each clip's
+mean: rows v top to bottom, columns u left to right, R G B. Prints it as the Python literal.
+"""
+import argparse
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from talkinghead.data import CacheEntry, list_entries
+from talkinghead.models.cavity import TEMPLATE_SHAPE, lip_colour, mouth_coordinates, open_ratio
+from talkinghead.tensors import to_tensor
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cache", default="cache/train")
+    p.add_argument("--min-ratio", type=float, default=0.3)
+    p.add_argument("--per-clip", type=int, default=20)
+    args = p.parse_args()
+    nv, nu = TEMPLATE_SHAPE
+    per_clip = []
+    for path in list_entries(args.cache):
+        e = CacheEntry.load(path)
+        lm = torch.as_tensor(e.landmarks, dtype=torch.float32)
+        idx = torch.nonzero(open_ratio(lm) > args.min_ratio).flatten().tolist()
+        if not idx:
+            continue
+        idx = idx[:: max(1, len(idx) // args.per_clip)][: args.per_clip]
+        x, pts = to_tensor(np.stack([e.frame(t) for t in idx])), lm[idx]
+        # the template's cell centres in the mouth's (u, v), back to pixels by inverting the map on a fine grid
+        uv = mouth_coordinates(pts, x.shape[-1])  # (N, S, S, 2) in [0, 1] inside the mouth
+        target = torch.stack(torch.meshgrid((torch.arange(nv) + 0.5) / nv, (torch.arange(nu) + 0.5) / nu,
+                                            indexing="ij")[::-1], -1)  # (nv, nu, 2) as (u, v)
+        d = (uv[:, None, None] - target[None, :, :, None, None]).norm(dim=-1)  # (N, nv, nu, S, S)
+        best = d.flatten(3).argmin(-1)  # the pixel nearest each cell centre
+        ok = d.flatten(3).amin(-1) < 0.05
+        img = ((x + 1) / 2).flatten(2)  # (N, 3, S*S)
+        cells = torch.stack([img[n][:, best[n].flatten()].reshape(3, nv, nu) for n in range(len(x))])
+        ratio = cells / lip_colour(x, pts)[:, :, None, None].clamp_min(1e-3)
+        keep = ok.all(-1).all(-1)
+        if not keep.any():
+            continue
+        per_clip.append(ratio[keep].mean(0).numpy())
+        print(f"{path.name}: {int(keep.sum())} open frames", flush=True)
+    t = np.median(np.stack(per_clip), 0).transpose(1, 2, 0)  # (nv, nu, 3)
+    print(f"{len(per_clip)} clips")
+    print("CAVITY_TEMPLATE = (")
+    for row in t:
+        print("    (" + ", ".join("(" + ", ".join(f"{c:.2f}" for c in cell) + ")" for cell in row) + "),")
+    print(")")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The warp family's mouth-cavity prior (models/cavity.py), on the astronaut's real landmarks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from talkinghead.config import get_config
+from talkinghead.models import TalkingHeadModel
+from talkinghead.models.cavity import (CAVITY_TEMPLATE, TEMPLATE_SHAPE, mouth_cavity, mouth_coordinates, open_ratio,
+                                       polygon_mask)
+from talkinghead.tensors import to_tensor
+
+
+def opened(points: torch.Tensor, by: float) -> torch.Tensor:
+    """The landmarks with the lower lip and chin moved down by ``by`` pixels (inner lower lip 65-67 fully,
+    the outer lower lip 55-59 and the jaw 5-11 too), as a driver opening the mouth."""
+    p = points.clone()
+    p[..., [65, 66, 67, 55, 56, 57, 58, 59, 5, 6, 7, 8, 9, 10, 11], 1] += by
+    return p
+
+
+@pytest.fixture(scope="module")
+def face(astronaut_face):
+    crop, lm = astronaut_face
+    return to_tensor(crop)[None], torch.as_tensor(lm)[None]
+
+
+def test_polygon_mask_fills_the_inside_only():
+    square = torch.tensor([[[10.0, 10.0], [20.0, 10.0], [20.0, 20.0], [10.0, 20.0]]])
+    m = polygon_mask(square, 32)
+    assert m.shape == (1, 1, 32, 32)
+    assert 90 <= m.sum() <= 121  # the pixel centres inside a 10 x 10 square
+    assert m[0, 0, 15, 15] == 1 and m[0, 0, 5, 5] == 0 and m[0, 0, 25, 15] == 0
+
+
+def test_mouth_coordinates_run_from_corner_to_corner_and_lip_to_lip(face):
+    _, lm = face
+    pts = opened(lm, 12.0)
+    uv = mouth_coordinates(pts, 256)[0]
+    mid = ((pts[0, 62] + pts[0, 66]) / 2).round().long()
+    u, v = uv[mid[1], mid[0]].tolist()
+    assert abs(u - 0.5) < 0.1 and abs(v - 0.5) < 0.1
+    near_top = ((0.85 * pts[0, 62] + 0.15 * pts[0, 66])).round().long()
+    assert uv[near_top[1], near_top[0], 1] < 0.3
+
+
+def test_the_template_has_its_documented_shape():
+    t = np.asarray(CAVITY_TEMPLATE)
+    assert t.shape == (*TEMPLATE_SHAPE, 3) and (t > 0).all()
+
+
+def test_no_change_where_the_shot_is_as_open_as_the_target(face):
+    img, lm = face
+    pts = opened(lm, 10.0)
+    out, alpha = mouth_cavity(img, pts, pts)
+    assert torch.equal(out, img) and alpha.max() == 0
+
+
+def test_a_wider_target_gets_a_mouth_inside_within_its_inner_lips(face):
+    img, lm = face
+    pts = opened(lm, 14.0)
+    assert open_ratio(pts) > 2 * open_ratio(lm)  # her own mouth shows a little teeth (0.15)
+    out, alpha = mouth_cavity(img, pts, lm)
+    inner = polygon_mask(pts[:, 60:68], 256)
+    # the cavity sits inside the target's inner lips (the blurred edge reaches a few pixels beyond)
+    grown = torch.nn.functional.max_pool2d(inner, 9, 1, 4)
+    assert torch.equal(out * (1 - grown), img * (1 - grown))
+    changed = (out - img).abs().sum(1, keepdim=True) * inner
+    assert changed.sum() / inner.sum() > 0.05
+    # uncover = 1 - r_shot / r_target: the more the shot shows, the less is painted
+    assert 0 < alpha.max() <= 1 - float(open_ratio(lm) / open_ratio(pts)) + 1e-5
+    assert (out >= -1).all() and (out <= 1).all()
+
+
+def test_the_warp_generator_composites_the_cavity_when_configured(astronaut_face):
+    crop, lm = astronaut_face
+    small = torch.as_tensor(lm)[None] / 4  # the tiny config's 64 px
+    cfg = get_config("warp-tiny", num_videos=3)
+    torch.manual_seed(0)
+    plain = TalkingHeadModel(cfg).eval().generator
+    torch.manual_seed(0)
+    with_cavity = TalkingHeadModel(cfg.replace(mouth_cavity=True)).eval().generator
+    shots = torch.nn.functional.interpolate(to_tensor(crop)[None], size=(64, 64), mode="area")[:, None]
+    state = plain.identity_state(torch.randn(1, cfg.embed_dim), shots, small[:, None])
+    y = torch.rand(2, 3, 64, 64) * 2 - 1
+    target = torch.cat([small, opened(small, 4.0)])
+    with torch.no_grad():
+        a, b = plain.generate(y, target, state), with_cavity.generate(y, target, state)
+    assert torch.equal(a["fake"][0], b["fake"][0])  # as open as the shot: no change
+    assert not torch.equal(a["fake"][1], b["fake"][1]) and b["cavity"][1].max() > 0
+    assert "cavity" not in a
