@@ -1,13 +1,14 @@
-"""The mouth-cavity prior's template (talkinghead/models/cavity.py CAVITY_TEMPLATE), from the training crops.
+"""The mouth-cavity prior's template (talkinghead/models/cavity.py CAVITY_TEMPLATES), from the training crops.
 
-    python scripts/cavity_stats.py [--cache cache/train] [--min-ratio 0.3]
+    python scripts/cavity_stats.py [--cache cache/train] [--bands 0.15 0.3 0.45] [--reference cheeks]
 
-Over the cached crops whose mouth is wide open (inner-lip gap over mouth width above --min-ratio; at most
---per-clip evenly spaced frames a clip), each frame's mouth inside is sampled on the template's grid,
+Over the cached crops whose mouth is wide open (inner-lip gap over mouth width in each of --bands; at most
+--per-clip evenly spaced frames a clip and band), each frame's mouth inside is sampled on the template's grid,
 in the mouth's own coordinates (:func:`talkinghead.models.cavity.mouth_coordinates`: u along the corners
 60 -> 64, v from the upper inner lip to the lower), and divided by the frame's lip colour
-(:func:`~talkinghead.models.cavity.lip_colour`). The template is the median over clips of each clip's
-mean: rows v top to bottom, columns u left to right, R G B. Prints it as the Python literal.
+(:func:`~talkinghead.models.cavity.lip_colour`). A band's template is the median over clips of each clip's
+mean: rows v top to bottom, columns u left to right, R G B, keyed by the band's median opening. Prints
+them as the Python literal of CAVITY_TEMPLATES.
 """
 import argparse
 import numpy as np
@@ -15,22 +16,39 @@ import torch
 import torch.nn.functional as F
 
 from talkinghead.data import CacheEntry, list_entries
-from talkinghead.models.cavity import TEMPLATE_SHAPE, lip_colour, mouth_coordinates, open_ratio
+from talkinghead.models.cavity import REFERENCES, TEMPLATE_SHAPE, mouth_coordinates, open_ratio
 from talkinghead.tensors import to_tensor
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", default="cache/train")
-    p.add_argument("--min-ratio", type=float, default=0.3)
+    p.add_argument("--bands", type=float, nargs="+", default=[0.15, 0.3, 0.45],
+                   help="the lower edges of the opening bands, one template each (the last runs on without end)")
     p.add_argument("--per-clip", type=int, default=20)
+    p.add_argument("--reference", choices=sorted(REFERENCES), default="cheeks")
     args = p.parse_args()
+    print("CAVITY_TEMPLATES = (")
+    edges = list(args.bands) + [float("inf")]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        centre, t, n = band_template(args, lo, hi)
+        print(f"    ({centre:.3f}, (  # {lo} < opening <= {hi}: {n} clips")
+        for row in t:
+            print("        (" + ", ".join("(" + ", ".join(f"{c:.2f}" for c in cell) + ")" for cell in row) + "),")
+        print("    )),")
+    print(")")
+
+
+def band_template(args, lo, hi):
+    """The median template over clips of the frames with ``lo < opening <= hi``, the median opening there,
+    and the number of clips."""
     nv, nu = TEMPLATE_SHAPE
-    per_clip = []
+    per_clip, openings = [], []
     for path in list_entries(args.cache):
         e = CacheEntry.load(path)
         lm = torch.as_tensor(e.landmarks, dtype=torch.float32)
-        idx = torch.nonzero(open_ratio(lm) > args.min_ratio).flatten().tolist()
+        r = open_ratio(lm)
+        idx = torch.nonzero((r > lo) & (r <= hi)).flatten().tolist()
         if not idx:
             continue
         idx = idx[:: max(1, len(idx) // args.per_clip)][: args.per_clip]
@@ -44,18 +62,14 @@ def main():
         ok = d.flatten(3).amin(-1) < 0.05
         img = ((x + 1) / 2).flatten(2)  # (N, 3, S*S)
         cells = torch.stack([img[n][:, best[n].flatten()].reshape(3, nv, nu) for n in range(len(x))])
-        ratio = cells / lip_colour(x, pts)[:, :, None, None].clamp_min(1e-3)
+        ratio = cells / REFERENCES[args.reference](x, pts)[:, :, None, None].clamp_min(1e-3)
         keep = ok.all(-1).all(-1)
         if not keep.any():
             continue
         per_clip.append(ratio[keep].mean(0).numpy())
-        print(f"{path.name}: {int(keep.sum())} open frames", flush=True)
+        openings.extend(r[idx][keep].tolist())
     t = np.median(np.stack(per_clip), 0).transpose(1, 2, 0)  # (nv, nu, 3)
-    print(f"{len(per_clip)} clips")
-    print("CAVITY_TEMPLATE = (")
-    for row in t:
-        print("    (" + ", ".join("(" + ", ".join(f"{c:.2f}" for c in cell) + ")" for cell in row) + "),")
-    print(")")
+    return float(np.median(openings)), t, len(per_clip)
 
 
 if __name__ == "__main__":

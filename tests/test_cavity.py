@@ -7,7 +7,7 @@ import torch
 
 from talkinghead.config import get_config
 from talkinghead.models import TalkingHeadModel
-from talkinghead.models.cavity import (CAVITY_TEMPLATE, TEMPLATE_SHAPE, mouth_cavity, mouth_coordinates, open_ratio,
+from talkinghead.models.cavity import (CAVITY_TEMPLATES, TEMPLATE_SHAPE, mouth_cavity, mouth_coordinates, open_ratio,
                                        polygon_mask)
 from talkinghead.tensors import to_tensor
 
@@ -45,9 +45,28 @@ def test_mouth_coordinates_run_from_corner_to_corner_and_lip_to_lip(face):
     assert uv[near_top[1], near_top[0], 1] < 0.3
 
 
-def test_the_template_has_its_documented_shape():
-    t = np.asarray(CAVITY_TEMPLATE)
-    assert t.shape == (*TEMPLATE_SHAPE, 3) and (t > 0).all()
+def test_the_templates_have_their_documented_shape_in_opening_order():
+    keys = [k for k, _ in CAVITY_TEMPLATES]
+    assert keys == sorted(keys) and len(keys) == len(set(keys))
+    for _, t in CAVITY_TEMPLATES:
+        t = np.asarray(t)
+        assert t.shape == (*TEMPLATE_SHAPE, 3) and (t > 0).all()
+
+
+def test_the_opening_picks_the_template(face):
+    img, lm = face
+    one = ((0.2, np.full((*TEMPLATE_SHAPE, 3), 0.1)), (0.5, np.full((*TEMPLATE_SHAPE, 3), 0.9)))
+    inner = lambda p: polygon_mask(p[:, 60:68], 256) > 0  # noqa: E731
+    closed = lm.clone()
+    closed[:, [67, 66, 65]] = closed[:, [61, 62, 63]]  # a shot with shut lips: uncover = 1
+    means = []
+    for by in (0.0, 30.0):  # her own opening (0.15, below the first key) and a wide one (above the last)
+        pts = opened(lm, by)
+        out, alpha = mouth_cavity(img, pts, closed, templates=one)
+        m = inner(pts)[:, 0] & (alpha[:, 0] > 0.9)
+        assert m.sum() > 20
+        means.append(float(((out + 1) / 2).mean(1)[m].mean()))
+    assert means[1] > means[0] + 0.2  # the wider mouth takes the bright template
 
 
 def test_no_change_where_the_shot_is_as_open_as_the_target(face):

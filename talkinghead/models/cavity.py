@@ -1,41 +1,70 @@
-"""The warp family's mouth-cavity prior: a dark inside where the target's mouth opens wider than its shot's.
+"""The warp family's mouth-cavity prior: a mean mouth inside where the target opens wider than its shot.
 
 A warp can only move what a shot shows. When the driver opens the mouth wider than the photo (a
 closed-mouth portrait driven to speak), the field stretches the photo's lip line over the target's
-opening, so the lips part over more lip: a person, and dlib, read the mouth as barely open (a painting's
-mouth measured 0.045 of the face's size open where its landmarks asked for 0.14). The prior darkens the
-share of the target's inner-lip polygon that the shot cannot fill::
+opening: the lips part over streaks of more lip, with no teeth and no dark inside. The prior paints the
+share of the target's inner-lip polygon that the shot cannot fill with the mean mouth inside of the
+training crops, in the face's own colours::
 
     r        = inner-lip gap / mouth width            (metrics.mouth_open_ratio), target and shot
     uncover  = clamp(1 - r_shot / r_target, 0, 1)     0 where the shot's mouth is as open as the target's
     m        = the target's inner-lip polygon (60-67), softened by POLYGON_BLUR px
-    cavity   = the image's own lip colour x CAVITY_GAIN (per channel, measured on open mouths, below)
-    fake'    = fake + uncover * m * (cavity - fake)
+    (u, v)   = each pixel's place in the target's mouth: corner to corner, upper inner lip to lower
+    template = CAVITY_TEMPLATES at (u, v), interpolated between the bands by r_target
+    inside   = template x the face's cheek colour (CAVITY_REFERENCE: the face's light, not the lips' pigment)
+    fake'    = fake + uncover * m * (inside - fake)
 
-Teeth are not drawn: where they show is too uncertain to paint without a learned model, and a mean
-mouth put grey where teeth would be. ``CAVITY_GAIN`` is the ratio of the mean colour inside the inner-lip
-polygon to the lip ring's (48-59 less the inner polygon), in linear [0, 1] units, over the wide-open
-mouths (ratio > 0.3) of the training crops (``scripts/cavity_stats.py``).
+The templates are measured, not drawn (``scripts/cavity_stats.py``): per cell of an 8 x 5 grid in the
+mouth's (u, v), the colour inside open mouths over the cheeks' colour, the median over the training clips,
+for three bands of opening. They show the upper and lower teeth as light bands and the dark between them,
+which widens as the mouth opens. It is a mean: the teeth are where they usually are, soft, and the
+same for everyone; the mouth refiner (models/mouth.py) is where a learned inside would go. No
+parameter is learned here and no gradient flows through the composite's weight or colour.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CAVITY_TEMPLATE", "TEMPLATE_SHAPE", "polygon_mask", "open_ratio", "mouth_coordinates", "lip_colour",
+__all__ = ["CAVITY_TEMPLATES", "TEMPLATE_SHAPE", "polygon_mask", "open_ratio", "mouth_coordinates", "lip_colour",
            "mouth_cavity"]
 
 TEMPLATE_SHAPE = (8, 5)  # rows v (upper inner lip -> lower), columns u (corner 60 -> 64)
-# the inside's colour over the lip ring's, R G B, per cell of TEMPLATE_SHAPE (scripts/cavity_stats.py)
-CAVITY_TEMPLATE = (
-    ((0.41, 0.25, 0.22), (1.03, 1.30, 1.28), (1.17, 1.47, 1.42), (1.12, 1.36, 1.31), (0.47, 0.36, 0.35)),
-    ((0.42, 0.16, 0.22), (0.74, 0.87, 0.85), (1.19, 1.58, 1.70), (1.04, 1.19, 1.24), (0.46, 0.32, 0.32)),
-    ((0.50, 0.29, 0.27), (0.64, 0.56, 0.64), (0.54, 0.49, 0.42), (0.53, 0.52, 0.50), (0.41, 0.17, 0.18)),
-    ((0.45, 0.22, 0.27), (0.73, 0.70, 0.70), (0.68, 0.61, 0.62), (0.55, 0.38, 0.46), (0.43, 0.24, 0.20)),
-    ((0.52, 0.35, 0.34), (0.81, 0.80, 0.86), (0.88, 0.84, 0.86), (0.82, 0.88, 0.92), (0.47, 0.23, 0.21)),
-    ((0.58, 0.45, 0.40), (0.99, 1.12, 1.13), (1.11, 1.23, 1.18), (1.05, 1.13, 1.15), (0.47, 0.26, 0.26)),
-    ((0.59, 0.45, 0.46), (1.20, 1.34, 1.37), (1.24, 1.59, 1.58), (1.20, 1.42, 1.44), (0.53, 0.37, 0.34)),
-    ((0.62, 0.44, 0.45), (1.28, 1.45, 1.47), (1.23, 1.36, 1.42), (1.15, 1.28, 1.36), (0.63, 0.52, 0.55)),
+# the inside's colour over the cheeks' (CAVITY_REFERENCE), R G B, per cell of TEMPLATE_SHAPE, for three bands of
+# opening (inner-lip gap over mouth width) keyed by their median opening; the training crops'
+# open mouths (scripts/cavity_stats.py). Wider mouths show more of the dark inside between the teeth
+CAVITY_TEMPLATES = (
+    (0.263, (  # 0.15 < opening <= 0.3: 11 clips
+        ((0.69, 0.54, 0.68), (0.92, 0.92, 1.03), (0.99, 0.96, 1.13), (0.99, 1.00, 1.15), (0.62, 0.50, 0.43)),
+        ((0.66, 0.63, 0.70), (1.20, 1.31, 1.38), (1.16, 1.26, 1.34), (1.13, 1.23, 1.32), (0.62, 0.48, 0.56)),
+        ((0.90, 0.92, 0.98), (1.14, 1.31, 1.53), (1.16, 1.40, 1.56), (1.14, 1.32, 1.41), (0.65, 0.59, 0.63)),
+        ((0.72, 0.70, 0.70), (0.93, 1.04, 1.16), (0.70, 0.57, 0.66), (0.75, 0.75, 0.78), (0.78, 0.80, 0.86)),
+        ((0.81, 0.74, 0.78), (0.90, 0.96, 1.08), (0.79, 0.79, 0.86), (0.96, 0.97, 1.09), (0.67, 0.59, 0.63)),
+        ((0.70, 0.69, 0.69), (1.02, 1.02, 1.26), (0.87, 0.77, 0.94), (0.79, 0.71, 0.89), (0.71, 0.64, 0.68)),
+        ((0.74, 0.56, 0.72), (0.97, 0.93, 1.17), (1.08, 0.99, 1.21), (0.96, 0.87, 1.04), (0.69, 0.55, 0.64)),
+        ((0.71, 0.54, 0.66), (1.05, 0.96, 1.02), (1.13, 1.06, 1.25), (0.93, 0.77, 0.90), (0.70, 0.54, 0.67)),
+    )),
+    (0.366, (  # 0.3 < opening <= 0.45: 27 clips
+        ((0.37, 0.17, 0.23), (0.93, 1.06, 1.18), (1.02, 1.07, 1.27), (0.99, 1.03, 1.10), (0.39, 0.24, 0.26)),
+        ((0.36, 0.12, 0.19), (0.76, 0.75, 0.94), (1.06, 1.27, 1.44), (0.89, 1.11, 1.31), (0.40, 0.22, 0.23)),
+        ((0.44, 0.24, 0.22), (0.60, 0.56, 0.69), (0.49, 0.46, 0.51), (0.50, 0.45, 0.52), (0.38, 0.14, 0.17)),
+        ((0.42, 0.25, 0.27), (0.67, 0.54, 0.74), (0.60, 0.40, 0.50), (0.48, 0.30, 0.41), (0.39, 0.17, 0.19)),
+        ((0.46, 0.25, 0.27), (0.68, 0.56, 0.72), (0.73, 0.60, 0.72), (0.75, 0.65, 0.82), (0.43, 0.21, 0.20)),
+        ((0.53, 0.35, 0.37), (0.97, 0.90, 1.00), (1.03, 0.97, 1.08), (1.00, 0.90, 1.08), (0.42, 0.24, 0.30)),
+        ((0.55, 0.37, 0.37), (1.11, 1.08, 1.23), (1.17, 1.25, 1.42), (1.09, 1.13, 1.24), (0.51, 0.35, 0.41)),
+        ((0.55, 0.34, 0.37), (1.14, 1.10, 1.34), (1.13, 1.02, 1.26), (1.01, 0.95, 1.16), (0.54, 0.41, 0.46)),
+    )),
+    (0.521, (  # 0.45 < opening <= inf: 11 clips
+        ((0.38, 0.17, 0.17), (0.90, 0.77, 0.87), (0.92, 0.82, 1.01), (0.99, 1.05, 1.09), (0.42, 0.23, 0.27)),
+        ((0.38, 0.19, 0.20), (0.72, 0.87, 0.93), (0.96, 1.03, 1.15), (0.67, 0.52, 0.71), (0.42, 0.25, 0.27)),
+        ((0.37, 0.18, 0.25), (0.41, 0.24, 0.27), (0.41, 0.25, 0.30), (0.43, 0.35, 0.34), (0.40, 0.31, 0.35)),
+        ((0.34, 0.20, 0.22), (0.50, 0.43, 0.52), (0.67, 0.55, 0.60), (0.57, 0.40, 0.46), (0.40, 0.21, 0.25)),
+        ((0.41, 0.23, 0.23), (0.68, 0.51, 0.58), (0.69, 0.60, 0.67), (0.61, 0.53, 0.65), (0.40, 0.17, 0.15)),
+        ((0.41, 0.23, 0.25), (0.78, 0.59, 0.67), (0.91, 0.73, 0.71), (0.85, 0.66, 0.68), (0.38, 0.12, 0.15)),
+        ((0.42, 0.25, 0.27), (0.92, 0.71, 0.80), (0.98, 0.90, 1.06), (0.91, 0.72, 0.85), (0.39, 0.17, 0.15)),
+        ((0.45, 0.25, 0.28), (1.04, 0.88, 1.08), (1.10, 1.02, 1.20), (1.02, 0.88, 1.01), (0.47, 0.29, 0.35)),
+    )),
 )
 POLYGON_BLUR = 2  # px at 256: the polygon's edge falls over about twice this
 INNER_LIPS = tuple(range(60, 68))
@@ -43,20 +72,21 @@ OUTER_LIPS = tuple(range(48, 60))
 
 
 @torch.no_grad()
-def polygon_mask(polygon: torch.Tensor, size: int) -> torch.Tensor:
-    """``(B, P, 2)`` closed polygons in pixels (pixel centres at integers) -> ``(B, 1, S, S)`` float
-    {0, 1}: 1 at the pixel centres inside (even-odd rule)."""
+def polygon_mask(polygon: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """``(B, P, 2)`` closed polygons in pixels (pixel centres at integers) -> ``(B, 1, H, W)`` float
+    {0, 1} (``size`` S or (H, W)): 1 at the pixel centres inside (even-odd rule)."""
+    h, w = (size, size) if isinstance(size, int) else size
     b, p = polygon.shape[:2]
-    t = torch.arange(size, device=polygon.device, dtype=torch.float32)
-    py, px = t[:, None, None], t[None, :, None]  # (S, 1, 1), (1, S, 1) against edges (.., P)
+    py = torch.arange(h, device=polygon.device, dtype=torch.float32)[:, None, None]  # (H, 1, 1)
+    px = torch.arange(w, device=polygon.device, dtype=torch.float32)[None, :, None]  # (1, W, 1) against edges (P,)
     a = polygon.float()
     nxt = a.roll(-1, dims=1)
-    inside = torch.zeros(b, size, size, dtype=torch.bool, device=polygon.device)
+    inside = torch.zeros(b, h, w, dtype=torch.bool, device=polygon.device)
     for i in range(b):
         x0, y0, x1, y1 = a[i, :, 0], a[i, :, 1], nxt[i, :, 0], nxt[i, :, 1]  # (P,)
-        crosses = (y0 > py) != (y1 > py)  # (S, 1, P): the edge spans this row
+        crosses = (y0 > py) != (y1 > py)  # (H, 1, P): the edge spans this row
         dy = torch.where(y1 == y0, torch.ones_like(y1), y1 - y0)
-        x_at = x0 + (py - y0) * (x1 - x0) / dy  # (S, 1, P)
+        x_at = x0 + (py - y0) * (x1 - x0) / dy  # (H, 1, P)
         inside[i] = ((crosses & (px < x_at)).sum(-1) % 2).bool()
     return inside[:, None].float()
 
@@ -85,8 +115,8 @@ def _interp(x: torch.Tensor, xk: torch.Tensor, yk: torch.Tensor) -> torch.Tensor
 
 
 @torch.no_grad()
-def mouth_coordinates(points: torch.Tensor, size: int) -> torch.Tensor:
-    """``(B, S, S, 2)``: each pixel's place in the mouth of ``points (B, 68, 2)``, as ``(u, v)``: u along
+def mouth_coordinates(points: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """``(B, H, W, 2)`` (``size`` S or (H, W)): each pixel's place in the mouth of ``points (B, 68, 2)``, as ``(u, v)``: u along
     the inner corners (0 at 60, 1 at 64), v across the opening (0 on the upper inner lip 60-64, 1 on
     the lower 64-67-60, both curves piecewise linear). Meaningful inside the inner-lip polygon; clamped
     to [0, 1] elsewhere."""
@@ -100,19 +130,32 @@ def mouth_coordinates(points: torch.Tensor, size: int) -> torch.Tensor:
         d = q - c0[:, None]
         return (d * a[:, None]).sum(-1) / length[:, None], (d * n[:, None]).sum(-1)
 
-    t = torch.arange(size, device=p.device, dtype=torch.float32)
-    pix = torch.stack(torch.meshgrid(t, t, indexing="xy"), dim=-1).reshape(1, -1, 2).expand(len(p), -1, -1)
+    h, w_ = (size, size) if isinstance(size, int) else size
+    ty, tx = (torch.arange(n, device=p.device, dtype=torch.float32) for n in (h, w_))
+    pix = torch.stack(torch.meshgrid(tx, ty, indexing="xy"), dim=-1).reshape(1, -1, 2).expand(len(p), -1, -1)
     u, w = frame(pix)
     (uu, wu), (ul, wl) = frame(p[:, list(UPPER)]), frame(p[:, list(LOWER)])
     up, lo = _interp(u, uu, wu), _interp(u, ul, wl)
     v = (w - up) / (lo - up).clamp_min(1e-3)
-    return torch.stack([u, v], dim=-1).clamp(0.0, 1.0).reshape(len(p), size, size, 2)
+    return torch.stack([u, v], dim=-1).clamp(0.0, 1.0).reshape(len(p), h, w_, 2)
 
 
 def _soft(mask: torch.Tensor, radius: int) -> torch.Tensor:
     k = 2 * radius + 1
     return F.avg_pool2d(F.avg_pool2d(mask, k, 1, radius, count_include_pad=False), k, 1, radius,
                         count_include_pad=False) if radius > 0 else mask
+
+
+CHEEKS = ((2, 31, 48, 4), (14, 35, 54, 12))  # quadrilaterals of cheek skin beside the nose and the mouth
+
+
+def cheek_colour(images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, S, S)`` in [-1, 1] and ``points (B, 68, 2)`` -> ``(B, 3)`` mean colour in [0, 1] of the two
+    cheeks (:data:`CHEEKS`): the face's skin under its own light, without the lips' pigment."""
+    s = images.shape[-1]
+    m = torch.maximum(*(polygon_mask(points[:, list(q)], s) for q in CHEEKS))
+    x = (images.float() + 1) / 2
+    return (x * m).flatten(2).sum(-1) / m.flatten(1).sum(-1, keepdim=True).clamp_min(1.0)
 
 
 def lip_colour(images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -127,23 +170,55 @@ def lip_colour(images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return (x * ring).flatten(2).sum(-1) / ring.flatten(1).sum(-1, keepdim=True).clamp_min(1.0)
 
 
+REFERENCES = {"lips": lip_colour, "cheeks": cheek_colour}
+CAVITY_REFERENCE = "cheeks"
+
+
 def mouth_cavity(image: torch.Tensor, points: torch.Tensor, shot_points: torch.Tensor,
-                 template=None, blur: int = POLYGON_BLUR) -> tuple[torch.Tensor, torch.Tensor]:
+                 templates=None, blur: int = POLYGON_BLUR) -> tuple[torch.Tensor, torch.Tensor]:
     """``image (B, 3, S, S)`` in [-1, 1] (the generator's output for targets ``points (B, 68, 2)``, crop
     pixels), ``shot_points (B, 68, 2)``: the landmarks of the shot each target's mouth was warped from.
     Returns ``(image', alpha (B, 1, S, S))``: the image with the cavity composited over ``alpha =
     uncover * m`` (module docstring), and the alpha. No gradient flows through the alpha or the colour."""
-    s = image.shape[-1]
+    b, s = image.shape[0], image.shape[-1]
     with torch.no_grad():
         r_t, r_s = open_ratio(points), open_ratio(shot_points)
         uncover = (1.0 - r_s / r_t.clamp_min(1e-6)).clamp(0.0, 1.0)  # (B,)
-        m = _soft(polygon_mask(points[:, list(INNER_LIPS)], s), blur)
-        alpha = (uncover[:, None, None, None] * m).to(image.dtype)
-        ratio = torch.as_tensor(CAVITY_TEMPLATE if template is None else template, dtype=torch.float32,
-                                device=image.device).permute(2, 0, 1)  # (3, nv, nu)
-        uv = mouth_coordinates(points, s) * 2 - 1  # grid_sample's units, cells at their centres
-        cells = F.grid_sample(ratio[None].expand(len(points), -1, -1, -1), uv, mode="bilinear",
-                              padding_mode="border", align_corners=False)  # (B, 3, S, S)
-        colour = (lip_colour(image, points)[:, :, None, None] * cells).clamp(0.0, 1.0)
-        cavity = (colour * 2 - 1).to(image.dtype)
-    return image + alpha * (cavity - image), alpha
+        # one window about every target's inner lips (the same size for the batch), not the whole crop
+        inner = points[:, list(INNER_LIPS)].float()
+        margin = 2 * blur + 2
+        lo = (inner.amin(dim=1).floor() - margin).clamp(0, s - 1)
+        extent = int(((inner.amax(dim=1).ceil() + margin).clamp(0, s - 1) - lo).amax().item()) + 1
+        extent = min(max(extent, 1), s)
+        lo = lo.clamp(max=s - extent).long()  # (B, 2) x, y
+        local = points.float() - lo[:, None].float()
+        m = _soft(polygon_mask(local[:, list(INNER_LIPS)], extent), blur)  # (B, 1, E, E)
+        table = CAVITY_TEMPLATES if templates is None else templates
+        keys = torch.as_tensor([k for k, _ in table], dtype=torch.float32, device=image.device)
+        ratios = torch.as_tensor(np.asarray([t for _, t in table], np.float32), device=image.device)  # (T, nv, nu, 3)
+        # the target's opening between the bands' keys (the nearest band beyond them)
+        w = torch.zeros(b, len(keys), device=image.device)
+        if len(keys) == 1:
+            w[:, 0] = 1.0
+        else:
+            pos = torch.searchsorted(keys, r_t.contiguous()).clamp(1, len(keys) - 1)
+            f = ((r_t - keys[pos - 1]) / (keys[pos] - keys[pos - 1])).clamp(0.0, 1.0)
+            w.scatter_(1, (pos - 1)[:, None], (1 - f)[:, None])
+            w.scatter_add_(1, pos[:, None], f[:, None])
+        ratio = torch.einsum("bt,tvuc->bcvu", w, ratios)  # (B, 3, nv, nu)
+        uv = mouth_coordinates(local, extent) * 2 - 1  # grid_sample's units, cells at their centres
+        cells = F.grid_sample(ratio, uv, mode="bilinear", padding_mode="border", align_corners=False)  # (B, 3, E, E)
+        # the reference colour is a mean over large regions: measured at a quarter of the size
+        q = max(1, s // 64)
+        small = F.avg_pool2d(image.float(), q) if q > 1 else image.float()
+        colour = REFERENCES[CAVITY_REFERENCE](small, points.float() / q - (q - 1) / (2 * q))
+        inside = ((colour[:, :, None, None] * cells).clamp(0.0, 1.0) * 2 - 1).to(image.dtype)
+        alpha = torch.zeros(b, 1, s, s, dtype=image.dtype, device=image.device)
+    out = image.clone()
+    for i in range(b):
+        x, y = int(lo[i, 0]), int(lo[i, 1])
+        a = (uncover[i] * m[i]).to(image.dtype)
+        alpha[i, :, y:y + extent, x:x + extent] = a
+        win = image[i, :, y:y + extent, x:x + extent]
+        out[i, :, y:y + extent, x:x + extent] = win + a * (inside[i] - win)
+    return out, alpha
