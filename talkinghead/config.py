@@ -140,6 +140,11 @@ class ModelConfig:
         if self.warp_motion not in WARP_MOTIONS:
             raise ValueError(f"ModelConfig.warp_motion must be one of {', '.join(WARP_MOTIONS)}, "
                              f"got {self.warp_motion!r}")
+        if not isinstance(self.mouth_cavity, bool):
+            raise ValueError(f"ModelConfig.mouth_cavity must be true or false, got {self.mouth_cavity!r}")
+        if self.mouth_cavity and self.generator != "warp":
+            raise ValueError("ModelConfig.mouth_cavity: the mouth-cavity prior belongs to the warp family "
+                             f"(generator='warp'), not {self.generator!r}")
         if self.mouth_channels:
             positive_ints("mouth_channels", self.mouth_channels)
             levels = len(self.mouth_channels) - 1

@@ -109,3 +109,11 @@ def test_the_warp_generator_composites_the_cavity_when_configured(astronaut_face
     assert torch.equal(a["fake"][0], b["fake"][0])  # as open as the shot: no change
     assert not torch.equal(a["fake"][1], b["fake"][1]) and b["cavity"][1].max() > 0
     assert "cavity" not in a
+
+
+def test_the_config_takes_a_bool_for_the_warp_family_only():
+    assert get_config("warp-tiny", mouth_cavity=True).mouth_cavity
+    with pytest.raises(ValueError, match="mouth_cavity must be true or false"):
+        get_config("warp-tiny", mouth_cavity="yes")
+    with pytest.raises(ValueError, match="belongs to the warp family"):
+        get_config("tiny", mouth_cavity=True)

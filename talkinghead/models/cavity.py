@@ -181,6 +181,8 @@ def mouth_cavity(image: torch.Tensor, points: torch.Tensor, shot_points: torch.T
     Returns ``(image', alpha (B, 1, S, S))``: the image with the cavity composited over ``alpha =
     uncover * m`` (module docstring), and the alpha. No gradient flows through the alpha or the colour."""
     b, s = image.shape[0], image.shape[-1]
+    if image.device.type == "meta":  # model summaries trace shapes only; the window's size needs values
+        return image, torch.zeros_like(image[:, :1])
     with torch.no_grad():
         r_t, r_s = open_ratio(points), open_ratio(shot_points)
         uncover = (1.0 - r_s / r_t.clamp_min(1e-6)).clamp(0.0, 1.0)  # (B,)
