@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CAVITY_TEMPLATES", "TEMPLATE_SHAPE", "polygon_mask", "open_ratio", "mouth_coordinates", "lip_colour",
+__all__ = ["CAVITY_TEMPLATES", "TEMPLATE_SHAPE", "polygon_mask", "open_ratio", "mouth_coordinates", "cheek_colour", "lip_colour",
            "mouth_cavity"]
 
 TEMPLATE_SHAPE = (8, 5)  # rows v (upper inner lip -> lower), columns u (corner 60 -> 64)
@@ -131,7 +131,7 @@ def mouth_coordinates(points: torch.Tensor, size: int | tuple[int, int]) -> torc
         return (d * a[:, None]).sum(-1) / length[:, None], (d * n[:, None]).sum(-1)
 
     h, w_ = (size, size) if isinstance(size, int) else size
-    ty, tx = (torch.arange(n, device=p.device, dtype=torch.float32) for n in (h, w_))
+    ty, tx = (torch.arange(k, device=p.device, dtype=torch.float32) for k in (h, w_))
     pix = torch.stack(torch.meshgrid(tx, ty, indexing="xy"), dim=-1).reshape(1, -1, 2).expand(len(p), -1, -1)
     u, w = frame(pix)
     (uu, wu), (ul, wl) = frame(p[:, list(UPPER)]), frame(p[:, list(LOWER)])
@@ -171,6 +171,8 @@ def lip_colour(images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
 
 
 REFERENCES = {"lips": lip_colour, "cheeks": cheek_colour}
+# what the templates multiply: relative to the lips, teeth came out tinted by the lips' pigment (pale green
+# on the Mona Lisa) and read as lips to dlib; the cheeks give the face's light without it
 CAVITY_REFERENCE = "cheeks"
 
 
