@@ -5,15 +5,15 @@
 Over the cached crops whose mouth is wide open (inner-lip gap over mouth width in each of --bands; at most
 --per-clip evenly spaced frames a clip and band), each frame's mouth inside is sampled on the template's grid,
 in the mouth's own coordinates (:func:`talkinghead.models.cavity.mouth_coordinates`: u along the corners
-60 -> 64, v from the upper inner lip to the lower), and divided by the frame's lip colour
-(:func:`~talkinghead.models.cavity.lip_colour`). A band's template is the median over clips of each clip's
+60 -> 64, v from the upper inner lip to the lower), and divided by the frame's reference colour
+(--reference: the cheeks', :func:`~talkinghead.models.cavity.cheek_colour`, as the prior uses it, or the lips'). A band's template is the median over clips of each clip's
 mean: rows v top to bottom, columns u left to right, R G B, keyed by the band's median opening. Prints
 them as the Python literal of CAVITY_TEMPLATES.
 """
 import argparse
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from talkinghead.data import CacheEntry, list_entries
 from talkinghead.models.cavity import REFERENCES, TEMPLATE_SHAPE, mouth_coordinates, open_ratio

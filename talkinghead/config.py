@@ -96,8 +96,9 @@ class ModelConfig:
     mouth_channels: tuple[int, ...] = ()
     mouth_size: int = 96
     mouth_blocks: int = 2
-    # warp family: the mouth-cavity prior (models/cavity.py): darken the part of the target's inner-lip
-    # polygon that the mouth's shot, less open, cannot fill
+    # warp family: the mouth-cavity prior (models/cavity.py): a measured mean mouth inside (teeth bands, the
+    # dark between them) over the part of the target's inner-lip polygon that the mouth's shot, less open,
+    # cannot fill
     mouth_cavity: bool = False
     description: str = field(default="", compare=False)
 

@@ -125,3 +125,12 @@ def warp_model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("model") / "warp-tiny"
     TalkingHeadModel(get_config("warp-tiny", num_videos=3)).save_pretrained(d)
     return d
+
+
+def opened_mouth(lm, px: float):
+    """Landmarks ``(..., 68, 2)`` (numpy or torch) with the jaw, lower lip and lower inner lip moved down
+    by ``px`` (a mouth opening); a copy."""
+    out = lm.copy() if isinstance(lm, np.ndarray) else lm.clone()
+    lower = list(range(4, 13)) + [55, 56, 57, 58, 59, 65, 66, 67]
+    out[..., lower, 1] += px
+    return out

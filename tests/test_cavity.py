@@ -5,19 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import opened_mouth as opened
 from talkinghead.config import get_config
 from talkinghead.models import TalkingHeadModel
 from talkinghead.models.cavity import (CAVITY_TEMPLATES, TEMPLATE_SHAPE, mouth_cavity, mouth_coordinates, open_ratio,
                                        polygon_mask)
 from talkinghead.tensors import to_tensor
-
-
-def opened(points: torch.Tensor, by: float) -> torch.Tensor:
-    """The landmarks with the lower lip and chin moved down by ``by`` pixels (inner lower lip 65-67 fully,
-    the outer lower lip 55-59 and the jaw 5-11 too), as a driver opening the mouth."""
-    p = points.clone()
-    p[..., [65, 66, 67, 55, 56, 57, 58, 59, 5, 6, 7, 8, 9, 10, 11], 1] += by
-    return p
 
 
 @pytest.fixture(scope="module")

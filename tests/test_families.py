@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import scaled_face
+from conftest import opened_mouth, scaled_face
 from talkinghead import hub
 from talkinghead.config import get_config
 from talkinghead.errors import WeightsError
@@ -19,14 +19,6 @@ from talkinghead.pipeline import to_tensor, to_uint8
 TINY = {"paper": "tiny", "warp": "warp-tiny"}
 # the user-facing tests also run the warp family with its mouth refiner
 USER_CONFIGS = {**TINY, "warp-mouth": "warp-mouth-tiny"}
-
-
-def opened_mouth(lm: np.ndarray, px: float) -> np.ndarray:
-    """Landmarks with the jaw, lower lip and lower inner lip moved down by ``px`` (a mouth opening)."""
-    out = lm.copy()
-    lower = list(range(4, 13)) + [55, 56, 57, 58, 59, 65, 66, 67]
-    out[lower, 1] += px
-    return out
 
 
 def face_batch(face, size: int, b: int, k: int):

@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .cavity import mouth_cavity
 from .embedder import check_image
 from .generator import AdaINGenerator
 from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, sn_conv
-from .cavity import mouth_cavity
 from .mouth import MouthRefiner
 from .piecewise import pa_grid
 from .tps import border_points, identity_grid, landmark_distance, region_map, tps_grid, warp_images
