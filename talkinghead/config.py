@@ -100,6 +100,9 @@ class ModelConfig:
     # dark between them) over the part of the target's inner-lip polygon that the mouth's shot, less open,
     # cannot fill
     mouth_cavity: bool = False
+    # warp family: the eyelid prior (models/eyelids.py): where the target's eye is more closed than its shot's,
+    # the band its upper lid now covers gets the measured colour of closing lids, not the shot's stretched fold
+    eyelids: bool = False
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -141,11 +144,12 @@ class ModelConfig:
         if self.warp_motion not in WARP_MOTIONS:
             raise ValueError(f"ModelConfig.warp_motion must be one of {', '.join(WARP_MOTIONS)}, "
                              f"got {self.warp_motion!r}")
-        if not isinstance(self.mouth_cavity, bool):
-            raise ValueError(f"ModelConfig.mouth_cavity must be true or false, got {self.mouth_cavity!r}")
-        if self.mouth_cavity and self.generator != "warp":
-            raise ValueError("ModelConfig.mouth_cavity: the mouth-cavity prior belongs to the warp family "
-                             f"(generator='warp'), not {self.generator!r}")
+        for name, what in (("mouth_cavity", "the mouth-cavity prior"), ("eyelids", "the eyelid prior")):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ModelConfig.{name} must be true or false, got {getattr(self, name)!r}")
+            if getattr(self, name) and self.generator != "warp":
+                raise ValueError(f"ModelConfig.{name}: {what} belongs to the warp family "
+                                 f"(generator='warp'), not {self.generator!r}")
         if self.mouth_channels:
             positive_ints("mouth_channels", self.mouth_channels)
             levels = len(self.mouth_channels) - 1

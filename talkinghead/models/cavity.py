@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CAVITY_TEMPLATES", "TEMPLATE_SHAPE", "polygon_mask", "open_ratio", "mouth_coordinates", "cheek_colour", "lip_colour",
+__all__ = ["CAVITY_TEMPLATES", "TEMPLATE_SHAPE", "polygon_mask", "open_ratio", "mouth_coordinates", "cheek_colour", "lip_colour", "band_weights",
            "mouth_cavity"]
 
 TEMPLATE_SHAPE = (8, 5)  # rows v (upper inner lip -> lower), columns u (corner 60 -> 64)
@@ -140,6 +140,20 @@ def mouth_coordinates(points: torch.Tensor, size: int | tuple[int, int]) -> torc
     return torch.stack([u, v], dim=-1).clamp(0.0, 1.0).reshape(len(p), h, w_, 2)
 
 
+def band_weights(x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """``(N, K)`` weights of sorted template ``keys (K,)`` for values ``x (N,)``: linear between the two keys
+    about each value, the nearest key beyond them."""
+    w = torch.zeros(len(x), len(keys), device=x.device)
+    if len(keys) == 1:
+        w[:, 0] = 1.0
+        return w
+    pos = torch.searchsorted(keys, x.contiguous()).clamp(1, len(keys) - 1)
+    f = ((x - keys[pos - 1]) / (keys[pos] - keys[pos - 1])).clamp(0.0, 1.0)
+    w.scatter_(1, (pos - 1)[:, None], (1 - f)[:, None])
+    w.scatter_add_(1, pos[:, None], f[:, None])
+    return w
+
+
 def _soft(mask: torch.Tensor, radius: int) -> torch.Tensor:
     k = 2 * radius + 1
     return F.avg_pool2d(F.avg_pool2d(mask, k, 1, radius, count_include_pad=False), k, 1, radius,
@@ -200,15 +214,7 @@ def mouth_cavity(image: torch.Tensor, points: torch.Tensor, shot_points: torch.T
         table = CAVITY_TEMPLATES if templates is None else templates
         keys = torch.as_tensor([k for k, _ in table], dtype=torch.float32, device=image.device)
         ratios = torch.as_tensor(np.asarray([t for _, t in table], np.float32), device=image.device)  # (T, nv, nu, 3)
-        # the target's opening between the bands' keys (the nearest band beyond them)
-        w = torch.zeros(b, len(keys), device=image.device)
-        if len(keys) == 1:
-            w[:, 0] = 1.0
-        else:
-            pos = torch.searchsorted(keys, r_t.contiguous()).clamp(1, len(keys) - 1)
-            f = ((r_t - keys[pos - 1]) / (keys[pos] - keys[pos - 1])).clamp(0.0, 1.0)
-            w.scatter_(1, (pos - 1)[:, None], (1 - f)[:, None])
-            w.scatter_add_(1, pos[:, None], f[:, None])
+        w = band_weights(r_t, keys)  # the target's opening between the bands' keys
         ratio = torch.einsum("bt,tvuc->bcvu", w, ratios)  # (B, 3, nv, nu)
         uv = mouth_coordinates(local, extent) * 2 - 1  # grid_sample's units, cells at their centres
         cells = F.grid_sample(ratio, uv, mode="bilinear", padding_mode="border", align_corners=False)  # (B, 3, E, E)

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .cavity import mouth_cavity
+from .eyelids import eyelids
 from .embedder import check_image
 from .generator import AdaINGenerator
 from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, sn_conv
@@ -232,6 +233,9 @@ class WarpGenerator(AdaINGenerator):
         if cfg.mouth_cavity:  # the mouth's shot: its region's own, else the nearest (models/cavity.py)
             j = k + cfg.warp_regions.index("mouth") if shots.shape[1] > k and "mouth" in cfg.warp_regions else 0
             fake, extra["cavity"] = mouth_cavity(fake, points, shot_points[:, j])
+        if cfg.eyelids:  # the eyes' shot: its region's own, else the nearest (models/eyelids.py)
+            j = k + cfg.warp_regions.index("eyes") if shots.shape[1] > k and "eyes" in cfg.warp_regions else 0
+            fake, extra["lids"] = eyelids(fake, points, shot_points[:, j])
         if self.mouth is not None:  # the mouth at full resolution, on top (models/mouth.py)
             extra["unrefined"] = fake
             fake, extra["mouth_delta"], extra["mouth_theta"] = self.mouth(fake, y, points, psi)
