@@ -134,3 +134,24 @@ def opened_mouth(lm, px: float):
     lower = list(range(4, 13)) + [55, 56, 57, 58, 59, 65, 66, 67]
     out[..., lower, 1] += px
     return out
+
+
+def tiny_warp_pair(astronaut_face, **prior):
+    """The astronaut at 64 px as one shot: ``(plain, with_prior, state, points (1, 68, 2))``, two warp-tiny
+    generators with the same weights, the second with the ``prior`` config fields set (mouth_cavity=True...)."""
+    import torch
+
+    from talkinghead.config import get_config
+    from talkinghead.models import TalkingHeadModel
+    from talkinghead.tensors import to_tensor
+
+    crop, lm = astronaut_face
+    small = torch.as_tensor(lm)[None] / 4  # the tiny config's 64 px
+    cfg = get_config("warp-tiny", num_videos=3)
+    torch.manual_seed(0)
+    plain = TalkingHeadModel(cfg).eval().generator
+    torch.manual_seed(0)
+    with_prior = TalkingHeadModel(cfg.replace(**prior)).eval().generator
+    shots = torch.nn.functional.interpolate(to_tensor(crop)[None], size=(64, 64), mode="area")[:, None]
+    state = plain.identity_state(torch.randn(1, cfg.embed_dim), shots, small[:, None])
+    return plain, with_prior, state, small

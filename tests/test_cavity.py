@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import opened_mouth as opened
+from conftest import tiny_warp_pair
 from talkinghead.config import get_config
-from talkinghead.models import TalkingHeadModel
 from talkinghead.models.cavity import (CAVITY_TEMPLATES, TEMPLATE_SHAPE, mouth_cavity, mouth_coordinates, open_ratio,
                                        polygon_mask)
 from talkinghead.tensors import to_tensor
@@ -86,15 +86,7 @@ def test_a_wider_target_gets_a_mouth_inside_within_its_inner_lips(face):
 
 
 def test_the_warp_generator_composites_the_cavity_when_configured(astronaut_face):
-    crop, lm = astronaut_face
-    small = torch.as_tensor(lm)[None] / 4  # the tiny config's 64 px
-    cfg = get_config("warp-tiny", num_videos=3)
-    torch.manual_seed(0)
-    plain = TalkingHeadModel(cfg).eval().generator
-    torch.manual_seed(0)
-    with_cavity = TalkingHeadModel(cfg.replace(mouth_cavity=True)).eval().generator
-    shots = torch.nn.functional.interpolate(to_tensor(crop)[None], size=(64, 64), mode="area")[:, None]
-    state = plain.identity_state(torch.randn(1, cfg.embed_dim), shots, small[:, None])
+    plain, with_cavity, state, small = tiny_warp_pair(astronaut_face, mouth_cavity=True)
     y = torch.rand(2, 3, 64, 64) * 2 - 1
     target = torch.cat([small, opened(small, 4.0)])
     with torch.no_grad():

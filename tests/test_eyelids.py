@@ -3,10 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_warp_pair
 from talkinghead.config import get_config
-from talkinghead.models import TalkingHeadModel
 from talkinghead.models.eyelids import LID_SHAPE, LID_TEMPLATES, eye_opening, eyelids, lid_coordinates, lid_points
-from talkinghead.tensors import to_tensor
 
 
 def _face(gap_scale: float = 1.0) -> torch.Tensor:
@@ -75,15 +74,7 @@ def test_config_validation():
 
 
 def test_the_warp_generator_composites_the_lids_when_configured(astronaut_face):
-    crop, lm = astronaut_face
-    small = torch.as_tensor(lm)[None] / 4  # the tiny config's 64 px
-    cfg = get_config("warp-tiny", num_videos=3)
-    torch.manual_seed(0)
-    plain = TalkingHeadModel(cfg).eval().generator
-    torch.manual_seed(0)
-    with_lids = TalkingHeadModel(cfg.replace(eyelids=True)).eval().generator
-    shots = torch.nn.functional.interpolate(to_tensor(crop)[None], size=(64, 64), mode="area")[:, None]
-    state = plain.identity_state(torch.randn(1, cfg.embed_dim), shots, small[:, None])
+    plain, with_lids, state, small = tiny_warp_pair(astronaut_face, eyelids=True)
     shut = small.clone()
     shut[:, [37, 38, 43, 44]] = small[:, [41, 40, 47, 46]]  # the upper lids down on the lower: a blink
     y = torch.rand(2, 3, 64, 64) * 2 - 1
