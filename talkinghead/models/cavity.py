@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CAVITY_TEMPLATES", "TEMPLATE_SHAPE", "polygon_mask", "open_ratio", "mouth_coordinates", "cheek_colour", "lip_colour", "band_weights",
-           "mouth_cavity"]
+__all__ = ["CAVITY_TEMPLATES", "TEMPLATE_SHAPE", "polygon_mask", "open_ratio", "mouth_coordinates", "cheek_colour",
+           "lip_colour", "band_weights", "reference_colour", "paste_windows", "mouth_cavity"]
 
 TEMPLATE_SHAPE = (8, 5)  # rows v (upper inner lip -> lower), columns u (corner 60 -> 64)
 # the inside's colour over the cheeks' (CAVITY_REFERENCE), R G B, per cell of TEMPLATE_SHAPE, for three bands of
@@ -184,6 +184,31 @@ def lip_colour(images: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return (x * ring).flatten(2).sum(-1) / ring.flatten(1).sum(-1, keepdim=True).clamp_min(1.0)
 
 
+def reference_colour(image: torch.Tensor, points: torch.Tensor, measure=cheek_colour) -> torch.Tensor:
+    """``measure`` (:func:`cheek_colour`, :func:`lip_colour`) of ``image (B, 3, S, S)`` with ``points (B, 68,
+    2)``, at about 64 px: the colour is a mean over large regions, so a quarter of the work gives it."""
+    q = max(1, image.shape[-1] // 64)
+    small = F.avg_pool2d(image.float(), q) if q > 1 else image.float()
+    return measure(small, points.float() / q - (q - 1) / (2 * q))
+
+
+def paste_windows(image: torch.Tensor, lo: torch.Tensor, alpha: torch.Tensor,
+                  colour: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image (B, 3, S, S)`` with ``colour (B, 3, h, w)`` composited over ``alpha (B, 1, h, w)`` in the
+    windows whose top-left corners are ``lo (B, 2)`` (x, y): ``(image', the alpha over the whole crop)``.
+    Gradient flows to the image outside the alpha's weight."""
+    b, (h, w) = image.shape[0], alpha.shape[-2:]
+    full = torch.zeros_like(image[:, :1])
+    out = image.clone()
+    for i in range(b):
+        x, y = int(lo[i, 0]), int(lo[i, 1])
+        a = alpha[i].to(image.dtype)
+        full[i, :, y:y + h, x:x + w] = a
+        win = image[i, :, y:y + h, x:x + w]
+        out[i, :, y:y + h, x:x + w] = win + a * (colour[i].to(image.dtype) - win)
+    return out, full
+
+
 REFERENCES = {"lips": lip_colour, "cheeks": cheek_colour}
 # what the templates multiply: relative to the lips, teeth came out tinted by the lips' pigment (pale green
 # on the Mona Lisa) and read as lips to dlib; the cheeks give the face's light without it
@@ -218,17 +243,6 @@ def mouth_cavity(image: torch.Tensor, points: torch.Tensor, shot_points: torch.T
         ratio = torch.einsum("bt,tvuc->bcvu", w, ratios)  # (B, 3, nv, nu)
         uv = mouth_coordinates(local, extent) * 2 - 1  # grid_sample's units, cells at their centres
         cells = F.grid_sample(ratio, uv, mode="bilinear", padding_mode="border", align_corners=False)  # (B, 3, E, E)
-        # the reference colour is a mean over large regions: measured at a quarter of the size
-        q = max(1, s // 64)
-        small = F.avg_pool2d(image.float(), q) if q > 1 else image.float()
-        colour = REFERENCES[CAVITY_REFERENCE](small, points.float() / q - (q - 1) / (2 * q))
+        colour = reference_colour(image, points, REFERENCES[CAVITY_REFERENCE])
         inside = ((colour[:, :, None, None] * cells).clamp(0.0, 1.0) * 2 - 1).to(image.dtype)
-        alpha = torch.zeros(b, 1, s, s, dtype=image.dtype, device=image.device)
-    out = image.clone()
-    for i in range(b):
-        x, y = int(lo[i, 0]), int(lo[i, 1])
-        a = (uncover[i] * m[i]).to(image.dtype)
-        alpha[i, :, y:y + extent, x:x + extent] = a
-        win = image[i, :, y:y + extent, x:x + extent]
-        out[i, :, y:y + extent, x:x + extent] = win + a * (inside[i] - win)
-    return out, alpha
+    return paste_windows(image, lo, uncover[:, None, None, None] * m, inside)

@@ -19,8 +19,8 @@ lids of the training crops, in the face's own light::
 
 The templates are measured, not drawn (``scripts/eyelid_stats.py``): per cell of a 4 x 5 grid in the band's
 (u, v), the colour of the training crops' closing lids over the cheeks' colour, with each clip's open eye
-as the shot; the median over clips, for three bands of closing. No parameter is learned here and no gradient flows through the
-composite's weight or colour.
+as the shot; the median over clips, for three bands of closing. No parameter is learned here and no
+gradient flows through the composite's weight or colour.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cavity import _interp, _soft, band_weights, cheek_colour
+from .cavity import _interp, _soft, band_weights, paste_windows, reference_colour
 
 __all__ = ["EYES", "LID_TEMPLATES", "LID_SHAPE", "eye_opening", "lid_coordinates", "lid_points", "eyelids"]
 
@@ -177,16 +177,6 @@ def eyelids(image: torch.Tensor, points: torch.Tensor, shot_points: torch.Tensor
         cells = torch.stack([F.grid_sample(ratio[:, i], uv[:, i] * 2 - 1, mode="bilinear", padding_mode="border",
                                            align_corners=False) for i in range(2)], dim=1)  # (B, 2, 3, eh, ew)
         cells = torch.where((height[:, 1] > height[:, 0])[:, None], cells[:, 1], cells[:, 0])
-        q = max(1, s // 64)  # the cheeks' colour is a mean over large regions: measured at a quarter size
-        small = F.avg_pool2d(image.float(), q) if q > 1 else image.float()
-        colour = cheek_colour(small, points.float() / q - (q - 1) / (2 * q))
+        colour = reference_colour(image, points)  # the cheeks'
         skin = ((colour[:, :, None, None] * cells).clamp(0.0, 1.0) * 2 - 1).to(image.dtype)
-        alpha = torch.zeros(b, 1, s, s, dtype=image.dtype, device=image.device)
-    out = image.clone()
-    for i in range(b):
-        x, y = int(lo[i, 0]), int(lo[i, 1])
-        a = m[i].to(image.dtype)
-        alpha[i, :, y:y + eh, x:x + ew] = a
-        win = image[i, :, y:y + eh, x:x + ew]
-        out[i, :, y:y + eh, x:x + ew] = win + a * (skin[i] - win)
-    return out, alpha
+    return paste_windows(image, lo, m, skin)

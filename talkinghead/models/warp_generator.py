@@ -32,8 +32,8 @@ from torch import nn
 
 from ..config import ModelConfig
 from .cavity import mouth_cavity
-from .eyelids import eyelids
 from .embedder import check_image
+from .eyelids import eyelids
 from .generator import AdaINGenerator
 from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, sn_conv
 from .mouth import MouthRefiner
@@ -230,12 +230,15 @@ class WarpGenerator(AdaINGenerator):
         rgb = (corrected + out[:, 3:6]).clamp(-1.0, 1.0)
         fake = mask * corrected + (1.0 - mask) * rgb
         extra = {}
-        if cfg.mouth_cavity:  # the mouth's shot: its region's own, else the nearest (models/cavity.py)
-            j = k + cfg.warp_regions.index("mouth") if shots.shape[1] > k and "mouth" in cfg.warp_regions else 0
-            fake, extra["cavity"] = mouth_cavity(fake, points, shot_points[:, j])
-        if cfg.eyelids:  # the eyes' shot: its region's own, else the nearest (models/eyelids.py)
-            j = k + cfg.warp_regions.index("eyes") if shots.shape[1] > k and "eyes" in cfg.warp_regions else 0
-            fake, extra["lids"] = eyelids(fake, points, shot_points[:, j])
+        # the priors (models/cavity.py, models/eyelids.py) read the region's own shot, else the nearest
+        def region_shot(region):
+            return shot_points[:, k + cfg.warp_regions.index(region)] if (
+                shots.shape[1] > k and region in cfg.warp_regions) else shot_points[:, 0]
+
+        if cfg.mouth_cavity:
+            fake, extra["cavity"] = mouth_cavity(fake, points, region_shot("mouth"))
+        if cfg.eyelids:
+            fake, extra["lids"] = eyelids(fake, points, region_shot("eyes"))
         if self.mouth is not None:  # the mouth at full resolution, on top (models/mouth.py)
             extra["unrefined"] = fake
             fake, extra["mouth_delta"], extra["mouth_theta"] = self.mouth(fake, y, points, psi)
