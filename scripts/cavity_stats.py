@@ -18,6 +18,7 @@ import torch
 from talkinghead.data import CacheEntry, list_entries
 from talkinghead.models.cavity import REFERENCES, TEMPLATE_SHAPE, mouth_coordinates, open_ratio
 from talkinghead.tensors import to_tensor
+from template_literal import print_templates
 
 
 def main():
@@ -28,15 +29,12 @@ def main():
     p.add_argument("--per-clip", type=int, default=20)
     p.add_argument("--reference", choices=sorted(REFERENCES), default="cheeks")
     args = p.parse_args()
-    print("CAVITY_TEMPLATES = (")
     edges = list(args.bands) + [float("inf")]
+    bands = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         centre, t, n = band_template(args, lo, hi)
-        print(f"    ({centre:.3f}, (  # {lo} < opening <= {hi}: {n} clips")
-        for row in t:
-            print("        (" + ", ".join("(" + ", ".join(f"{c:.2f}" for c in cell) + ")" for cell in row) + "),")
-        print("    )),")
-    print(")")
+        bands.append((centre, f"{lo} < opening <= {hi}: {n} clips", t))
+    print_templates("CAVITY_TEMPLATES", bands)
 
 
 def band_template(args, lo, hi):

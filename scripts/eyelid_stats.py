@@ -21,6 +21,7 @@ from talkinghead.data import CacheEntry, list_entries
 from talkinghead.models.cavity import cheek_colour
 from talkinghead.models.eyelids import LID_SHAPE, eye_opening, lid_points
 from talkinghead.tensors import to_tensor
+from template_literal import print_templates
 
 
 def main():
@@ -32,14 +33,11 @@ def main():
     p.add_argument("--min-open", type=float, default=0.2, help="clips whose open eye is narrower are skipped")
     p.add_argument("--per-clip", type=int, default=20)
     args = p.parse_args()
-    print("LID_TEMPLATES = (")
+    bands = []
     for lo, hi in zip(args.bands[:-1], args.bands[1:]):
         key, t, clips, frames = band_template(args, lo, hi)
-        print(f"    ({key:.3f}, (  # {lo} <= share < {hi}: {clips} clips, {frames} eye frames")
-        for row in t:
-            print("        (" + ", ".join("(" + ", ".join(f"{c:.2f}" for c in cell) + ")" for cell in row) + "),")
-        print("    )),")
-    print(")")
+        bands.append((key, f"{lo} <= share < {hi}: {clips} clips, {frames} eye frames", t))
+    print_templates("LID_TEMPLATES", bands)
 
 
 def band_template(args, lo, hi):

@@ -1,6 +1,7 @@
 """How self-reenactment changes with fine-tuning steps: LPIPS and SSIM against the real frames.
 
-One held-out clip, the paper's protocol (first T frames are the shots, later frames the test), FT for
+One held-out clip, the paper's protocol (first T frames are the shots, later frames the test; mouth LPIPS and
+SSIM over the open-mouth test frames, as ``talkinghead eval``), FT for
 ``--steps`` steps and the test frames rendered every ``--every`` steps. Prints one JSON line per score
 and writes them all as JSON, to choose the FT defaults with numbers rather than guesses.
 
@@ -59,7 +60,9 @@ shot_reals, shot_lms = np.stack([c for c, _ in shots_c]), np.stack([lm for _, lm
 
 def score(step, avatar, extra=None):
     gen = avatar.render(lms)
-    row = {"step": step, "lpips": M.lpips(gen, reals).value, "ssim": M.ssim(gen, reals).value, **(extra or {})}
+    mouth = M.mouth_region_metrics(gen, reals, lms)
+    row = {"step": step, "lpips": M.lpips(gen, reals).value, "ssim": M.ssim(gen, reals).value,
+           "mouth_lpips": mouth["mouth_lpips"].value, "mouth_ssim": mouth["mouth_ssim"].value, **(extra or {})}
     if args.score_shots:
         rebuilt = avatar.render(shot_lms)
         row.update(shots_lpips=M.lpips(rebuilt, shot_reals).value, shots_ssim=M.ssim(rebuilt, shot_reals).value)
@@ -67,7 +70,8 @@ def score(step, avatar, extra=None):
     print(json.dumps(row), flush=True)
 
 
-base = {"step": "nearest-frame", "lpips": M.lpips(near, reals).value, "ssim": M.ssim(near, reals).value}
+base = {"step": "nearest-frame", "lpips": M.lpips(near, reals).value, "ssim": M.ssim(near, reals).value,
+        "mouth_lpips": M.mouth_region_metrics(near, reals, lms)["mouth_lpips"].value}
 print(json.dumps(base), flush=True)
 score(0, model.personalize(shot_frames, progress=False, backend="dlib"))
 t0 = time.time()

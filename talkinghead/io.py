@@ -976,14 +976,17 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None,
 
 
 def has_audio(path: str | os.PathLike) -> bool:
-    """True if the video or audio file at ``path`` has an audio stream (needs ffmpeg)."""
+    """True if the video or audio file at ``path`` has an audio stream; False without ffmpeg or where ffmpeg
+    cannot read the file (:func:`talkinghead.audio.probe_audio` says why)."""
+    from .audio import probe_audio
+
     path = _check_file(path, "File")
-    exe = _ffmpeg_exe()
-    if exe is None:
+    if _ffmpeg_exe() is None:
         return False
-    res = subprocess.run([exe, "-hide_banner", "-i", str(path)], capture_output=True, timeout=60)
-    text = res.stderr.decode("utf-8", "replace")
-    return any(line.lstrip().startswith("Stream ") and " Audio: " in line for line in text.splitlines())
+    try:
+        return probe_audio(path).has_audio
+    except InputError:
+        return False
 
 
 # libx264's speed presets; live mode uses "ultrafast" (talkinghead.live.LIVE_PRESET)
