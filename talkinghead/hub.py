@@ -34,6 +34,8 @@ tell. Folders saved before the field existed load unchecked. Avatars record thei
 """
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -401,6 +403,10 @@ def _read_config(path: Path):
     if meta["config"].get("generator", "paper") != family:
         raise WeightsError(f"{path} names generator family {family!r} but its config builds "
                            f"{meta['config'].get('generator', 'paper')!r}: save the model again.")
+    newer = sorted(set(meta["config"]) - {f.name for f in dataclasses.fields(ModelConfig)})
+    if newer:  # fields a later talkinghead added (e.g. a prior): the file is fine, this library is older
+        raise WeightsError(f"{path} uses model options this talkinghead does not know ({', '.join(newer)}): "
+                           "upgrade talkinghead.")
     try:
         cfg = ModelConfig.from_dict(meta["config"])
     except (ValueError, TypeError) as exc:

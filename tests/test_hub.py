@@ -228,6 +228,7 @@ def test_bad_config_json(saved, tmp_path, text, words):
     ({"format_version": 99}, "upgrade talkinghead"),
     ({"class_name": "SomethingElse"}, "SomethingElse"),
     ({"config": {"embed_dim": 7}}, "invalid model config"),
+    ({"config": {"teeth_prior": True}}, r"does not know \(teeth_prior\): upgrade talkinghead"),
     ({"training": [1, 2]}, "not an object"),
     ({"training": {"loss_weights": {"sharpness": 1}}}, "invalid loss weights"),
     ({"training": {"videos": ["only-one"]}}, "do not match"),
