@@ -362,6 +362,18 @@ def test_cli_eval_audio_writes_a_report(tmp_path, astronaut, speech_wav, tiny_au
     assert "talk preset" in (tmp_path / "report" / "report.md").read_text()
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["eval", "--audio", "--shots", "8", "--frames", "4"], "--shots, --frames do not apply to eval --audio"),
+    (["eval", "--audio", "--model", "other"], "--model does not apply"),
+    (["eval", "--audio-model", "x"], "--audio-model only applies to eval --audio"),
+])
+def test_eval_audio_refuses_options_it_would_ignore(tmp_path, capsys, argv, words):
+    from talkinghead.cli import main as cli_main
+
+    assert cli_main([*argv, "--videos", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "r")]) != 0
+    assert words in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
 def test_lagged_correlation_finds_the_lag():
     from talkinghead.evaluation.audio import lagged_correlation
 

@@ -39,15 +39,28 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--audio", action="store_true",
                    help="instead: audio-driven sync; each clip's own audio predicts its mouth, compared with its "
                         "tracked landmarks, beside the talk preset and a mean-motion baseline (see docs/animating.md)")
-    p.add_argument("--audio-model", default="audio2motion", metavar="NAME_OR_DIR",
-                   help="with --audio: the audio-to-motion model")
+    p.add_argument("--audio-model", default=None, metavar="NAME_OR_DIR",
+                   help="with --audio: the audio-to-motion model (default: audio2motion)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="folder for the report")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, eval_parser=p)
+
+
+# the self-reenactment options, which eval --audio does not read
+_VIDEO_ONLY = ("sources", "shots", "modes", "model", "frames", "ft_steps", "device", "no_baselines")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+
     if args.audio:
+        extra = ["--" + name.replace("_", "-") for name in _VIDEO_ONLY
+                 if getattr(args, name) != args.eval_parser.get_default(name)]
+        if extra:
+            raise InputError(f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply to eval --audio (it scores the audio model's mouth "
+                             "against each clip's own landmarks): drop them.")
         return run_audio(args)
+    if args.audio_model is not None:
+        raise InputError("--audio-model only applies to eval --audio.")
     import shutil
     from pathlib import Path
 
@@ -93,7 +106,7 @@ def run_audio(args: argparse.Namespace) -> int:
     clip_labels(args.videos)
     for v in args.videos:
         probe_audio(v)  # exists and is a media file; a clip without audio is listed in the report
-    net = load_audio_model(args.audio_model)
+    net = load_audio_model(args.audio_model or "audio2motion")
     backend = "dlib" if args.backend == "auto" else args.backend
     work = Path(args.output) / ".partial"
     result = evaluate_audio(args.videos, net, AudioEvalOptions(backend=backend, seed=args.seed), work_dir=work)
