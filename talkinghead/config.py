@@ -14,8 +14,9 @@ the weights so that a checkpoint rebuilds without code edits. Named configs::
     tiny        64x64 with a few channels, for tests (forward + backward in well under a second).
     warp-256    the warp family (``generator="warp"``): the shots' pixels moved by a thin-plate spline from
                 the landmarks, refined by a 128x128 AdaIN U-Net (mouth interior, eyelids, what a turn
-                uncovers), and a mean mouth inside where the target opens wider than its shot
-                (``mouth_cavity``, models/cavity.py); cpu-256's embedder and discriminator. 2.5 GFLOPs
+                uncovers), a mean mouth inside where the target opens wider than its shot
+                (``mouth_cavity``, models/cavity.py) and lids where its eyes are more closed (``eyelids``,
+                models/eyelids.py); cpu-256's embedder and discriminator. 2.5 GFLOPs
                 per frame (one shot).
     warp-mouth-256  warp-256 with a mouth refiner: a 96x96 AdaIN U-Net on a box about the lips at the
                 frame's full resolution (teeth, the mouth's inside; models/mouth.py).
@@ -325,10 +326,10 @@ def _warp_256() -> ModelConfig:
         # target's: measured better than blending the 4 nearest (docs/results/eval-warp-regions), and
         # trained as it is used
         generator="warp", warp_channels=(16, 32, 64, 128), warp_blocks=2, warp_downscale=2, warp_shots=1,
-        warp_regions=("mouth", "eyes"), mouth_cavity=True,
+        warp_regions=("mouth", "eyes"), mouth_cavity=True, eyelids=True,
         description="warp-guided generator at 256x256: TPS-warped shots refined by a 128x128 AdaIN U-Net, "
-                    "a mean mouth inside where the target opens wider than its shot (cpu-256's embedder and "
-                    "discriminator)")
+                    "a mean mouth inside where the target opens wider than its shot, lids where it is more "
+                    "closed (cpu-256's embedder and discriminator)")
 
 
 @register_config("warp-mouth-256")
