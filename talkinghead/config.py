@@ -104,12 +104,18 @@ class ModelConfig:
     # warp family: the eyelid prior (models/eyelids.py): where the target's eye is more closed than its shot's,
     # the band its upper lid now covers gets the measured colour of closing lids, not the shot's stretched fold
     eyelids: bool = False
+    # warp family: the learned mouth inside (models/mouth_inside.py), a small U-Net that inpaints the target's
+    # inner-lip polygon from the rest of a box about the lips (teeth, the dark inside), trained on real frames
+    # after the rest (``train --stage inside``); () = none, and the cavity prior above paints the inside.
+    # inside_size: the box's side in px
+    inside_channels: tuple[int, ...] = ()
+    inside_size: int = 64
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep tuples so the dataclass stays hashable and comparable.
         for name in ("embedder_channels", "generator_down_channels", "generator_up_channels", "warp_channels",
-                     "warp_regions", "mouth_channels"):
+                     "warp_regions", "mouth_channels", "inside_channels"):
             value = getattr(self, name)
             if not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
@@ -160,6 +166,18 @@ class ModelConfig:
             if not isinstance(self.mouth_size, int) or self.mouth_size <= 0 or self.mouth_size % (2 ** levels):
                 raise ValueError(f"ModelConfig.mouth_size must be a positive int divisible by 2**{levels} "
                                  f"(mouth_channels), got {self.mouth_size!r}")
+        if self.inside_channels:
+            positive_ints("inside_channels", self.inside_channels)
+            levels = len(self.inside_channels) - 1
+            if self.generator != "warp":
+                raise ValueError("ModelConfig.inside_channels: the learned mouth inside belongs to the warp family "
+                                 f"(generator='warp'), not {self.generator!r}")
+            if not all(c % 8 == 0 for c in self.inside_channels):
+                raise ValueError(f"ModelConfig.inside_channels must be multiples of 8 (GroupNorm's 8 groups), "
+                                 f"got {self.inside_channels!r}")
+            if not isinstance(self.inside_size, int) or self.inside_size <= 0 or self.inside_size % (2 ** levels):
+                raise ValueError(f"ModelConfig.inside_size must be a positive int divisible by 2**{levels} "
+                                 f"(inside_channels), got {self.inside_size!r}")
         if self.generator == "warp":  # its U-Net's resolutions; the paper family ignores the warp_* fields
             net = self.image_size // self.warp_downscale
             levels = len(self.warp_channels) - 1
@@ -326,10 +344,11 @@ def _warp_256() -> ModelConfig:
         # target's: measured better than blending the 4 nearest (docs/results/eval-warp-regions), and
         # trained as it is used
         generator="warp", warp_channels=(16, 32, 64, 128), warp_blocks=2, warp_downscale=2, warp_shots=1,
-        warp_regions=("mouth", "eyes"), mouth_cavity=True, eyelids=True,
+        warp_regions=("mouth", "eyes"), mouth_cavity=True, eyelids=True, inside_channels=(16, 32, 64, 128),
+        inside_size=64,
         description="warp-guided generator at 256x256: TPS-warped shots refined by a 128x128 AdaIN U-Net, "
-                    "a mean mouth inside where the target opens wider than its shot, lids where it is more "
-                    "closed (cpu-256's embedder and discriminator)")
+                    "a learned mouth inside where the target opens wider than its shot (the mean one until "
+                    "it is trained), lids where it is more closed (cpu-256's embedder and discriminator)")
 
 
 @register_config("warp-mouth-256")
@@ -343,7 +362,8 @@ def _warp_mouth_256() -> ModelConfig:
 @register_config("warp-tiny")
 def _warp_tiny() -> ModelConfig:
     return _tiny().replace(generator="warp", warp_channels=(8, 16, 16), warp_blocks=1, warp_downscale=2,
-                           warp_shots=2, description="64x64 warp-family test config")
+                           warp_shots=2, inside_channels=(8, 16), inside_size=32,
+                           description="64x64 warp-family test config")
 
 
 @register_config("warp-mouth-tiny")

@@ -68,6 +68,8 @@ class LossWeights:
     # the content backbones on the real and fake mouth boxes at 64 px (not in the paper; 0 = off): L1
     # alone learns an average, blurred mouth inside; a perceptual term asks for teeth and lip edges
     mouth_content: float = 0.0
+    # L1 inside the learned mouth inside's polygon, over its area (the inside stage: aux "inside_alpha")
+    inside_pixel: float = 0.0
 
     def __post_init__(self):
         # a NaN, infinite or negative weight trains towards nonsense without any error
@@ -159,7 +161,8 @@ def auxiliary_terms(weights: LossWeights, aux: dict) -> dict[str, torch.Tensor]:
     """Weighted regularisers of a generator family's auxiliaries (terms with weight 0 are left out):
     ``flow`` ``(B,S,S,2)`` in grid units -> ``flow_smoothness`` (total variation) and ``flow_magnitude``;
     ``mask`` ``(B,1,S,S)`` in [0, 1] (1 = the warped shots) -> ``mask``; ``points`` ``(B,68,2)`` (the
-    target's landmarks) with ``real`` and ``fake`` -> ``mouth_pixel`` (mean L1 over :func:`mouth_mask`)."""
+    target's landmarks) with ``real`` and ``fake`` -> ``mouth_pixel`` (mean L1 over :func:`mouth_mask`);
+    ``inside_alpha`` ``(B,1,M,M)`` with them -> ``inside_pixel`` (mean L1 over the alpha)."""
     terms: dict[str, torch.Tensor] = {}
     flow, mask = aux.get("flow"), aux.get("mask")
     points, real, fake = aux.get("points"), aux.get("real"), aux.get("fake")
@@ -167,6 +170,11 @@ def auxiliary_terms(weights: LossWeights, aux: dict) -> dict[str, torch.Tensor]:
         box = mouth_mask(points, real.shape[-1]).to(fake.dtype)
         err = (box * (fake - real).abs()).sum(dim=(1, 2, 3)) / (3 * box.sum(dim=(1, 2, 3))).clamp_min(1.0)
         terms["mouth_pixel"] = weights.mouth_pixel * err.mean()
+    alpha = aux.get("inside_alpha")
+    if weights.inside_pixel and alpha is not None and real is not None and fake is not None:
+        a = alpha.to(fake.dtype)
+        err = (a * (fake - real).abs()).sum(dim=(1, 2, 3)) / (3 * a.sum(dim=(1, 2, 3))).clamp_min(1.0)
+        terms["inside_pixel"] = weights.inside_pixel * err.mean()
     if flow is not None:
         if weights.flow_smoothness:
             tv = (flow[:, 1:] - flow[:, :-1]).abs().mean() + (flow[:, :, 1:] - flow[:, :, :-1]).abs().mean()

@@ -38,11 +38,12 @@ CROPS = "mouth-crops"
 CHUNK = 128  # samples per file: a resumed build redoes at most one chunk
 
 
-def mouth_discriminator_config(cfg, num_videos: int):
-    """The crops' projection discriminator: the embedder's trunk at ``cfg.mouth_size`` with 4 down blocks."""
+def mouth_discriminator_config(cfg, num_videos: int, size: int | None = None):
+    """The crops' projection discriminator: the embedder's trunk at ``size`` (default ``cfg.mouth_size``)
+    with 4 down blocks."""
     from .config import ModelConfig
 
-    return ModelConfig(image_size=cfg.mouth_size, embed_dim=256, embedder_channels=(32, 64, 128, 256),
+    return ModelConfig(image_size=size or cfg.mouth_size, embed_dim=256, embedder_channels=(32, 64, 128, 256),
                        discriminator_extra_blocks=0, attention_down=None, attention_up=None, num_videos=num_videos,
                        description="mouth-crop discriminator")
 
@@ -53,15 +54,16 @@ def shots_of_chunk(chunk: int, k: int) -> int:
     return 1 if chunk % 2 else k
 
 
-def crop_discriminator(cfg, num_videos: int) -> nn.Module:
-    """The crops' projection discriminator, its clip table drawn at N(0, 1/D).
+def crop_discriminator(cfg, num_videos: int, size: int | None = None) -> nn.Module:
+    """The crops' projection discriminator (at ``size``, default ``cfg.mouth_size``), its clip table drawn at
+    N(0, 1/D).
 
     Why not the main D's near-0 table: that one is set from each clip's e_hat before the first step
     (training.init_embedding_table). Left near 0, every score is ~0 and so is the trunk's gradient
     (it is scaled by the table): in a first run D's hinge loss sat at 2.000 for 200 steps."""
     from .models.discriminator import ProjectionDiscriminator
 
-    D = ProjectionDiscriminator(mouth_discriminator_config(cfg, num_videos))
+    D = ProjectionDiscriminator(mouth_discriminator_config(cfg, num_videos, size))
     with torch.no_grad():
         D.W.weight.normal_(0, D.config.embed_dim ** -0.5)
     return D

@@ -118,7 +118,8 @@ class TrainOptions:
     # e.g. for weights whose heads learned under the earlier absolute-rgb output (docs/how-it-works.md)
     reset_heads: bool = False
     # "meta": meta-learning (E, G, D); "mouth": the warp family's mouth refiner on cached crops of the frozen
-    # model (talkinghead.mouth_training), ``mouth_crops`` of them
+    # model (talkinghead.mouth_training), ``mouth_crops`` of them; "inside": its learned mouth inside on boxes
+    # of the cache's real frames (talkinghead.inside_training)
     stage: str = "meta"
     mouth_crops: int = 4000
 
@@ -236,6 +237,16 @@ def _generator_loss(task: nn.Module, out: dict, loss_fn, **match) -> tuple[torch
     return loss_fn(out["real"], out["fake"], score_fake, feats_real, feats_fake, aux=out, **match)
 
 
+def generator_parameters(generator: nn.Module) -> list[nn.Parameter]:
+    """What E/G steps (meta-learning, fine-tuning, the mouth stage's frozen rest) may train of ``generator``:
+    all of it but the learned mouth inside, which its own stage trains on real frames (talkinghead.
+    inside_training) and which is frozen here (a GAN step through the whole frame would only blur it)."""
+    inside = getattr(generator, "inside", None)
+    if inside is not None:
+        inside.requires_grad_(False)
+    return [p for p in generator.parameters() if p.requires_grad]
+
+
 class MetaLearningTask(nn.Module):
     """E, G and D trained on K-shot episodes (``batch`` from :class:`talkinghead.data.EpisodeDataset`).
 
@@ -273,7 +284,7 @@ class MetaLearningTask(nn.Module):
 
     def g_parameters(self) -> list[nn.Parameter]:
         embedder = [] if self.freeze_embedder else list(self.model.embedder.parameters())
-        return embedder + list(self.model.generator.parameters())
+        return embedder + generator_parameters(self.model.generator)
 
     def d_parameters(self) -> list[nn.Parameter]:
         return list(self.model.discriminator.parameters())
@@ -335,7 +346,7 @@ class FineTuneTask(nn.Module):
         return self.model.discriminator
 
     def g_parameters(self) -> list[nn.Parameter]:
-        return (list(self.model.generator.parameters()) if self.train_generator else []) + [self.psi]
+        return (generator_parameters(self.model.generator) if self.train_generator else []) + [self.psi]
 
     def d_parameters(self) -> list[nn.Parameter]:
         D = self.model.discriminator
@@ -475,6 +486,8 @@ class Trainer:
         self._last_saved = -1
         self._time_offset = 0.0
         self.stopped_by: int | None = None  # the signal that ended fit() early, if one did
+        # optional () -> {name: float}: held-out numbers, logged (a row of their own) every sample_every steps
+        self.validate = None
 
     # ---- one step of each kind ----------------------------------------------------------------
     def _autocast(self):
@@ -681,6 +694,11 @@ class Trainer:
                         bar.set_postfix(g=f"{terms.get('g_total', float('nan')):.3f}", d=f"{terms.get('d_total', float('nan')):.3f}")
                     if o.sample_every and self.step % o.sample_every == 0:
                         self.write_samples(batch)
+                        if self.validate is not None and main:
+                            held = self.validate()
+                            self.log_rows.append({"step": self.step, "time": round(time.time() - t0, 3),
+                                                  **{k: f"{v:.6g}" for k, v in held.items()}})
+                            self._write_log()
                     if o.checkpoint_every and self.step % o.checkpoint_every == 0:
                         self.save_checkpoint()
                     if self._agree(stop.requested):
@@ -758,8 +776,8 @@ def build_loss(opts: TrainOptions, device: torch.device):
     return GeneratorLoss(weights, backbones)
 
 
-# parts trained after meta-learning (stage "mouth"): a model without them still counts as the whole generator
-LATER_STAGES = ("generator.mouth.",)
+# parts trained after meta-learning (stages "mouth" and "inside"): a model without them still counts as the whole generator
+LATER_STAGES = ("generator.mouth.", "generator.inside.")
 
 
 def init_from_pretrained(name_or_dir: str, dataset, config: str | None = None) -> nn.Module:
@@ -820,7 +838,8 @@ def init_from_pretrained(name_or_dir: str, dataset, config: str | None = None) -
     info = src.training_info
     model.training_info = {"config_name": info.get("config_name") if config is None else config,
                            "init_from": {"model": str(name_or_dir), "steps": info.get("steps"),
-                                         "parts": model.init_parts, "init_from": info.get("init_from")}}
+                                         "parts": model.init_parts, "init_from": info.get("init_from"),
+                                         "loss_weights": info.get("loss_weights")}}
     return model
 
 
@@ -856,13 +875,18 @@ def init_embedding_table(model: nn.Module, dataset, device: torch.device, keep: 
 
 def train(opts: TrainOptions, resume: bool = False) -> Trainer:
     """Run meta-learning as described by ``opts`` (the ``talkinghead train`` command), or with
-    ``opts.stage == "mouth"`` the warp family's mouth stage (:func:`talkinghead.mouth_training.train_mouth`)."""
-    if opts.stage not in ("meta", "mouth"):
-        raise InputError(f"stage must be meta or mouth, not {opts.stage!r}.")
+    ``opts.stage == "mouth"`` the warp family's mouth stage (:func:`talkinghead.mouth_training.train_mouth`),
+    with ``"inside"`` its learned mouth inside (:func:`talkinghead.inside_training.train_inside`)."""
+    if opts.stage not in ("meta", "mouth", "inside"):
+        raise InputError(f"stage must be meta, mouth or inside, not {opts.stage!r}.")
     if opts.stage == "mouth":
         from .mouth_training import train_mouth
 
         return train_mouth(opts, resume)
+    if opts.stage == "inside":
+        from .inside_training import train_inside
+
+        return train_inside(opts, resume)
     from .config import ModelConfig, get_config
     from .data import EpisodeDataset
     from .models import TalkingHeadModel
@@ -997,10 +1021,12 @@ def load_run_model(run_dir: str | os.PathLike, use_ema: bool = True) -> tuple[nn
     state = load_checkpoint(run_dir / CHECKPOINT)
     model = TalkingHeadModel(ModelConfig.from_dict(record["model_config"]))
     model.load_state_dict({k[len("model."):]: v for k, v in state["task"].items() if k.startswith("model.")})
-    if use_ema:  # the mouth stage averages the refiner only
+    if use_ema:  # the mouth and inside stages average their own part only
+        from .inside_training import InsideTask
         from .mouth_training import MouthTask
 
-        path = MouthTask.generator_path if record.get("stage") == "mouth" else MetaLearningTask.generator_path
+        path = {"mouth": MouthTask.generator_path, "inside": InsideTask.generator_path}.get(
+            record.get("stage"), MetaLearningTask.generator_path)
         model.get_submodule(path).load_state_dict(state["ema"])
     model.training_info = training_record(record, int(state["step"]))
     return model, int(state["step"])
@@ -1011,8 +1037,9 @@ def training_record(record: dict, step: int) -> dict:
     backbones, world size, the videos behind D's rows, the model it started from and the run's segments
     (each start or resume; ``None`` for runs older than the field)."""
     keys = ("loss_weights", "config_name", "world_size", "device", "content_backbones", "videos", "init_from",
-            "segments")
-    return {"steps": int(step), **{k: record.get(k) for k in keys}, "loss_weights": record.get("loss_weights", {})}
+            "segments", "stage", "stage_loss_weights")
+    out = {"steps": int(step), **{k: record.get(k) for k in keys}, "loss_weights": record.get("loss_weights", {})}
+    return {k: v for k, v in out.items() if v is not None or k not in ("stage", "stage_loss_weights")}
 
 
 def export_pretrained(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, use_ema: bool = True) -> Path:

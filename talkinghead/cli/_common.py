@@ -175,7 +175,7 @@ def add_loss_weight_option(p, help_text: str) -> None:
     p.add_argument("--loss-weight", action="append", default=None, metavar="NAME=VALUE",
                    help=f"{help_text}; repeat for several, e.g. --loss-weight pixel=10 (names: "
                         "content_vgg19, content_vggface, content_stlpips, adversarial, feature_matching, "
-                        "embedding_match, pixel, flow_smoothness, flow_magnitude, mask, mouth_pixel, mouth_content)")
+                        "embedding_match, pixel, flow_smoothness, flow_magnitude, mask, mouth_pixel, mouth_content, inside_pixel)")
 
 
 def parse_loss_weights(items) -> dict | None:

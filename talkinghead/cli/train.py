@@ -1,4 +1,4 @@
-"""``talkinghead train``: meta-learning of E, G and D on a preprocessing cache (or the warp family's mouth stage)."""
+"""``talkinghead train``: meta-learning of E, G and D on a preprocessing cache (or a later stage of the warp family)."""
 from __future__ import annotations
 
 from ._common import (MAX_WORKERS, add_loss_weight_option, bounded, count, parse_loss_weights, positive_float,
@@ -20,6 +20,10 @@ with fresh optimisers; its architecture comes along.
 --stage mouth trains the warp family's mouth refiner after meta-learning: the rest of the --init-from
 model stays frozen, RUN_DIR/mouth-crops/ keeps --mouth-crops crops of it (built first, resumable), and
 model/ is the whole model with the refiner (--config warp-mouth-256).
+--stage inside trains the warp family's learned mouth inside (teeth, the dark of the mouth) on the
+cache's real frames: RUN_DIR/inside-crops.npz keeps boxes about their lips (built first), every 8th clip
+is held out (val_* rows in log.csv), the rest of the --init-from model stays frozen, and model/ is the
+whole model with the inside (--config warp-256).
 Several processes: torchrun --nproc_per_node N -m talkinghead train ...
 
 example: talkinghead train --config cpu-256 --data cache/train -o runs/cpu256 --steps 500 \\
@@ -28,6 +32,8 @@ example: talkinghead train --config cpu-256 --data cache/train -o runs/cpu256 --
              -o runs/mouth --k 8 --batch 8 --focus-targets 0.5 --lr-g 1e-3 --lr-d 4e-4 \\
              --loss-weight content_stlpips=1.5 --loss-weight pixel=1 --loss-weight adversarial=0.5 \\
              --loss-weight feature_matching=5
+         talkinghead train --stage inside --init-from default --data cache/train -o runs/inside \
+             --batch 16 --lr-g 3e-4 --steps 1000
          talkinghead train --init-from default --data cache/train -o runs/more --steps 2000
 """
 
@@ -77,8 +83,9 @@ def register(subparsers, formatter_class) -> None:
                    help="keep E as it starts (with --init-from): G and D get the compute")
     p.add_argument("--reset-heads", action="store_true",
                    help="with --init-from: the warp generator's output heads start afresh, at the warp")
-    p.add_argument("--stage", default=None, choices=["meta", "mouth"],
-                   help="meta: meta-learning (default); mouth: the warp family's mouth refiner on a frozen --init-from model")
+    p.add_argument("--stage", default=None, choices=["meta", "mouth", "inside"],
+                   help="meta: meta-learning (default); mouth: the warp family's mouth refiner on a frozen --init-from "
+                        "model; inside: its learned mouth inside, on the cache's real frames")
     p.add_argument("--mouth-crops", type=bounded(int, 1, True, 1_000_000), default=None, metavar="N",
                    help="--stage mouth: crops of the frozen model to train on (default 4000; ~1 s each on a CPU core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -118,6 +125,8 @@ def run(args) -> int:
             raise InputError("--data CACHE is required: build a cache with `talkinghead preprocess VIDEOS -o CACHE`.")
         if given.get("stage") == "mouth":  # the mouth stage's config is the one with a refiner
             given.setdefault("config", "warp-mouth-256")
+        if given.get("stage") == "inside":  # the shipped architecture, which has the inside
+            given.setdefault("config", "warp-256")
         opts = TrainOptions.from_dict({**given, "run_dir": str(run_dir)})
         if args.init_from and args.config:  # that architecture, with every pretrained part that fits it
             opts.init_architecture = "config"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CAVITY_TEMPLATES", "TEMPLATE_SHAPE", "polygon_mask", "open_ratio", "mouth_coordinates", "cheek_colour",
+__all__ = ["CAVITY_TEMPLATES", "TEMPLATE_SHAPE", "polygon_mask", "open_ratio", "uncover_share", "mouth_coordinates", "cheek_colour",
            "lip_colour", "band_weights", "reference_colour", "paste_windows", "mouth_cavity"]
 
 TEMPLATE_SHAPE = (8, 5)  # rows v (upper inner lip -> lower), columns u (corner 60 -> 64)
@@ -98,6 +98,14 @@ def open_ratio(points: torch.Tensor) -> torch.Tensor:
     gap = (p[..., [61, 62, 63], :] - p[..., [67, 66, 65], :]).norm(dim=-1).mean(-1)
     width = (p[..., 54, :] - p[..., 48, :]).norm(dim=-1)
     return gap / width.clamp_min(1e-6)
+
+
+@torch.no_grad()
+def uncover_share(points: torch.Tensor, shot_points: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` in [0, 1]: the share of the target's mouth opening (``points (B, 68, 2)``) that the shot it
+    is warped from (``shot_points``) cannot show, ``1 - r_shot / r_target`` (:func:`open_ratio`); 0 where the
+    shot is as open."""
+    return (1.0 - open_ratio(shot_points) / open_ratio(points).clamp_min(1e-6)).clamp(0.0, 1.0)
 
 
 UPPER, LOWER = (60, 61, 62, 63, 64), (60, 67, 66, 65, 64)
@@ -225,8 +233,8 @@ def mouth_cavity(image: torch.Tensor, points: torch.Tensor, shot_points: torch.T
     if image.device.type == "meta":  # model summaries trace shapes only; the window's size needs values
         return image, torch.zeros_like(image[:, :1])
     with torch.no_grad():
-        r_t, r_s = open_ratio(points), open_ratio(shot_points)
-        uncover = (1.0 - r_s / r_t.clamp_min(1e-6)).clamp(0.0, 1.0)  # (B,)
+        r_t = open_ratio(points)
+        uncover = uncover_share(points, shot_points)  # (B,)
         # one window about every target's inner lips (the same size for the batch), not the whole crop
         inner = points[:, list(INNER_LIPS)].float()
         margin = 2 * blur + 2

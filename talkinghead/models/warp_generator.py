@@ -31,12 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .cavity import mouth_cavity
+from .cavity import mouth_cavity, uncover_share
 from .embedder import check_image
 from .eyelids import eyelids
 from .generator import AdaINGenerator
 from .layers import AdaIN, ResBlock, ResBlockDown, ResBlockUp, sn_conv
 from .mouth import MouthRefiner
+from .mouth_inside import MouthInside
 from .piecewise import pa_grid
 from .tps import border_points, identity_grid, landmark_distance, region_map, tps_grid, warp_images
 
@@ -102,13 +103,16 @@ class WarpGenerator(AdaINGenerator):
         self._init_psi(named, self.out_norm)
         # after psi's layout: the refiner reads psi through a map of its own
         self.mouth = MouthRefiner(cfg, self.n_psi) if cfg.mouth_channels else None
+        self.inside = MouthInside(cfg.inside_channels, cfg.inside_size) if cfg.inside_channels else None
 
     @torch.no_grad()
     def reset_heads(self) -> None:
-        """Zero the flow/mask/delta head, the scorer's last layer and the mouth refiner's head: the
-        generator becomes the warp."""
+        """Zero the flow/mask/delta head, the scorer's last layer and the mouth refiner's head, and mark the
+        learned mouth inside untrained: the generator becomes the warp (with its priors)."""
         if getattr(self, "mouth", None) is not None:
             self.mouth.reset_head()
+        if getattr(self, "inside", None) is not None:
+            self.inside.trained.zero_()
         self.head.weight.zero_()
         self.head.bias.zero_()
         self.head.bias[2] = MASK_BIAS
@@ -235,7 +239,10 @@ class WarpGenerator(AdaINGenerator):
             return shot_points[:, k + cfg.warp_regions.index(region)] if (
                 shots.shape[1] > k and region in cfg.warp_regions) else shot_points[:, 0]
 
-        if cfg.mouth_cavity:
+        if self.inside is not None and self.inside.is_trained:  # the learned inside replaces the mean one,
+            # over the same share: what the mouth's shot, less open, cannot show (models/mouth_inside.py)
+            fake, extra["inside"] = self.inside(fake, points, uncover_share(points, region_shot("mouth")))
+        elif cfg.mouth_cavity:
             fake, extra["cavity"] = mouth_cavity(fake, points, region_shot("mouth"))
         if cfg.eyelids:
             fake, extra["lids"] = eyelids(fake, points, region_shot("eyes"))
