@@ -31,6 +31,7 @@ __all__ = ["InsideCrops", "InsideTask", "build_inside_crops", "train_inside", "I
 CROPS = "inside-crops.npz"
 OPEN_RATIO = 0.08  # metrics.MOUTH_OPEN_THRESHOLD: these frames have an inside to learn
 CLOSED_SHARE = 0.15  # of the closed frames, kept so a shut mouth stays shut
+COLOUR_JITTER = 0.2  # each channel's gain within 1 +- this (with the brightness's 0.8-1.2)
 SOFTEN_SHARE, SOFTEN_MAX = 0.75, 2.5  # of the training boxes, the share given a softened context, and how soft
 HOLDOUT = 8  # every 8th clip (from the 4th) is held out for the val_* numbers
 # the stage's loss weights unless --loss-weight says otherwise: pixel L1 over the polygon plus the content
@@ -87,8 +88,9 @@ class InsideCrops:
     """The boxes of :func:`build_inside_crops` as a map-style dataset for the trainer's loader.
 
     ``dataset[(i, seed)]`` or ``dataset[i]``: ``real`` float32 ``(3, M, M)`` in [-1, 1], ``points``
-    ``(68, 2)`` in box pixels, ``video_index``; with ``augment``, mirrored half the time (points too) and
-    its brightness scaled by 0.8-1.2, and ``soften``: the factor (1 to ``SOFTEN_MAX`` in ``SOFTEN_SHARE`` of the
+    ``(68, 2)`` in box pixels, ``video_index``; with ``augment``, mirrored half the time (points too), its
+    brightness scaled by 0.8-1.2 and each channel by 1 +- ``COLOUR_JITTER``, in 30% of the items part-way to
+    grey (up to 80%), and ``soften``: the factor (1 to ``SOFTEN_MAX`` in ``SOFTEN_SHARE`` of the
     items, else 1) by which :class:`InsideTask` softens its context. ``split``: ``"train"``, ``"val"`` (the held-out clips) or ``"all"``.
     """
 
@@ -111,14 +113,20 @@ class InsideCrops:
 
         i, seed = (int(key[0]), key[1]) if isinstance(key, (tuple, list)) else (int(key), (int(key),))
         img, pts = self.arrays["img"][i], self.arrays["points"][i]
-        gain = 1.0
+        gain, grey = torch.ones(3, 1, 1), 0.0
         if self.augment:
             rng = np.random.default_rng(list(seed))
             if rng.random() < 0.5:
                 img, pts = img[:, ::-1], flip_landmarks(pts, img.shape[1])
-            gain = float(rng.uniform(0.8, 1.2))
-        real = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(127.5)
-        real = (real * gain - 1.0).clamp_(-1.0, 1.0)
+            # the whole box's colour, inside and out, so the inside takes its colours from the lips and skin
+            # about it (a painting's palette is not a photo's): brightness, each channel, saturation
+            gain = torch.from_numpy(rng.uniform(0.8, 1.2) * rng.uniform(1 - COLOUR_JITTER, 1 + COLOUR_JITTER, 3))
+            gain = gain.float().view(3, 1, 1)
+            grey = float(rng.uniform(0.0, 0.8)) if rng.random() < 0.3 else 0.0
+        real = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+        real = real * gain
+        real = real + grey * (real.mean(dim=0, keepdim=True) - real)
+        real = (real * 2.0 - 1.0).clamp_(-1.0, 1.0)
         item = {"real": real, "points": torch.from_numpy(np.ascontiguousarray(pts, np.float32)),
                 "video_index": torch.tensor(int(self.arrays["video_index"][i]))}
         if self.augment:  # the context softened as the generator's frames are (InsideTask.generate)
