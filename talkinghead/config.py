@@ -14,10 +14,11 @@ the weights so that a checkpoint rebuilds without code edits. Named configs::
     tiny        64x64 with a few channels, for tests (forward + backward in well under a second).
     warp-256    the warp family (``generator="warp"``): the shots' pixels moved by a thin-plate spline from
                 the landmarks, refined by a 128x128 AdaIN U-Net (mouth interior, eyelids, what a turn
-                uncovers), a mean mouth inside where the target opens wider than its shot
-                (``mouth_cavity``, models/cavity.py) and lids where its eyes are more closed (``eyelids``,
-                models/eyelids.py); cpu-256's embedder and discriminator. 2.5 GFLOPs
-                per frame (one shot).
+                uncovers), a mouth inside where the target opens wider than its shot (learned,
+                ``inside_channels``, models/mouth_inside.py, once ``train --stage inside`` has trained it;
+                until then the measured mean one, ``mouth_cavity``, models/cavity.py) and lids where its
+                eyes are more closed (``eyelids``, models/eyelids.py); cpu-256's embedder and
+                discriminator. 2.8 GFLOPs per frame (one shot; 2.4 without the inside).
     warp-mouth-256  warp-256 with a mouth refiner: a 96x96 AdaIN U-Net on a box about the lips at the
                 frame's full resolution (teeth, the mouth's inside; models/mouth.py).
     warp-tiny, warp-mouth-tiny   64x64 warp-family test configs.
