@@ -25,6 +25,7 @@ from torch import nn
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import InputError
+from .mouth_training import PartTask
 
 __all__ = ["InsideCrops", "InsideTask", "build_inside_crops", "train_inside", "INSIDE_WEIGHTS"]
 
@@ -150,35 +151,14 @@ def soften(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class InsideTask(nn.Module):
+class InsideTask(PartTask):
     """The learned inside (G) and a box discriminator (D) for the shared trainer; the rest of ``model`` frozen.
 
-    ``generate(batch)`` -> ``{"fake" (B,3,M,M): the box with its inside painted, "real", "y" (the points
-    drawn in the box), "vi", "inside_alpha" (B,1,M,M)}``.
+    ``generate(batch)`` -> ``{"fake" (B,3,M,M): the real box with its inside painted, "real", "y" (the
+    points drawn in the box), "vi", "inside_alpha" (B,1,M,M)}``.
     """
 
     generator_path = "generator.inside"
-
-    def __init__(self, model: nn.Module, discriminator: nn.Module):
-        super().__init__()
-        self.model = model
-        self.box_discriminator = discriminator
-        model.requires_grad_(False)
-        model.generator.inside.requires_grad_(True)
-
-    @property
-    def generator(self) -> nn.Module:
-        return self.model.generator.inside
-
-    @property
-    def discriminator(self) -> nn.Module:
-        return self.box_discriminator
-
-    def g_parameters(self) -> list[nn.Parameter]:
-        return list(self.generator.parameters())
-
-    def d_parameters(self) -> list[nn.Parameter]:
-        return list(self.box_discriminator.parameters())
 
     def generate(self, batch: dict, device: torch.device, generator: nn.Module | None = None) -> dict:
         from .landmarks import landmark_images
@@ -191,12 +171,6 @@ class InsideTask(nn.Module):
         y = landmark_images(points.cpu().numpy(), real.shape[-1], device=device, dtype=real.dtype)
         return {"fake": fake, "real": real, "y": y, "vi": batch["video_index"].to(device).long(),
                 "inside_alpha": alpha}
-
-    def d_condition(self, out: dict, detach_table: bool = False) -> dict:
-        D = self.box_discriminator
-        if detach_table:
-            return {"w": (D.W(out["vi"]) + D.w0).detach()}
-        return {"video_index": out["vi"]}
 
     def g_loss(self, out: dict, loss_fn) -> tuple[torch.Tensor, dict]:
         from .training import _generator_loss
@@ -230,22 +204,13 @@ def train_inside(opts, resume: bool = False):
     """The inside stage (``opts.stage == "inside"``, ``talkinghead train --stage inside``): boxes from the
     cache, then the shared trainer on them, then the whole model exported with the inside (``RUN/model``)."""
     from .config import ModelConfig, get_config
-    from .io import check_output_folder
     from .models import TalkingHeadModel
-    from .mouth_training import crop_discriminator
-    from .training import (CHECKPOINT, OPTIONS, Trainer, _saved_record, build_loss, init_distributed,
-                           init_from_pretrained, load_checkpoint, make_loader, seed_everything)
+    from .mouth_training import crop_discriminator, open_stage
+    from .training import OPTIONS, Trainer, build_loss, init_from_pretrained, make_loader, seed_everything
 
-    if not resume and not get_config(opts.config).inside_channels:  # before any work
-        raise InputError(f"--config {opts.config} has no learned mouth inside (inside_channels): use warp-256")
-    dist, device = init_distributed(opts.device)
-    if dist.enabled:
-        raise InputError("the inside stage runs in one process (its steps are small): run it without torchrun")
-    run_dir = Path(opts.run_dir)
-    check_output_folder(run_dir, f"Run folder {run_dir}", "choose another -o")
-    opts = dataclasses.replace(opts, data=str(Path(opts.data).resolve()) if opts.data else opts.data)
-    state = load_checkpoint(run_dir / CHECKPOINT) if resume else None
-    saved = _saved_record(run_dir) if state is not None else {}
+    opts, dist, device, run_dir, state, saved = open_stage(
+        opts, resume, "inside", lambda cfg: bool(cfg.inside_channels),
+        f"--config {opts.config} has no learned mouth inside (inside_channels): use warp-256")
     if state is None and not opts.init_from:
         raise InputError("the inside stage goes into a meta-learned warp model: pass --init-from NAME|DIR "
                          "(e.g. default) and --config with a learned inside (warp-256)")

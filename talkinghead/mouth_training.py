@@ -32,7 +32,7 @@ from torch import nn
 from .atomic import atomic_path, atomic_write_text
 from .errors import InputError
 
-__all__ = ["MouthCrops", "MouthTask", "build_mouth_crops", "mouth_discriminator_config", "train_mouth"]
+__all__ = ["MouthCrops", "MouthTask", "PartTask", "build_mouth_crops", "mouth_discriminator_config", "train_mouth"]
 
 CROPS = "mouth-crops"
 CHUNK = 128  # samples per file: a resumed build redoes at most one chunk
@@ -158,24 +158,24 @@ class MouthCrops:
                 "video_index": torch.tensor(int(self.arrays["video_index"][i]))}
 
 
-class MouthTask(nn.Module):
-    """The refiner (G) and the crops' discriminator (D) for the shared trainer; the rest of ``model`` frozen.
+class PartTask(nn.Module):
+    """One part of a frozen ``model`` (at ``generator_path``, the trainer's G) and a projection discriminator
+    of its own on crops (D, conditioned on the clip), for the shared trainer: what the later stages of
+    the warp family (the mouth refiner, the learned inside) share. Subclasses give ``generate`` and
+    ``g_loss``."""
 
-    ``generate(batch)`` -> ``{"fake" (B,3,M,M) = crop + refiner delta, "real", "y", "vi", "unrefined"}``.
-    """
-
-    generator_path = "generator.mouth"
+    generator_path = ""
 
     def __init__(self, model: nn.Module, discriminator: nn.Module):
         super().__init__()
         self.model = model
         self.crop_discriminator = discriminator
         model.requires_grad_(False)
-        model.generator.mouth.requires_grad_(True)
+        self.generator.requires_grad_(True)
 
     @property
     def generator(self) -> nn.Module:
-        return self.model.generator.mouth
+        return self.model.get_submodule(self.generator_path)
 
     @property
     def discriminator(self) -> nn.Module:
@@ -187,17 +187,26 @@ class MouthTask(nn.Module):
     def d_parameters(self) -> list[nn.Parameter]:
         return list(self.crop_discriminator.parameters())
 
-    def generate(self, batch: dict, device: torch.device, generator: nn.Module | None = None) -> dict:
-        crop, y, real = (batch[k].to(device) for k in ("crop", "y", "real"))
-        refiner = generator or self.generator
-        fake = (crop + refiner.refine(crop, y, batch["psi"].to(device))).clamp(-1.0, 1.0)
-        return {"fake": fake, "real": real, "y": y, "vi": batch["video_index"].to(device).long(), "unrefined": crop}
-
     def d_condition(self, out: dict, detach_table: bool = False) -> dict:
         D = self.crop_discriminator
         if detach_table:
             return {"w": (D.W(out["vi"]) + D.w0).detach()}
         return {"video_index": out["vi"]}
+
+
+class MouthTask(PartTask):
+    """The refiner (G) and the crops' discriminator (D) for the shared trainer; the rest of ``model`` frozen.
+
+    ``generate(batch)`` -> ``{"fake" (B,3,M,M) = crop + refiner delta, "real", "y", "vi", "unrefined"}``.
+    """
+
+    generator_path = "generator.mouth"
+
+    def generate(self, batch: dict, device: torch.device, generator: nn.Module | None = None) -> dict:
+        crop, y, real = (batch[k].to(device) for k in ("crop", "y", "real"))
+        refiner = generator or self.generator
+        fake = (crop + refiner.refine(crop, y, batch["psi"].to(device))).clamp(-1.0, 1.0)
+        return {"fake": fake, "real": real, "y": y, "vi": batch["video_index"].to(device).long(), "unrefined": crop}
 
     def g_loss(self, out: dict, loss_fn) -> tuple[torch.Tensor, dict]:
         from .training import _generator_loss
@@ -208,28 +217,37 @@ class MouthTask(nn.Module):
         return total, terms
 
 
+def open_stage(opts, resume: bool, stage: str, has_part, refusal: str):
+    """The later stages' common start: ``opts.config`` checked with ``has_part(cfg)`` before any work
+    (``refusal`` otherwise), one process, the run folder checked, and a resumed run's checkpoint and record.
+    Returns ``(opts with data resolved, dist, device, run_dir, state or None, saved record or {})``."""
+    from .config import get_config
+    from .io import check_output_folder
+    from .training import CHECKPOINT, _saved_record, init_distributed, load_checkpoint
+
+    if not resume and not has_part(get_config(opts.config)):
+        raise InputError(refusal)
+    dist, device = init_distributed(opts.device)
+    if dist.enabled:
+        raise InputError(f"the {stage} stage runs in one process (its steps are small): run it without torchrun")
+    run_dir = Path(opts.run_dir)
+    check_output_folder(run_dir, f"Run folder {run_dir}", "choose another -o")
+    opts = dataclasses.replace(opts, data=str(Path(opts.data).resolve()) if opts.data else opts.data)
+    state = load_checkpoint(run_dir / CHECKPOINT) if resume else None
+    return opts, dist, device, run_dir, state, (_saved_record(run_dir) if state is not None else {})
+
+
 def train_mouth(opts, resume: bool = False):
     """The mouth stage (``opts.stage == "mouth"``, ``talkinghead train --stage mouth``): crops, then the
     shared trainer on them, then the whole model exported with its refiner (``RUN/model``)."""
     from .config import ModelConfig
     from .data import EpisodeDataset
-    from .io import check_output_folder
     from .models import TalkingHeadModel
-    from .training import (CHECKPOINT, OPTIONS, Trainer, _saved_record, build_loss, init_distributed,
-                           init_from_pretrained, load_checkpoint, make_loader, seed_everything)
+    from .training import OPTIONS, Trainer, build_loss, init_from_pretrained, make_loader, seed_everything
 
-    from .config import get_config
-
-    if not resume and not get_config(opts.config).mouth_channels:  # before any work
-        raise InputError(f"--config {opts.config} has no mouth refiner (mouth_channels): use warp-mouth-256")
-    dist, device = init_distributed(opts.device)
-    if dist.enabled:
-        raise InputError("the mouth stage runs in one process (its steps are small): run it without torchrun")
-    run_dir = Path(opts.run_dir)
-    check_output_folder(run_dir, f"Run folder {run_dir}", "choose another -o")
-    opts = dataclasses.replace(opts, data=str(Path(opts.data).resolve()) if opts.data else opts.data)
-    state = load_checkpoint(run_dir / CHECKPOINT) if resume else None
-    saved = _saved_record(run_dir) if state is not None else {}
+    opts, dist, device, run_dir, state, saved = open_stage(
+        opts, resume, "mouth", lambda cfg: bool(cfg.mouth_channels),
+        f"--config {opts.config} has no mouth refiner (mouth_channels): use warp-mouth-256")
     seed_everything(opts.seed)
     episodes = EpisodeDataset(opts.data, k=opts.k, augment=opts.augment, focus=opts.focus_targets)
     if state is None:

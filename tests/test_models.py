@@ -102,6 +102,8 @@ def test_every_config_forward_backward(name):
     missing = [n for n, g in grads.items() if g is None and not n.startswith("discriminator.W") and "gamma" not in n]
     if cfg.generator == "warp" and cfg.warp_shots == 1:  # one nearest shot (plus region shots): nothing to score
         missing = [n for n in missing if not n.startswith("generator.scorer.")]
+    # the learned mouth inside paints nothing until its own stage has trained it (tests/test_inside.py)
+    missing = [n for n in missing if not n.startswith("generator.inside.")]
     # W gets gradients only for the rows used; attention gains get them only once they are non-zero
     # downstream -- everything else must have a gradient, and every gradient must be finite.
     assert not missing, missing[:5]
