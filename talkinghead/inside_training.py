@@ -181,8 +181,8 @@ class InsideTask(PartTask):
 @torch.no_grad()
 def held_out_scores(inside: nn.Module, val: InsideCrops, device, limit: int = 128) -> dict:
     """``val_inside_l1`` (over the polygon) and ``val_lpips`` (ST-LPIPS of the whole box) on up to ``limit``
-    held-out boxes, and ``val_cavity_lpips``-style reference: the same boxes with the polygon filled
-    with the boxes' mean inside colour (``val_flat_lpips``), what an inside without texture scores."""
+    held-out boxes, and for reference ``val_flat_lpips``: the same boxes with the polygon filled with the
+    boxes' mean inside colour, what an inside without texture scores."""
     from .metrics import _STLPIPS
 
     idx = np.linspace(0, len(val) - 1, min(limit, len(val))).round().astype(int)
@@ -193,7 +193,7 @@ def held_out_scores(inside: nn.Module, val: InsideCrops, device, limit: int = 12
     inside.eval()
     fake, _, a = inside.paint(real, points)
     inside.train(was)
-    flat_colour = (real * a).sum(dim=(0, 2, 3), keepdim=True) / (3 * a.sum()).clamp_min(1) * 3
+    flat_colour = (real * a).sum(dim=(0, 2, 3), keepdim=True) / a.sum().clamp_min(1)  # (1, 3, 1, 1)
     flat = real * (1 - a) + a * flat_colour
     lp = _STLPIPS()
     return {"val_inside_l1": float(((fake - real).abs() * a).sum() / (3 * a.sum()).clamp_min(1)),
