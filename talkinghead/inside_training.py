@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -204,9 +203,8 @@ def train_inside(opts, resume: bool = False):
     """The inside stage (``opts.stage == "inside"``, ``talkinghead train --stage inside``): boxes from the
     cache, then the shared trainer on them, then the whole model exported with the inside (``RUN/model``)."""
     from .config import ModelConfig, get_config
-    from .models import TalkingHeadModel
-    from .mouth_training import crop_discriminator, open_stage
-    from .training import OPTIONS, Trainer, build_loss, init_from_pretrained, make_loader, seed_everything
+    from .mouth_training import crop_discriminator, open_stage, stage_model
+    from .training import OPTIONS, Trainer, build_loss, make_loader, seed_everything
 
     opts, dist, device, run_dir, state, saved = open_stage(
         opts, resume, "inside", lambda cfg: bool(cfg.inside_channels),
@@ -220,25 +218,14 @@ def train_inside(opts, resume: bool = False):
                                     seed=opts.seed, progress=opts.progress)
     dataset = InsideCrops(crops_file, augment=opts.augment, split="train")
     val = InsideCrops(crops_file, augment=False, split="val")
-    if state is None:
-        class _Clips:  # what init_from_pretrained reads of a dataset: its clips
-            videos = dataset.videos
+    class _Clips:  # what init_from_pretrained reads of a dataset: its clips
+        videos = dataset.videos
 
-            def __len__(self):
-                return len(self.videos)
+        def __len__(self):
+            return len(self.videos)
 
-        with warnings.catch_warnings():  # a part that does not fit is refused below, in one line
-            warnings.simplefilter("ignore")
-            model = init_from_pretrained(opts.init_from, _Clips(), config=opts.config)
-        if not {"embedder", "generator"} <= set(model.init_parts):
-            raise InputError(f"--init-from {opts.init_from}: its embedder and generator do not fit --config "
-                             f"{opts.config} (the inside stage keeps them as trained and adds the inside)")
-        cfg = model.config
-    else:
-        cfg = ModelConfig.from_dict(saved["model_config"])
-        model = TalkingHeadModel(cfg)
-    if getattr(model.generator, "inside", None) is None:
-        raise InputError(f"{run_dir}: its model has no learned mouth inside (inside_channels); start a new run")
+    model = stage_model(opts, state, saved, _Clips(), run_dir, "inside", "learned mouth inside (inside_channels)")
+    cfg = model.config
     model.generator.inside.trained.fill_(1.0)  # from here on the generator paints with it
     model.to(device)
     task = InsideTask(model, crop_discriminator(cfg, len(dataset.videos), size=cfg.inside_size)).to(device)

@@ -237,13 +237,34 @@ def open_stage(opts, resume: bool, stage: str, has_part, refusal: str):
     return opts, dist, device, run_dir, state, (_saved_record(run_dir) if state is not None else {})
 
 
+def stage_model(opts, state, saved: dict, clips, run_dir: Path, part: str, what: str) -> nn.Module:
+    """The model a later stage trains ``generator.<part>`` of: a new run's ``--init-from`` model in
+    ``opts.config``'s architecture, whose embedder and generator must fit it whole (one line otherwise;
+    ``clips``: the dataset, for D's table), or a resumed run's from its record. Refused when it has no
+    ``part`` (``what`` names it)."""
+    from .config import ModelConfig
+    from .models import TalkingHeadModel
+    from .training import init_from_pretrained
+
+    if state is None:
+        with warnings.catch_warnings():  # a part that does not fit is refused below, in one line
+            warnings.simplefilter("ignore")
+            model = init_from_pretrained(opts.init_from, clips, config=opts.config)
+        if not {"embedder", "generator"} <= set(model.init_parts):
+            raise InputError(f"--init-from {opts.init_from}: its embedder and generator do not fit --config "
+                             f"{opts.config} (the {part} stage keeps them as trained and adds its own part)")
+    else:
+        model = TalkingHeadModel(ModelConfig.from_dict(saved["model_config"]))
+    if getattr(model.generator, part, None) is None:  # a resumed run whose record says otherwise
+        raise InputError(f"{run_dir}: its model has no {what}; start a new {part} run")
+    return model
+
+
 def train_mouth(opts, resume: bool = False):
     """The mouth stage (``opts.stage == "mouth"``, ``talkinghead train --stage mouth``): crops, then the
     shared trainer on them, then the whole model exported with its refiner (``RUN/model``)."""
-    from .config import ModelConfig
     from .data import EpisodeDataset
-    from .models import TalkingHeadModel
-    from .training import OPTIONS, Trainer, build_loss, init_from_pretrained, make_loader, seed_everything
+    from .training import OPTIONS, Trainer, build_loss, make_loader, seed_everything
 
     opts, dist, device, run_dir, state, saved = open_stage(
         opts, resume, "mouth", lambda cfg: bool(cfg.mouth_channels),
@@ -254,18 +275,8 @@ def train_mouth(opts, resume: bool = False):
         if not opts.init_from:
             raise InputError("the mouth stage trains on a meta-learned warp model: pass --init-from NAME|DIR "
                              "(e.g. default) and --config with a mouth refiner (warp-mouth-256)")
-        with warnings.catch_warnings():  # a part that does not fit is refused below, in one line
-            warnings.simplefilter("ignore")
-            model = init_from_pretrained(opts.init_from, episodes, config=opts.config)
-        if not {"embedder", "generator"} <= set(model.init_parts):
-            raise InputError(f"--init-from {opts.init_from}: its embedder and generator do not fit --config "
-                             f"{opts.config} (the mouth stage keeps them as meta-learned and adds the refiner)")
-        cfg = model.config
-    else:
-        cfg = ModelConfig.from_dict(saved["model_config"])
-        model = TalkingHeadModel(cfg)
-    if getattr(model.generator, "mouth", None) is None:  # a resumed run whose record says otherwise
-        raise InputError(f"{run_dir}: its model has no mouth refiner (mouth_channels); start a new mouth run")
+    model = stage_model(opts, state, saved, episodes, run_dir, "mouth", "mouth refiner (mouth_channels)")
+    cfg = model.config
     episodes.size = cfg.image_size
     model.to(device)
     task = MouthTask(model, crop_discriminator(cfg, len(episodes))).to(device)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cavity import INNER_LIPS, mouth_coordinates, open_ratio, polygon_mask
+from .cavity import INNER_LIPS, _soft, mouth_coordinates, open_ratio, polygon_mask
 from .mouth import crop_box, mouth_theta, paste_box
 
 __all__ = ["MouthInside", "INSIDE_PAD", "inside_box", "box_points", "inside_mask", "frame_alpha"]
@@ -68,9 +68,7 @@ def frame_alpha(points: torch.Tensor, size: int, dilate: int = INSIDE_DILATE_FUL
     a = polygon_mask(points[:, list(INNER_LIPS)].float(), size)
     if dilate:
         a = F.max_pool2d(a, 2 * dilate + 1, 1, dilate)
-    for _ in range(2):
-        a = F.avg_pool2d(a, 3, 1, 1, count_include_pad=False)
-    return a
+    return _soft(a, 1)
 
 
 def _block(a: int, b: int) -> nn.Sequential:
