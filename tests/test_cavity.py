@@ -8,8 +8,8 @@ import torch
 from conftest import opened_mouth as opened
 from conftest import tiny_warp_pair
 from talkinghead.config import get_config
-from talkinghead.models.cavity import (CAVITY_TEMPLATES, TEMPLATE_SHAPE, mouth_cavity, mouth_coordinates, open_ratio,
-                                       polygon_mask)
+from talkinghead.models.cavity import (CAVITY_CONTRAST, CAVITY_TEMPLATES, LUMA, TEMPLATE_SHAPE, contrast_cells,
+                                       mouth_cavity, mouth_coordinates, open_ratio, polygon_mask)
 from talkinghead.tensors import to_tensor
 
 
@@ -44,6 +44,34 @@ def test_the_templates_have_their_documented_shape_in_opening_order():
     for _, t in CAVITY_TEMPLATES:
         t = np.asarray(t)
         assert t.shape == (*TEMPLATE_SHAPE, 3) and (t > 0).all()
+
+
+def test_the_contrast_scales_brightness_about_the_cheeks_and_keeps_the_hue():
+    cells = torch.as_tensor(np.asarray(CAVITY_TEMPLATES[1][1], np.float32)).permute(2, 0, 1)[None]  # (1, 3, nv, nu)
+    assert torch.allclose(contrast_cells(cells, 1.0), cells, atol=1e-6)
+    out = contrast_cells(cells, 2.0)
+    lum = lambda c: (c * torch.tensor(LUMA).reshape(1, 3, 1, 1)).sum(1)  # noqa: E731
+    expected = (1 + (lum(cells) - 1) * 2).clamp_min(0.05)
+    assert torch.allclose(lum(out), expected, atol=1e-5)
+    # the hue: each cell's channels keep their proportions
+    assert torch.allclose(out / out.sum(1, keepdim=True), cells / cells.sum(1, keepdim=True), atol=1e-5)
+    # the teeth (brighter than the cheeks) get brighter, the dark between them darker
+    bright, dark = lum(cells) > 1.05, lum(cells) < 0.7
+    assert bright.any() and dark.any()
+    assert (lum(out)[bright] > lum(cells)[bright]).all() and (lum(out)[dark] < lum(cells)[dark]).all()
+    assert CAVITY_CONTRAST > 1
+
+
+def test_the_prior_applies_its_contrast(face):
+    img, lm = face
+    closed = lm.clone()
+    closed[:, [67, 66, 65]] = closed[:, [61, 62, 63]]
+    pts = opened(lm, 30.0)
+    flat, alpha = mouth_cavity(img, pts, closed, contrast=1.0)
+    strong, _ = mouth_cavity(img, pts, closed, contrast=2.5)
+    m = (alpha[:, 0] > 0.9)
+    spread = lambda x: float(((x + 1) / 2).mean(1)[m].std())  # noqa: E731
+    assert m.sum() > 20 and spread(strong) > 1.3 * spread(flat)
 
 
 def test_the_opening_picks_the_template(face):

@@ -5,6 +5,7 @@ import torch
 
 from conftest import tiny_warp_pair
 from talkinghead.config import get_config
+import talkinghead.models.eyelids as eyelid_prior
 from talkinghead.models.eyelids import LID_SHAPE, LID_TEMPLATES, eye_opening, eyelids, lid_coordinates, lid_points
 
 
@@ -39,12 +40,25 @@ def test_band_lies_between_the_lid_and_where_it_was():
     target, shot = _face(0.25), _face(1.0)
     _, height = lid_coordinates(target, shot, 128)
     ys, xs = torch.nonzero(height[0].amax(0) > 0, as_tuple=True)
-    # upper lids at y = 49 (closed to a quarter), lower at 51: the lid was open to 51 - 8 = 43
-    assert ys.min() >= 42 and ys.max() <= 50
+    # upper lids at y = 49 (closed to a quarter), lower at 51: the lid was open to 51 - 8 = 43, and the band
+    # runs on over the lid margin above it, LID_MARGIN of the 20-px eye width
+    top = 43 - eyelid_prior.LID_MARGIN * 20
+    assert top - 1 <= ys.min() <= top + 1 and ys.max() <= 50
     assert ((xs >= 34) & (xs <= 54) | (xs >= 74) & (xs <= 94)).all()
     # the inverse map puts v = 0 on the target's upper lid and v = 1 where the lid was, at the lid's middle
     at = lid_points(target, shot, torch.tensor([[0.5, 0.0], [0.5, 1.0]]))
     assert at[0, 0, :, 1].tolist() == pytest.approx([49.0, 43.0], abs=0.6)
+
+
+def test_the_band_runs_on_above_where_the_lid_was_only_while_closing(monkeypatch):
+    shot = _face(1.0)
+    rows = {}
+    for margin in (0.0, 0.2):
+        monkeypatch.setattr(eyelid_prior, "LID_MARGIN", margin)
+        _, height = lid_coordinates(_face(0.25), shot, 128)
+        rows[margin] = int(torch.nonzero(height[0].amax(0) > 0, as_tuple=True)[0].min())
+        assert not (lid_coordinates(shot, shot, 128)[1] > 0).any()  # as open as the shot: still no band
+    assert rows[0.0] >= 43 and rows[0.2] <= rows[0.0] - 3  # 0.2 of the 20-px eye: 4 px higher
 
 
 def test_composite_changes_only_the_band_and_uses_the_template():

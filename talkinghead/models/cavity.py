@@ -10,7 +10,8 @@ training crops, in the face's own colours::
     uncover  = clamp(1 - r_shot / r_target, 0, 1)     0 where the shot's mouth is as open as the target's
     m        = the target's inner-lip polygon (60-67), softened by POLYGON_BLUR px
     (u, v)   = each pixel's place in the target's mouth: corner to corner, upper inner lip to lower
-    template = CAVITY_TEMPLATES at (u, v), interpolated between the bands by r_target
+    template = CAVITY_TEMPLATES at (u, v), interpolated between the bands by r_target, its luminance's
+               distance from the cheeks' (1) times CAVITY_CONTRAST, hue kept
     inside   = template x the face's cheek colour (CAVITY_REFERENCE: the face's light, not the lips' pigment)
     fake'    = fake + uncover * m * (inside - fake)
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CAVITY_TEMPLATES", "TEMPLATE_SHAPE", "polygon_mask", "open_ratio", "uncover_share", "mouth_coordinates", "cheek_colour",
+__all__ = ["CAVITY_TEMPLATES", "CAVITY_CONTRAST", "TEMPLATE_SHAPE", "contrast_cells", "polygon_mask", "open_ratio", "uncover_share", "mouth_coordinates", "cheek_colour",
            "lip_colour", "band_weights", "reference_colour", "paste_windows", "mouth_cavity"]
 
 TEMPLATE_SHAPE = (8, 5)  # rows v (upper inner lip -> lower), columns u (corner 60 -> 64)
@@ -66,6 +67,14 @@ CAVITY_TEMPLATES = (
         ((0.45, 0.25, 0.28), (1.04, 0.88, 1.08), (1.10, 1.02, 1.20), (1.02, 0.88, 1.01), (0.47, 0.29, 0.35)),
     )),
 )
+# A median over clips of each clip's mean flattens every single mouth's light teeth and dark gaps: on the
+# training crops one frame's cells spread 1.25-1.56x as far in luminance as the band's template
+# (runs of scripts/cavity_stats.py's sampling). The prior puts back about that much, about the cheeks'
+# level. Chosen on the training clips' own frames (mouth LPIPS where the shot cannot show the inside: 0.140
+# at 1, 0.138 at 1.5, 0.141 at 2, 0.146 at 2.5); on paintings it is what makes an opened mouth read as
+# open (models/cavity.py's note in the model card)
+CAVITY_CONTRAST = 1.5
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: the contrast scales brightness, not hue
 POLYGON_BLUR = 2  # px at 256: the polygon's edge falls over about twice this
 INNER_LIPS = tuple(range(60, 68))
 OUTER_LIPS = tuple(range(48, 60))
@@ -223,10 +232,20 @@ REFERENCES = {"lips": lip_colour, "cheeks": cheek_colour}
 CAVITY_REFERENCE = "cheeks"
 
 
+def contrast_cells(ratio: torch.Tensor, contrast: float = CAVITY_CONTRAST) -> torch.Tensor:
+    """Template cells ``(B, 3, ...)`` (colour over the cheeks') with their luminance's distance from 1 scaled
+    by ``contrast`` and each cell's hue kept; the luminance stays at least 0.05."""
+    w = torch.as_tensor(LUMA, dtype=ratio.dtype, device=ratio.device).reshape(1, 3, *([1] * (ratio.dim() - 2)))
+    lum = (ratio * w).sum(1, keepdim=True)
+    return ratio * ((1 + (lum - 1) * contrast).clamp_min(0.05) / lum.clamp_min(1e-3))
+
+
 def mouth_cavity(image: torch.Tensor, points: torch.Tensor, shot_points: torch.Tensor,
-                 templates=None, blur: int = POLYGON_BLUR) -> tuple[torch.Tensor, torch.Tensor]:
+                 templates=None, blur: int = POLYGON_BLUR,
+                 contrast: float = CAVITY_CONTRAST) -> tuple[torch.Tensor, torch.Tensor]:
     """``image (B, 3, S, S)`` in [-1, 1] (the generator's output for targets ``points (B, 68, 2)``, crop
-    pixels), ``shot_points (B, 68, 2)``: the landmarks of the shot each target's mouth was warped from.
+    pixels), ``shot_points (B, 68, 2)``: the landmarks of the shot each target's mouth was warped from;
+    ``contrast``: :func:`contrast_cells`' factor (1: the templates as measured).
     Returns ``(image', alpha (B, 1, S, S))``: the image with the cavity composited over ``alpha =
     uncover * m`` (module docstring), and the alpha. No gradient flows through the alpha or the colour."""
     b, s = image.shape[0], image.shape[-1]
@@ -248,7 +267,7 @@ def mouth_cavity(image: torch.Tensor, points: torch.Tensor, shot_points: torch.T
         keys = torch.as_tensor([k for k, _ in table], dtype=torch.float32, device=image.device)
         ratios = torch.as_tensor(np.asarray([t for _, t in table], np.float32), device=image.device)  # (T, nv, nu, 3)
         w = band_weights(r_t, keys)  # the target's opening between the bands' keys
-        ratio = torch.einsum("bt,tvuc->bcvu", w, ratios)  # (B, 3, nv, nu)
+        ratio = contrast_cells(torch.einsum("bt,tvuc->bcvu", w, ratios), contrast)  # (B, 3, nv, nu)
         uv = mouth_coordinates(local, extent) * 2 - 1  # grid_sample's units, cells at their centres
         cells = F.grid_sample(ratio, uv, mode="bilinear", padding_mode="border", align_corners=False)  # (B, 3, E, E)
         colour = reference_colour(image, points, REFERENCES[CAVITY_REFERENCE])
