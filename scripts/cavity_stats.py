@@ -8,7 +8,9 @@ in the mouth's own coordinates (:func:`talkinghead.models.cavity.mouth_coordinat
 60 -> 64, v from the upper inner lip to the lower), and divided by the frame's reference colour
 (--reference: the cheeks', :func:`~talkinghead.models.cavity.cheek_colour`, as the prior uses it, or the lips'). A band's template is the median over clips of each clip's
 mean: rows v top to bottom, columns u left to right, R G B, keyed by the band's median opening. Prints
-them as the Python literal of CAVITY_TEMPLATES.
+them as the Python literal of CAVITY_TEMPLATES, and how much flatter each template is than one mouth: the
+median over frames of the spread (std over cells) of a frame's luminance ratio, over the template's
+(cavity.py CAVITY_CONTRAST).
 """
 import argparse
 
@@ -16,9 +18,12 @@ import numpy as np
 import torch
 
 from talkinghead.data import CacheEntry, list_entries
+from talkinghead.models.cavity import LUMA as _LUMA
 from talkinghead.models.cavity import REFERENCES, TEMPLATE_SHAPE, mouth_coordinates, open_ratio
 from talkinghead.tensors import to_tensor
 from template_literal import print_templates
+
+LUMA = torch.tensor(_LUMA)
 
 
 def main():
@@ -32,8 +37,8 @@ def main():
     edges = list(args.bands) + [float("inf")]
     bands = []
     for lo, hi in zip(edges[:-1], edges[1:]):
-        centre, t, n = band_template(args, lo, hi)
-        bands.append((centre, f"{lo} < opening <= {hi}: {n} clips", t))
+        centre, t, n, flatter = band_template(args, lo, hi)
+        bands.append((centre, f"{lo} < opening <= {hi}: {n} clips; one frame spreads {flatter:.2f}x as far", t))
     print_templates("CAVITY_TEMPLATES", bands)
 
 
@@ -41,7 +46,7 @@ def band_template(args, lo, hi):
     """The median template over clips of the frames with ``lo < opening <= hi``, the median opening there,
     and the number of clips."""
     nv, nu = TEMPLATE_SHAPE
-    per_clip, openings = [], []
+    per_clip, openings, spreads = [], [], []
     for path in list_entries(args.cache):
         e = CacheEntry.load(path)
         lm = torch.as_tensor(e.landmarks, dtype=torch.float32)
@@ -65,9 +70,11 @@ def band_template(args, lo, hi):
         if not keep.any():
             continue
         per_clip.append(ratio[keep].mean(0).numpy())
+        spreads.extend((ratio[keep] * LUMA[None, :, None, None]).sum(1).flatten(1).std(1).tolist())
         openings.extend(r[idx][keep].tolist())
     t = np.median(np.stack(per_clip), 0).transpose(1, 2, 0)  # (nv, nu, 3)
-    return float(np.median(openings)), t, len(per_clip)
+    flatter = float(np.median(spreads) / (t @ LUMA.numpy()).std())
+    return float(np.median(openings)), t, len(per_clip), flatter
 
 
 if __name__ == "__main__":
