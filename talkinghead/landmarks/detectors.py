@@ -163,8 +163,9 @@ SHRUNK_MIN_SCORE = 0.5
 class DlibDetector(LandmarkDetector):
     """dlib's HOG face detector + 68-point shape predictor (CPU, offline).
 
-    ``upsample``: image upsamplings for the detector; ``None`` tries 0 and, if nothing is found in an
-    image under 1000 px, 1 (HOG finds faces down to ~80 px, ~40 px after one upsampling).
+    ``upsample``: image upsamplings for the detector; ``None`` tries 0 and, if nothing is found, 1 (in an
+    image of 1000 px or more, on a copy shrunk to ``DETECT_MAX_SIDE``; HOG finds faces down to ~80 px,
+    ~40 px after one upsampling).
     ``min_score``: detections below this HOG score are dropped (real faces in the test photos and eval
     clips score 0.9 to 2.3; a false positive on a tiled test image scored 0.05).
     """
@@ -197,7 +198,105 @@ class DlibDetector(LandmarkDetector):
         An image whose longer side exceeds ``max_side`` is searched on a copy shrunk to it first (HOG's
         cost grows with the pixels: a 1080p frame took 8x a 512-px one). A face too small to be found
         there, or found with a score under :data:`SHRUNK_MIN_SCORE`, is looked for at full size after,
-        with no upsampling, else as ``upsample`` says.
+        with no upsampling, else as ``upsample`` says; in an image of 1000 px or more, a face still not
+        found is looked for once more on the shrunk copy, upsampled once.
+        """
+        h, w = image.shape[:2]
+        if self.upsample is None and max_side is not None and max(h, w) > max_side:
+            found = self._search_shrunk(image, max_side, 0)
+            if found and max(s for _, s in found) >= SHRUNK_MIN_SCORE:
+                return found
+        tries = [self.upsample] if self.upsample is not None else ([0, 1] if max(h, w) < 1000 else [0])
+        for up in tries:
+            found = [(r, s) for r, s in zip(*self._hog.run(image, up, 0.0)[:2]) if s >= self.min_score]
+            if found:
+                return found
+        if self.upsample is None and max(h, w) >= 1000:
+            # a large image's face that HOG scores too low at 1x (Vermeer's turned girl, 1280 px: -0.02) is
+            # found once upsampled (0.30 at 960 px, x2); a shrunk copy keeps that last try's cost at 4x a
+            # 960-px search, instead of the MediaPipe fallback's looser points
+            return self._search_shrunk(image, max_side or DETECT_MAX_SIDE, 1)
+        return []
+
+    def _search_shrunk(self, image: np.ndarray, side: int, upsample: int) -> list[tuple]:
+        """HOG's boxes scoring at least ``min_score`` on a copy of ``image`` whose longer side is ``side``,
+        in ``image``'s pixels."""
+        import cv2
+
+        h, w = image.shape[:2]
+        f = side / max(h, w)
+        small = cv2.resize(image, (max(1, int(round(w * f))), max(1, int(round(h * f)))), interpolation=cv2.INTER_AREA)
+        rect = self._dlib.rectangle
+        return [(rect(int(round(r.left() / f)), int(round(r.top() / f)), int(round(r.right() / f)),
+                      int(round(r.bottom() / f))), s)
+                for r, s in zip(*self._hog.run(small, upsample, 0.0)[:2]) if s >= self.min_score]
+
+    def _detect(self, image: np.ndarray) -> list[Face]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(device={self.device!r})"
+
+
+# --------------------------------------------------------------------------------------- dlib
+def dlib_model_dir() -> Path:
+    """The folder of ``face-recognition-models`` (found without importing it: its ``__init__``
+    imports ``pkg_resources``, which recent setuptools no longer has)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError("The dlib backend needs face-recognition-models: "
+                           "run pip install dlib-bin face-recognition-models.")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+# frames with a longer side than this are searched for faces on a copy of this size first (DlibDetector.boxes)
+DETECT_MAX_SIDE = 960
+# a face found on the shrunk copy is taken only when the detector is sure of it; a doubtful one (the
+# Girl with a Pearl Earring, turned, scored 0.27 there, with points 9% of the eye distance off
+# MediaPipe's) is looked for at full size, as before the shrunk search
+SHRUNK_MIN_SCORE = 0.5
+
+
+class DlibDetector(LandmarkDetector):
+    """dlib's HOG face detector + 68-point shape predictor (CPU, offline).
+
+    ``upsample``: image upsamplings for the detector; ``None`` tries 0 and, if nothing is found, 1 (in an
+    image of 1000 px or more, on a copy shrunk to ``DETECT_MAX_SIDE``; HOG finds faces down to ~80 px,
+    ~40 px after one upsampling).
+    ``min_score``: detections below this HOG score are dropped (real faces in the test photos and eval
+    clips score 0.9 to 2.3; a false positive on a tiled test image scored 0.05).
+    """
+
+    name = "dlib"
+
+    def __init__(self, device: str = "cpu", upsample: int | None = None, predictor_path: str | None = None,
+                 min_score: float = 0.25):
+        super().__init__(device)
+        self.upsample = upsample
+        self.min_score = float(min_score)
+        self.predictor_path = predictor_path
+
+    def _load(self) -> None:
+        try:
+            import dlib
+        except ImportError:
+            raise WeightsError("The dlib backend needs dlib: run pip install dlib-bin face-recognition-models.") from None
+        path = Path(self.predictor_path) if self.predictor_path else dlib_model_dir() / DLIB_PREDICTOR_FILE
+        if not path.is_file():
+            raise WeightsError(f"dlib's landmark model {path} is missing: reinstall face-recognition-models "
+                               "(pip install --force-reinstall face-recognition-models).")
+        self._dlib = dlib
+        self._hog = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(path))
+
+    def boxes(self, image: np.ndarray, max_side: int | None = DETECT_MAX_SIDE) -> list[tuple]:
+        """HOG's face boxes ``[(dlib.rectangle in image pixels, score)]`` scoring at least ``min_score``.
+
+        An image whose longer side exceeds ``max_side`` is searched on a copy shrunk to it first (HOG's
+        cost grows with the pixels: a 1080p frame took 8x a 512-px one). A face too small to be found
+        there, or found with a score under :data:`SHRUNK_MIN_SCORE`, is looked for at full size after,
+        with no upsampling, else as ``upsample`` says; in an image of 1000 px or more, a face still not
+        found is looked for once more on the shrunk copy, upsampled once.
         """
         h, w = image.shape[:2]
         if self.upsample is None and max_side is not None and max(h, w) > max_side:

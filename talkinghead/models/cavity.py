@@ -68,11 +68,11 @@ CAVITY_TEMPLATES = (
     )),
 )
 # A median over clips of each clip's mean flattens every single mouth's light teeth and dark gaps: on the
-# training crops one frame's cells spread 1.25-1.56x as far in luminance as the band's template
-# (runs of scripts/cavity_stats.py's sampling). The prior puts back about that much, about the cheeks'
-# level. Chosen on the training clips' own frames (mouth LPIPS where the shot cannot show the inside: 0.140
-# at 1, 0.138 at 1.5, 0.141 at 2, 0.146 at 2.5); on paintings it is what makes an opened mouth read as
-# open (models/cavity.py's note in the model card)
+# training crops one frame's cells spread 1.25-1.56x as far in luminance as its band's template. The prior
+# puts back about that much, about the cheeks' level. Chosen on the training clips' own frames where the
+# shot cannot show the inside (scripts/tune_cavity_contrast.py, mouth LPIPS at 1 / 1.5 / 2 / 2.5: 0.136 /
+# 0.134 / 0.138 / 0.142 from one shot, 0.160 / 0.160 / 0.163 / 0.166 from 8); on paintings it is also
+# what makes an opened mouth read as open to dlib
 CAVITY_CONTRAST = 1.5
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: the contrast scales brightness, not hue
 POLYGON_BLUR = 2  # px at 256: the polygon's edge falls over about twice this
