@@ -68,7 +68,7 @@ CAVITY_TEMPLATES = (
     )),
 )
 # A median over clips of each clip's mean flattens every single mouth's light teeth and dark gaps: on the
-# training crops one frame's cells spread 1.25-1.56x as far in luminance as its band's template. The prior
+# training crops one frame's cells spread 1.27-1.57x as far in luminance as its band's template (scripts/cavity_stats.py). The prior
 # puts back about that much, about the cheeks' level. Chosen on the training clips' own frames where the
 # shot cannot show the inside (scripts/tune_cavity_contrast.py, mouth LPIPS at 1 / 1.5 / 2 / 2.5: 0.136 /
 # 0.134 / 0.138 / 0.142 from one shot, 0.160 / 0.160 / 0.163 / 0.166 from 8); on paintings it is also
