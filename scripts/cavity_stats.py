@@ -44,7 +44,7 @@ def main():
 
 def band_template(args, lo, hi):
     """The median template over clips of the frames with ``lo < opening <= hi``, the median opening there,
-    and the number of clips."""
+    the number of clips, and how many times as far one frame's cells spread in luminance as the template's."""
     nv, nu = TEMPLATE_SHAPE
     per_clip, openings, spreads = [], [], []
     for path in list_entries(args.cache):
