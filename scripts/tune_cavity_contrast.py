@@ -1,4 +1,4 @@
-"""Choose the mouth-cavity prior's contrast (models/cavity.py CAVITY_CONTRAST) on the training clips.
+"""Choose the mouth-cavity prior's contrast (ModelConfig.cavity_contrast, models/cavity.py) on the training clips.
 
     python scripts/tune_cavity_contrast.py --shots 1 --contrast 1 1.5 2 2.5 [--cache cache/train]
 
@@ -10,17 +10,16 @@ evaluation's mouth-region LPIPS (``metrics.mouth_region_metrics``). The eval cli
 is chosen here and reported there once.
 """
 import argparse
-import functools
+import dataclasses
 
 import numpy as np
 import torch
 
 import talkinghead as th
-import talkinghead.models.warp_generator as warp_generator
 from talkinghead import metrics as M
 from talkinghead.data import CacheEntry, list_entries
 from talkinghead.landmarks import landmark_images
-from talkinghead.models.cavity import mouth_cavity, open_ratio, uncover_share
+from talkinghead.models.cavity import open_ratio, uncover_share
 from talkinghead.tensors import to_tensor, to_uint8
 
 
@@ -63,11 +62,11 @@ def main():
         state = G.identity_state(e_hat, x, sp[None])
         reals, pts = np.stack([e.frame(int(i)) for i in test]), lm[test]
         for c in args.contrast:
-            warp_generator.mouth_cavity = functools.partial(mouth_cavity, contrast=c)
+            keep, G.config = G.config, dataclasses.replace(G.config, cavity_contrast=c)
             try:
                 fake = to_uint8(G.generate(landmark_images(pts, G.config.image_size), torch.as_tensor(pts), state)["fake"])
             finally:
-                warp_generator.mouth_cavity = mouth_cavity
+                G.config = keep
             scores[c].extend(M.mouth_region_metrics(fake, reals, pts)["mouth_lpips"].per_item)
         clips += 1
     for c, v in scores.items():

@@ -1,5 +1,5 @@
-"""Choose how far the eyelid prior's band runs above where the lid was (models/eyelids.py LID_MARGIN), on the
-training clips.
+"""Choose how far the eyelid prior's band runs above where the lid was (ModelConfig.lid_margin,
+models/eyelids.py), on the training clips.
 
     python scripts/tune_lid_margin.py --margin 0 0.04 0.08 0.12 [--cache cache/train]
 
@@ -10,13 +10,13 @@ the box about both eyes (points 36-47, padded by a quarter of its width, 64 x 12
 (the evaluation's trunk) and SSIM against the real frame. The eval clips are never read.
 """
 import argparse
+import dataclasses
 
 import cv2
 import numpy as np
 import torch
 
 import talkinghead as th
-import talkinghead.models.eyelids as eyelids
 from talkinghead import metrics as M
 from talkinghead.data import CacheEntry, list_entries
 from talkinghead.landmarks import landmark_images
@@ -53,7 +53,7 @@ def main():
         raise SystemExit(f"{args.model} does not use the eyelid prior (eyelids = false)")
     lp = {m: [] for m in args.margin}
     ss = {m: [] for m in args.margin}
-    clips, keep = 0, eyelids.LID_MARGIN
+    clips, keep = 0, G.config
     for path in list_entries(args.cache):
         e = CacheEntry.load(path)
         lm = np.asarray(e.landmarks, np.float32)
@@ -72,11 +72,11 @@ def main():
         reals, pts = np.stack([e.frame(int(i)) for i in test]), lm[test]
         real_boxes = eye_boxes(reals, pts)
         for m in args.margin:
-            eyelids.LID_MARGIN = m
+            G.config = dataclasses.replace(keep, lid_margin=m)
             try:
                 fake = to_uint8(G.generate(landmark_images(pts, G.config.image_size), torch.as_tensor(pts), state)["fake"])
             finally:
-                eyelids.LID_MARGIN = keep
+                G.config = keep
             boxes = eye_boxes(fake, pts)
             lp[m].extend(M.lpips(boxes, real_boxes).per_item)
             ss[m].extend(M.ssim(boxes, real_boxes).per_item)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -105,6 +106,11 @@ class ModelConfig:
     # warp family: the eyelid prior (models/eyelids.py): where the target's eye is more closed than its shot's,
     # the band its upper lid now covers gets the measured colour of closing lids, not the shot's stretched fold
     eyelids: bool = False
+    # the priors' two measured settings (chosen on the training clips; the modules say how): how far the cavity's
+    # brightness is pushed from the cheeks' (models/cavity.py contrast_cells; 1 = the templates as measured),
+    # and how far above where the lid was the lid band runs on, a share of the eye's width (models/eyelids.py)
+    cavity_contrast: float = 1.5
+    lid_margin: float = 0.08
     # warp family: the learned mouth inside (models/mouth_inside.py), a small U-Net that inpaints the target's
     # inner-lip polygon from the rest of a box about the lips (teeth, the dark inside), trained on real frames
     # after the rest (``train --stage inside``); () = none, and the cavity prior above paints the inside.
@@ -158,6 +164,12 @@ class ModelConfig:
             if getattr(self, name) and self.generator != "warp":
                 raise ValueError(f"ModelConfig.{name}: {what} belongs to the warp family "
                                  f"(generator='warp'), not {self.generator!r}")
+        for name, positive in (("cavity_contrast", True), ("lid_margin", False)):
+            v = getattr(self, name)
+            number = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+            if not number or v < 0 or (positive and v == 0):
+                raise ValueError(f"ModelConfig.{name} must be a {'positive' if positive else 'non-negative'} "
+                                 f"number, got {v!r}")
         if self.mouth_channels:
             positive_ints("mouth_channels", self.mouth_channels)
             levels = len(self.mouth_channels) - 1

@@ -124,6 +124,30 @@ def test_the_warp_generator_composites_the_cavity_when_configured(astronaut_face
     assert "cavity" not in a
 
 
+def test_the_generator_takes_the_contrast_from_its_config(astronaut_face):
+    _, gen, state, small = tiny_warp_pair(astronaut_face, mouth_cavity=True, cavity_contrast=1.0)
+    target = opened(small, 4.0)
+    y = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        a = gen.generate(y, target, state)
+        gen.config = gen.config.replace(cavity_contrast=2.5)
+        b = gen.generate(y, target, state)
+    inside = a["cavity"][0, 0] > 0.5 * a["cavity"].max()
+    assert inside.sum() > 3 and torch.equal(a["cavity"], b["cavity"])  # the same share painted
+    spread = lambda out: float(out["fake"][0].mean(0)[inside].std())  # noqa: E731
+    assert spread(b) > spread(a)  # only its contrast differs
+
+
+def test_the_priors_settings_are_checked():
+    cfg = get_config("warp-tiny", cavity_contrast=2, lid_margin=0)
+    assert (cfg.cavity_contrast, cfg.lid_margin) == (2, 0)
+    assert type(cfg).from_dict(cfg.to_dict()) == cfg
+    for bad in (dict(cavity_contrast=0), dict(cavity_contrast="1.5"), dict(lid_margin=-0.1),
+                dict(lid_margin=float("nan")), dict(cavity_contrast=True)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            get_config("warp-tiny", **bad)
+
+
 def test_the_config_takes_a_bool_for_the_warp_family_only():
     assert get_config("warp-tiny", mouth_cavity=True).mouth_cavity
     with pytest.raises(ValueError, match="mouth_cavity must be true or false"):

@@ -50,14 +50,13 @@ def test_band_lies_between_the_lid_and_where_it_was():
     assert at[0, 0, :, 1].tolist() == pytest.approx([49.0, 43.0], abs=0.6)
 
 
-def test_the_band_runs_on_above_where_the_lid_was_only_while_closing(monkeypatch):
+def test_the_band_runs_on_above_where_the_lid_was_only_while_closing():
     shot = _face(1.0)
     rows = {}
     for margin in (0.0, 0.2):
-        monkeypatch.setattr(eyelid_prior, "LID_MARGIN", margin)
-        _, height = lid_coordinates(_face(0.25), shot, 128)
+        _, height = lid_coordinates(_face(0.25), shot, 128, margin=margin)
         rows[margin] = int(torch.nonzero(height[0].amax(0) > 0, as_tuple=True)[0].min())
-        assert not (lid_coordinates(shot, shot, 128)[1] > 0).any()  # as open as the shot: still no band
+        assert not (lid_coordinates(shot, shot, 128, margin=margin)[1] > 0).any()  # as open: still no band
     assert rows[0.0] >= 43 and rows[0.2] <= rows[0.0] - 3  # 0.2 of the 20-px eye: 4 px higher
 
 
@@ -97,3 +96,15 @@ def test_the_warp_generator_composites_the_lids_when_configured(astronaut_face):
     assert torch.equal(a["fake"][0], b["fake"][0])  # as open as the shot: no change
     assert not torch.equal(a["fake"][1], b["fake"][1]) and b["lids"][1].max() > 0
     assert "lids" not in a
+
+
+def test_the_generator_takes_the_lid_margin_from_its_config(astronaut_face):
+    _, gen, state, small = tiny_warp_pair(astronaut_face, eyelids=True, lid_margin=0.0)
+    shut = small.clone()
+    shut[:, [37, 38, 43, 44]] = small[:, [41, 40, 47, 46]]
+    y = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        a = gen.generate(y, shut, state)["lids"]
+        gen.config = gen.config.replace(lid_margin=0.3)
+        b = gen.generate(y, shut, state)["lids"]
+    assert b.sum() > a.sum() + 1 and bool((b >= a - 1e-6).all())  # the same band, run on higher

@@ -11,7 +11,7 @@ training crops, in the face's own colours::
     m        = the target's inner-lip polygon (60-67), softened by POLYGON_BLUR px
     (u, v)   = each pixel's place in the target's mouth: corner to corner, upper inner lip to lower
     template = CAVITY_TEMPLATES at (u, v), interpolated between the bands by r_target, its luminance's
-               distance from the cheeks' (1) times CAVITY_CONTRAST, hue kept
+               distance from the cheeks' (1) times the contrast (ModelConfig.cavity_contrast), hue kept
     inside   = template x the face's cheek colour (CAVITY_REFERENCE: the face's light, not the lips' pigment)
     fake'    = fake + uncover * m * (inside - fake)
 
@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..config import ModelConfig
 
 __all__ = ["CAVITY_TEMPLATES", "CAVITY_CONTRAST", "TEMPLATE_SHAPE", "contrast_cells", "polygon_mask", "open_ratio", "uncover_share", "mouth_coordinates", "cheek_colour",
            "lip_colour", "band_weights", "reference_colour", "paste_windows", "mouth_cavity"]
@@ -73,7 +75,7 @@ CAVITY_TEMPLATES = (
 # shot cannot show the inside (scripts/tune_cavity_contrast.py, mouth LPIPS at 1 / 1.5 / 2 / 2.5: 0.136 /
 # 0.134 / 0.138 / 0.142 from one shot, 0.160 / 0.160 / 0.163 / 0.166 from 8); on paintings it is also
 # what makes an opened mouth read as open to dlib
-CAVITY_CONTRAST = 1.5
+CAVITY_CONTRAST = ModelConfig.cavity_contrast  # 1.5: the config's default, ModelConfig.cavity_contrast
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: the contrast scales brightness, not hue
 POLYGON_BLUR = 2  # px at 256: the polygon's edge falls over about twice this
 INNER_LIPS = tuple(range(60, 68))

@@ -11,9 +11,9 @@ lids of the training crops, in the face's own light::
     h_shot(u) = the shot's opening at u over its eye width     (lower lid minus upper lid)
     lid(u)    = the target's lower lid - h_shot(u) x the target's eye width  (where the lid was open)
     band      = between the target's upper lid (v = 0) and lid(u) (v = 1): what the lid now covers,
-                run on above lid(u) by LID_MARGIN of the eye's width (at most the band's height), over
-                the shot's lid margin that the warp drags there; empty where the target is as open as
-                the shot
+                run on above lid(u) by ModelConfig.lid_margin of the eye's width (at most the band's
+                height), over the shot's lid margin that the warp drags there; empty where the target
+                is as open as the shot
     template  = LID_TEMPLATES at (u, v), interpolated between the bands by the eye's share (its
                 opening over the shot's)
     skin      = template x the face's cheek colour (models/cavity.py cheek_colour)
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import ModelConfig
 from .cavity import _interp, _soft, band_weights, paste_windows, reference_colour
 
 __all__ = ["EYES", "LID_TEMPLATES", "LID_SHAPE", "eye_opening", "lid_coordinates", "lid_points", "eyelids"]
@@ -69,7 +70,7 @@ MIN_BAND = 0.5  # px: a thinner band is left to the warp
 # open where the target asked for 0.12). Chosen on the training clips' closing eyes
 # (scripts/tune_lid_margin.py: eye-box LPIPS 0.1350 at 0, 0.1322 at 0.08, 0.1316 at 0.16; SSIM 0.740,
 # 0.740, 0.738): the widest that keeps SSIM
-LID_MARGIN = 0.08
+LID_MARGIN = ModelConfig.lid_margin  # 0.08: the config's default, ModelConfig.lid_margin
 
 
 def eye_opening(points: torch.Tensor) -> torch.Tensor:
@@ -128,12 +129,13 @@ def lid_points(points: torch.Tensor, shot_points: torch.Tensor, uv: torch.Tensor
 
 @torch.no_grad()
 def lid_coordinates(points: torch.Tensor, shot_points: torch.Tensor, size: int | tuple[int, int],
-                    origin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    origin: torch.Tensor | None = None, margin: float = LID_MARGIN) -> tuple[torch.Tensor, torch.Tensor]:
     """Each pixel's place in the bands the lids of ``points (B, 68, 2)`` cover, their lids open as in
     ``shot_points``: ``(uv (B, 2, H, W, 2), height (B, 2, H, W))`` per eye (left, right), ``size`` S or
     (H, W) pixels from ``origin (B, 2)`` (x, y; default 0). ``uv`` is clamped to [0, 1]; a pixel is in a
     band where its unclamped (u, v) lie in [0, 1] and ``height`` (the band's, in px) is above MIN_BAND,
-    which :func:`eyelids` reads as ``inside``."""
+    which :func:`eyelids` reads as ``inside``; ``margin``: how far the band runs on above where the lid was,
+    a share of the eye's width (:data:`LID_MARGIN`)."""
     p, shot = points.float(), shot_points.float()
     h, w_ = (size, size) if isinstance(size, int) else size
     ty, tx = (torch.arange(k, device=p.device, dtype=torch.float32) for k in (h, w_))
@@ -146,7 +148,7 @@ def lid_coordinates(points: torch.Tensor, shot_points: torch.Tensor, size: int |
         u, w = uw(pix)
         up, was, _ = _lid_curves(p, shot, e, u.clamp(0.0, 1.0))
         height = up - was  # > 0 where the target's lid is lower than it was
-        height = torch.where(height > MIN_BAND, height + torch.minimum(height, LID_MARGIN * length[:, None]), height)
+        height = torch.where(height > MIN_BAND, height + torch.minimum(height, margin * length[:, None]), height)
         v = (up - w) / height.clamp_min(1e-3)
         inside = (u >= 0) & (u <= 1) & (v >= 0) & (v <= 1) & (height > MIN_BAND)
         uvs.append(torch.stack([u, v], dim=-1).clamp(0.0, 1.0))
@@ -156,10 +158,10 @@ def lid_coordinates(points: torch.Tensor, shot_points: torch.Tensor, size: int |
 
 
 def eyelids(image: torch.Tensor, points: torch.Tensor, shot_points: torch.Tensor, templates=None,
-            blur: int = LID_BLUR) -> tuple[torch.Tensor, torch.Tensor]:
+            blur: int = LID_BLUR, lid_margin: float = LID_MARGIN) -> tuple[torch.Tensor, torch.Tensor]:
     """``image (B, 3, S, S)`` in [-1, 1] (the generator's output for targets ``points (B, 68, 2)``, crop
-    pixels), ``shot_points (B, 68, 2)``: the landmarks of the shot each target's eyes were warped from.
-    Returns ``(image', alpha (B, 1, S, S))``: the image with the lids composited over the bands they cover
+    pixels), ``shot_points (B, 68, 2)``: the landmarks of the shot each target's eyes were warped from;
+    ``lid_margin``: :func:`lid_coordinates`' ``margin`` (ModelConfig.lid_margin). Returns ``(image', alpha (B, 1, S, S))``: the image with the lids composited over the bands they cover
     (module docstring), and the alpha. No gradient flows through the alpha or the colour."""
     b, s = image.shape[0], image.shape[-1]
     if image.device.type == "meta":  # model summaries trace shapes only; the window's size needs values
@@ -174,7 +176,7 @@ def eyelids(image: torch.Tensor, points: torch.Tensor, shot_points: torch.Tensor
         ext = (hi - lo).amax(0).long() + 1  # (2,) x, y
         ew, eh = min(int(ext[0]), s), min(int(ext[1]), s)
         lo = torch.stack([lo[:, 0].clamp(max=s - ew), lo[:, 1].clamp(max=s - eh)], dim=1).long()
-        uv, height = lid_coordinates(points, shot_points, (eh, ew), origin=lo)
+        uv, height = lid_coordinates(points, shot_points, (eh, ew), origin=lo, margin=lid_margin)
         m = _soft((height > 0).float().amax(dim=1, keepdim=True), blur)  # (B, 1, eh, ew)
         if not bool((m > 0).any()):
             return image, torch.zeros_like(image[:, :1])

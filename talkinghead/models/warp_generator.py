@@ -243,9 +243,9 @@ class WarpGenerator(AdaINGenerator):
             # over the same share: what the mouth's shot, less open, cannot show (models/mouth_inside.py)
             fake, extra["inside"] = self.inside(fake, points, uncover_share(points, region_shot("mouth")))
         elif cfg.mouth_cavity:
-            fake, extra["cavity"] = mouth_cavity(fake, points, region_shot("mouth"))
+            fake, extra["cavity"] = mouth_cavity(fake, points, region_shot("mouth"), contrast=cfg.cavity_contrast)
         if cfg.eyelids:
-            fake, extra["lids"] = eyelids(fake, points, region_shot("eyes"))
+            fake, extra["lids"] = eyelids(fake, points, region_shot("eyes"), lid_margin=cfg.lid_margin)
         if self.mouth is not None:  # the mouth at full resolution, on top (models/mouth.py)
             extra["unrefined"] = fake
             fake, extra["mouth_delta"], extra["mouth_theta"] = self.mouth(fake, y, points, psi)
