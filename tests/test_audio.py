@@ -360,6 +360,22 @@ def test_cli_eval_audio_writes_a_report(tmp_path, astronaut, speech_wav, tiny_au
     assert entry["silence"]["closed_fraction"] == 1.0
     assert (tmp_path / "report" / "opening.png").stat().st_size > 1000
     assert "talk preset" in (tmp_path / "report" / "report.md").read_text()
+    assert "loudness" in entry["methods"] and "loudness" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_the_loudness_baseline_follows_the_sound_and_is_shut_in_pauses():
+    from talkinghead.evaluation.audio import loudness_level
+
+    t = np.arange(A.SAMPLE_RATE * 2) / A.SAMPLE_RATE
+    envelope = np.where(t < 1.0, 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t), 0.0)  # 4 Hz syllables, then silence
+    samples = (0.3 * envelope * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    times = np.arange(50) / 25.0
+    activity = M.speech_activity(samples, times)
+    level = loudness_level(samples, times, activity)
+    assert level.shape == (50,) and level.min() >= 0 and level.max() <= 1
+    assert (level[27:] == 0).all() and level[:25].max() > 0.9  # shut in the silent second
+    want = envelope[(times[:25] * A.SAMPLE_RATE).astype(int)]
+    assert np.corrcoef(level[:25], want)[0, 1] > 0.8
 
 
 @pytest.mark.parametrize("argv, words", [

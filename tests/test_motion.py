@@ -137,4 +137,45 @@ def test_a_tilted_portrait_opens_its_mouth_along_its_own_vertical(source, drivin
     move = out[1, 66] - out[0, 66]  # the lower inner lip's way down
     face_down = rot @ np.array([0.0, 1.0])
     cos = move @ face_down / np.linalg.norm(move)
-    assert cos > np.cos(np.deg2rad(5)), f"the lip moved {np.degrees(np.arccos(cos)):.0f} degrees off the face's vertical"
+    # Grace Hopper's own face is rolled by about 5 degrees from her image's vertical, down which the fixture
+    # moves her lip; the sideways scaling (side_scales) turns it 0.1 degrees more. Unhandled, the tilt is 25.
+    assert cos > np.cos(np.deg2rad(7)), f"the lip moved {np.degrees(np.arccos(cos)):.0f} degrees off the face's vertical"
+
+
+def _turned(face: np.ndarray, far: float) -> np.ndarray:
+    """``face`` with the part left of its nose line narrowed to ``far`` of its width, as a turn shows it."""
+    out = face.astype(np.float64).copy()
+    mid = out[27:31, 0].mean()
+    left = out[:, 0] < mid
+    out[left, 0] = mid + (out[left, 0] - mid) * far
+    return out.astype(np.float32)
+
+
+def test_side_scales_are_one_for_the_same_face_and_follow_a_narrowed_side(source):
+    from talkinghead.motion import side_scales
+
+    n = normalise(source)
+    np.testing.assert_allclose(side_scales(n, n), 1.0, atol=1e-6)
+    turned = normalise(_turned(source, 0.3))
+    f = side_scales(turned, n)
+    assert f[[0, 2, 4, 48]].max() < 0.6 and 0.7 < f[[12, 14, 16]].min()  # the far side's jaw and mouth corner
+
+
+def test_a_turned_portraits_far_side_moves_as_little_as_it_shows(source):
+    """The driver pushes its jaw and mouth sideways towards the source's narrowed side: the mouth corner
+    stays inside the jaw line, where unscaled it crossed it."""
+    turned = _turned(source, 0.25)
+    drv = np.stack([source, source]).astype(np.float64)
+    _, size = face_frame(source)
+    drv[1, list(range(0, 8)) + [48, 59, 60, 67], 0] += 0.12 * size  # the left jaw and mouth corner move right
+    drv[1, :8, 0] += 0.3 * size  # the jaw line more: a turn of the driver's head
+    drv = drv.astype(np.float32)
+    plain = transfer_motion(turned, drv, reference="first", foreshorten=False)
+    scaled = transfer_motion(turned, drv, reference="first")
+    np.testing.assert_allclose(scaled[0], turned, atol=1e-3)  # the reference frame is still the source
+    jaw_move = lambda out: float(np.abs(out[1, 2:6, 0] - out[0, 2:6, 0]).mean())  # noqa: E731
+    assert jaw_move(scaled) < 0.5 * jaw_move(plain)
+    inside = lambda out: float(out[1, 48, 0] - out[1, 4:6, 0].mean())  # noqa: E731  (> 0: right of the jaw)
+    assert inside(scaled) > 0 > inside(plain)
+    # only the sideways part is scaled (along the eye line, a few degrees off the image's x here)
+    assert np.abs(scaled[..., 1] - plain[..., 1]).max() < 0.15 * np.abs(scaled[..., 0] - plain[..., 0]).max()

@@ -7,7 +7,9 @@ upright face frame (:func:`talkinghead.audio2motion.upright`); the clip's restin
 - ``audio2motion``: the model on the clip's audio, as ``animate --audio`` runs it (mouth closed in pauses);
 - ``audio2motion (no pause gate)``: the network alone;
 - ``talk preset``: the ``talk`` motion preset (random syllables at ~4 Hz), same length and fps;
-- ``mean motion``: a model that ignores the audio: the training set's mean offsets, every frame.
+- ``mean motion``: a model that ignores the audio: the training set's mean offsets, every frame;
+- ``loudness``: no learning, but the audio: the mean offsets scaled by each frame's loudness (between its
+  10th and 95th percentile over the speech, 0 in pauses). How far a clip's mouth follows its sound at all.
 
 Per method and clip: the Pearson correlation of the predicted and the real mouth opening
 (:func:`talkinghead.metrics.mouth_opening`, frame by frame), the lag of the best cross-correlation
@@ -35,10 +37,10 @@ import numpy as np
 from ..atomic import atomic_path, atomic_paths
 from ..errors import InputError
 
-__all__ = ["AudioEvalOptions", "lagged_correlation", "evaluate_audio", "write_audio_report", "audio_markdown",
+__all__ = ["AudioEvalOptions", "lagged_correlation", "loudness_level", "evaluate_audio", "write_audio_report", "audio_markdown",
            "METHODS", "SILENCE_TOLERANCE"]
 
-METHODS = ("audio2motion", "audio2motion (no pause gate)", "talk preset", "mean motion")
+METHODS = ("audio2motion", "audio2motion (no pause gate)", "talk preset", "mean motion", "loudness")
 SILENCE_TOLERANCE = 1e-3  # face sizes: "at or below the resting opening"
 BARS = {"clip_correlation": 0.5, "mean_correlation": 0.6, "max_lag": 2, "silence_closed": 0.95}
 
@@ -88,6 +90,19 @@ def _scores(pred_up: np.ndarray, real_up: np.ndarray, max_lag: int) -> dict[str,
     r = lagged_correlation(po, ro, max_lag)
     dist = np.linalg.norm(pred_up[:, MOUTH_POINTS] - real_up[:, MOUTH_POINTS], axis=-1).mean()
     return {**r, "mouth_distance": float(dist), "opening": [round(float(x), 4) for x in po]}
+
+
+def loudness_level(samples: np.ndarray, times: np.ndarray, activity: np.ndarray) -> np.ndarray:
+    """``(T,)`` in [0, 1]: the loudness (dBFS, :func:`~talkinghead.audio.frame_dbfs`) of ``samples`` at ``times``,
+    from its 10th to its 95th percentile over the frames where ``activity (T,)`` says there is speech, times
+    ``activity`` (0 in pauses)."""
+    from ..audio import FEATURE_RATE, frame_dbfs
+
+    db = frame_dbfs(samples).astype(np.float64)
+    at = np.interp(np.asarray(times, np.float64) * FEATURE_RATE, np.arange(len(db)), db)
+    speech = at[activity > 0.5] if (activity > 0.5).any() else at
+    lo, hi = np.percentile(speech, [10, 95])
+    return np.clip((at - lo) / max(hi - lo, 1e-6), 0.0, 1.0) * activity
 
 
 def _track(video: Path, label: str, opts: AudioEvalOptions, work_dir: Path | None):
@@ -162,7 +177,9 @@ def evaluate_audio(videos, model="audio2motion", opts: AudioEvalOptions | None =
         n = len(lm)
         times = np.arange(n) / fps
         mel = speech_features(samples, net.config.n_mels)
-        activity = speech_activity(normalise_loudness(samples), times)
+        levelled = normalise_loudness(samples)
+        activity = speech_activity(levelled, times)
+        loud = loudness_level(levelled, times, activity)
 
         def place(offsets):
             out = np.repeat(rest[None], len(offsets), axis=0)
@@ -177,6 +194,7 @@ def evaluate_audio(videos, model="audio2motion", opts: AudioEvalOptions | None =
             "audio2motion (no pause gate)": place(predict_offsets(net, mel, times)),
             "talk preset": upright(talk),
             "mean motion": place(np.repeat(mean, n, axis=0)),
+            "loudness": place(mean * (loud / max(float(loud.mean()), 1e-6))[:, None, None]),
         }
         entry["status"] = "ok"
         entry["frame_count_check"] = {"audio_frames": frame_count(len(samples), fps), "video_frames": n}
