@@ -439,3 +439,15 @@ def test_an_ffmpeg_that_does_not_finish_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(audio.subprocess, "run", hang)
     with pytest.raises(InputError, match="speech.wav did not finish"):
         audio.probe_audio(f)
+
+
+def test_the_mouth_distance_leaves_out_frames_without_a_face():
+    from talkinghead.evaluation.audio import _scores
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(20, 68, 2))
+    pred = real + 0.1
+    real[3] = np.nan  # a frame where the clip's face was not found
+    s = _scores(pred, real, 2)
+    assert s["mouth_distance"] == pytest.approx(0.1 * np.sqrt(2))
+    assert _scores(pred, np.full_like(real, np.nan), 2)["mouth_distance"] is None

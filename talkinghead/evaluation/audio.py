@@ -88,8 +88,10 @@ def _scores(pred_up: np.ndarray, real_up: np.ndarray, max_lag: int) -> dict[str,
 
     po, ro = mouth_opening(pred_up), mouth_opening(real_up)
     r = lagged_correlation(po, ro, max_lag)
-    dist = np.linalg.norm(pred_up[:, MOUTH_POINTS] - real_up[:, MOUTH_POINTS], axis=-1).mean()
-    return {**r, "mouth_distance": float(dist), "opening": [round(float(x), 4) for x in po]}
+    per_frame = np.linalg.norm(pred_up[:, MOUTH_POINTS] - real_up[:, MOUTH_POINTS], axis=-1).mean(-1)
+    ok = np.isfinite(per_frame)  # frames where the clip's face was not found have no real mouth
+    dist = float(per_frame[ok].mean()) if ok.any() else None
+    return {**r, "mouth_distance": dist, "opening": [round(float(x), 4) for x in po]}
 
 
 def loudness_level(samples: np.ndarray, times: np.ndarray, activity: np.ndarray) -> np.ndarray:
@@ -221,7 +223,9 @@ def _summarise(clips: list[dict], opts: AudioEvalOptions, net) -> dict[str, Any]
             "min_correlation": float(min(r or 0.0 for r in rs)) if rs else None,
             "max_abs_lag": max((abs(c["methods"][m]["lag"]) for c in scored if c["methods"][m]["lag"] is not None),
                                default=None),
-            "mean_mouth_distance": float(np.mean([c["methods"][m]["mouth_distance"] for c in scored])) if scored else None,
+            "mean_mouth_distance": (float(np.mean(ds)) if (ds := [c["methods"][m]["mouth_distance"] for c in scored
+                                                                  if c["methods"][m]["mouth_distance"] is not None])
+                                    else None),
         }
     silence = [c["silence"]["closed_fraction"] for c in clips if "silence" in c]
     main = summary[METHODS[0]]
