@@ -98,10 +98,14 @@ def most_similar_frame(source: np.ndarray, driving: np.ndarray) -> int:
 # is locally linear; its slope at a point scales the sideways part of the driver's expression change
 # there. Copied unscaled, a frontal driver's sideways jaw and mouth pushed the mouth of Vermeer's girl
 # (her far side a quarter as wide as the driver's) past her cheek's edge in 30 of 100 frames of one
-# clip. SIDE_BANDWIDTH: the local fit's Gaussian width in normalised units (a face is about 4 across);
-# the slope is clamped to SIDE_SCALE_RANGE, beyond which it is a detection's fault, not a pose.
+# clip. SIDE_BANDWIDTH: the local fit's Gaussian width in normalised units (a face is about 4 across).
+# The slope is clamped to SIDE_SCALE_RANGE: below 0.2 it is a detection's fault, not a pose; and it
+# only ever narrows. A turned face's near side measures wider than a frontal driver's in the normalised
+# frame (the turn shrinks the stable points' spread), but the vertical motion is not rescaled for that,
+# so widening the sideways part alone stretched the mouth sideways more than it opened (up to 1.8x on
+# the Mona Lisa's near side, where dlib then read her laughing mouth worse).
 SIDE_BANDWIDTH = 0.5
-SIDE_SCALE_RANGE = (0.2, 2.0)
+SIDE_SCALE_RANGE = (0.2, 1.0)
 
 
 def _across(n: np.ndarray) -> np.ndarray:
@@ -114,7 +118,8 @@ def side_scales(source_n: np.ndarray, reference_n: np.ndarray) -> np.ndarray:
     """``(68,)`` factors for the sideways component of each point's expression change: the local slope of
     the source's across-face position against the driver reference's (``(68, 2)`` normalised faces, the
     reference turned into the source's orientation), a Gaussian-weighted linear fit over all 68 points
-    about each one. 1 where the two faces are as wide there; below 1 on a turned source's far side."""
+    about each one. 1 where the source is as wide there as the driver, or wider; below 1 on a turned
+    source's far side."""
     xs, xr = source_n @ _across(source_n), reference_n @ _across(reference_n)
     w = np.exp(-0.5 * ((xr[None, :] - xr[:, None]) / SIDE_BANDWIDTH) ** 2)  # (68, 68): row i fits about i
     w /= w.sum(1, keepdims=True)

@@ -159,6 +159,8 @@ def test_side_scales_are_one_for_the_same_face_and_follow_a_narrowed_side(source
     turned = normalise(_turned(source, 0.3))
     f = side_scales(turned, n)
     assert f[[0, 2, 4, 48]].max() < 0.6 and 0.7 < f[[12, 14, 16]].min()  # the far side's jaw and mouth corner
+    wide = side_scales(n, turned)  # the source wider than the driver: sideways motion is never widened
+    assert wide.max() <= 1.0 and (wide[[0, 2, 4]] == 1.0).all()  # where the driver is the narrower one
 
 
 def test_a_turned_portraits_far_side_moves_as_little_as_it_shows(source):
