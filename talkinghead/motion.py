@@ -96,14 +96,14 @@ def most_similar_frame(source: np.ndarray, driving: np.ndarray) -> int:
 # A turned face shows its far side narrowed. How far across the source's face each point sits, as a
 # function of where the driver's reference frame has it (both normalised, along each face's eye line),
 # is locally linear; its slope at a point scales the sideways part of the driver's expression change
-# there. Copied unscaled, a frontal driver's sideways jaw and mouth pushed the mouth of Vermeer's girl
-# (her far side a quarter as wide as the driver's) past her cheek's edge in 30 of 100 frames of one
-# clip. SIDE_BANDWIDTH: the local fit's Gaussian width in normalised units (a face is about 4 across).
-# The slope is clamped to SIDE_SCALE_RANGE: below 0.2 it is a detection's fault, not a pose; and it
-# only ever narrows. A turned face's near side measures wider than a frontal driver's in the normalised
-# frame (the turn shrinks the stable points' spread), but the vertical motion is not rescaled for that,
-# so widening the sideways part alone stretched the mouth sideways more than it opened (up to 1.8x on
-# the Mona Lisa's near side, where dlib then read her laughing mouth worse).
+# there. Copied unscaled, a frontal driver's sideways jaw and mouth put the mouth corner of Vermeer's
+# girl (her far side a quarter as wide as the driver's) outside her jaw line in 30 of 100 frames of one
+# clip (1 once scaled). SIDE_BANDWIDTH: the local fit's Gaussian width in normalised units (a face is
+# about 4 across). The slope is clamped to SIDE_SCALE_RANGE: below 0.2 it is a detection's fault, not
+# a pose; and it only ever narrows. A turned face's near side measures wider than a frontal driver's
+# in the normalised frame (the turn shrinks the stable points' spread), but the vertical motion is not
+# rescaled for that, so widening the sideways part alone would stretch a mouth sideways more than it
+# opens (by up to 1.8x on the Mona Lisa's near side).
 SIDE_BANDWIDTH = 0.5
 SIDE_SCALE_RANGE = (0.2, 1.0)
 
