@@ -37,8 +37,8 @@ import numpy as np
 from ..atomic import atomic_path, atomic_paths
 from ..errors import InputError
 
-__all__ = ["AudioEvalOptions", "lagged_correlation", "loudness_level", "evaluate_audio", "write_audio_report", "audio_markdown",
-           "METHODS", "SILENCE_TOLERANCE"]
+__all__ = ["AudioEvalOptions", "lagged_correlation", "loudness_level", "evaluate_audio", "write_audio_report",
+           "audio_markdown", "METHODS", "SILENCE_TOLERANCE"]
 
 METHODS = ("audio2motion", "audio2motion (no pause gate)", "talk preset", "mean motion", "loudness")
 SILENCE_TOLERANCE = 1e-3  # face sizes: "at or below the resting opening"
@@ -223,9 +223,8 @@ def _summarise(clips: list[dict], opts: AudioEvalOptions, net) -> dict[str, Any]
             "min_correlation": float(min(r or 0.0 for r in rs)) if rs else None,
             "max_abs_lag": max((abs(c["methods"][m]["lag"]) for c in scored if c["methods"][m]["lag"] is not None),
                                default=None),
-            "mean_mouth_distance": (float(np.mean(ds)) if (ds := [c["methods"][m]["mouth_distance"] for c in scored
-                                                                  if c["methods"][m]["mouth_distance"] is not None])
-                                    else None),
+            "mean_mouth_distance": float(np.mean(ds)) if (ds := [d for c in scored if (
+                d := c["methods"][m]["mouth_distance"]) is not None]) else None,
         }
     silence = [c["silence"]["closed_fraction"] for c in clips if "silence" in c]
     main = summary[METHODS[0]]

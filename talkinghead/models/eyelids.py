@@ -129,7 +129,8 @@ def lid_points(points: torch.Tensor, shot_points: torch.Tensor, uv: torch.Tensor
 
 @torch.no_grad()
 def lid_coordinates(points: torch.Tensor, shot_points: torch.Tensor, size: int | tuple[int, int],
-                    origin: torch.Tensor | None = None, margin: float = LID_MARGIN) -> tuple[torch.Tensor, torch.Tensor]:
+                    origin: torch.Tensor | None = None,
+                    margin: float = LID_MARGIN) -> tuple[torch.Tensor, torch.Tensor]:
     """Each pixel's place in the bands the lids of ``points (B, 68, 2)`` cover, their lids open as in
     ``shot_points``: ``(uv (B, 2, H, W, 2), height (B, 2, H, W))`` per eye (left, right), ``size`` S or
     (H, W) pixels from ``origin (B, 2)`` (x, y; default 0). ``uv`` is clamped to [0, 1]; a pixel is in a
@@ -161,7 +162,8 @@ def eyelids(image: torch.Tensor, points: torch.Tensor, shot_points: torch.Tensor
             blur: int = LID_BLUR, lid_margin: float = LID_MARGIN) -> tuple[torch.Tensor, torch.Tensor]:
     """``image (B, 3, S, S)`` in [-1, 1] (the generator's output for targets ``points (B, 68, 2)``, crop
     pixels), ``shot_points (B, 68, 2)``: the landmarks of the shot each target's eyes were warped from;
-    ``lid_margin``: :func:`lid_coordinates`' ``margin`` (ModelConfig.lid_margin). Returns ``(image', alpha (B, 1, S, S))``: the image with the lids composited over the bands they cover
+    ``lid_margin``: :func:`lid_coordinates`' ``margin`` (ModelConfig.lid_margin).
+    Returns ``(image', alpha (B, 1, S, S))``: the image with the lids composited over the bands they cover
     (module docstring), and the alpha. No gradient flows through the alpha or the colour."""
     b, s = image.shape[0], image.shape[-1]
     if image.device.type == "meta":  # model summaries trace shapes only; the window's size needs values
