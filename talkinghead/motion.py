@@ -109,9 +109,9 @@ SIDE_SCALE_RANGE = (0.2, 1.0)
 
 
 def _across(n: np.ndarray) -> np.ndarray:
-    """Unit vector along a face's eye line (left eye centre to right), ``(68, 2)`` -> ``(2,)``."""
-    v = n[42:48].mean(0) - n[36:42].mean(0)
-    return v / max(float(np.linalg.norm(v)), 1e-9)
+    """Unit vector along a face's eye line (left eye centre to right), ``(..., 68, 2)`` -> ``(..., 2)``."""
+    v = n[..., 42:48, :].mean(-2) - n[..., 36:42, :].mean(-2)
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
 
 
 def side_scales(source_n: np.ndarray, reference_n: np.ndarray) -> np.ndarray:
@@ -214,8 +214,7 @@ def close_without_crossing(track: np.ndarray) -> np.ndarray:
     of the line between the eye centres).
     """
     out = np.array(track, dtype=np.float64, copy=True)
-    across = out[:, 42:48].mean(1) - out[:, 36:42].mean(1)  # left-to-right eye centres
-    across /= np.maximum(np.linalg.norm(across, axis=-1, keepdims=True), 1e-9)
+    across = _across(out)  # (T, 2): left-to-right eye centres
     down = np.stack([-across[:, 1], across[:, 0]], axis=-1)[:, None, :]  # (T, 1, 2), image y points down
     upper, lower = CLOSING_PAIRS[:, 0], CLOSING_PAIRS[:, 1]
     gap = ((out[:, lower] - out[:, upper]) * down).sum(-1, keepdims=True)  # (T, P, 1), < 0 when crossed
