@@ -35,6 +35,16 @@ def test_split_never_tests_on_few_shot_frames(n, shots, num_test):
         assert np.ptp(np.diff(s.test)) <= 1
 
 
+def test_test_from_moves_the_test_frames_and_keeps_them_apart_from_the_shots():
+    # an FT run at 8 shots with test_from=32 scores the frames a 1/8/32 run scores
+    assert split_frames(78, (8,), 8, test_from=32).test == split_frames(78, (1, 8, 32), 8).test
+    assert split_frames(78, (8,), 8).test[0] == 8
+    with pytest.raises(InputError, match="--test-from"):
+        EvalOptions(shots=(1, 8, 32), test_from=8)
+    with pytest.raises(InputError, match="short.mp4 has 20 frames"):
+        split_frames(20, (1,), 4, "short.mp4", test_from=32)
+
+
 def test_split_of_a_too_short_clip_names_it():
     with pytest.raises(InputError, match="short.mp4 has 8 frames"):
         split_frames(8, (1, 8), 4, "short.mp4")
@@ -275,13 +285,20 @@ def test_eval_refuses_a_file_as_report_folder_before_loading_the_model(short_cli
 
 
 @pytest.mark.parametrize("option, value", [("--seed", "-1"), ("--seed", str(2**40)), ("--shots", "100000000"),
-                                           ("--frames", "1000000000")])
+                                           ("--frames", "1000000000"), ("--test-from", "0")])
 def test_eval_refuses_impossible_numbers(short_clip, tmp_path, capsys, monkeypatch, option, value):
     _no_model_load(monkeypatch)
     assert cli_main(["eval", "--videos", str(short_clip), "-o", str(tmp_path / "r"), option, value]) == 2
     assert option in capsys.readouterr().err
     with pytest.raises(InputError, match="--seed"):
         EvalOptions(seed=-1)
+
+
+def test_eval_refuses_test_frames_among_the_shots(short_clip, tmp_path, capsys, monkeypatch):
+    _no_model_load(monkeypatch)
+    assert cli_main(["eval", "--videos", str(short_clip), "-o", str(tmp_path / "r"), "--shots", "8",
+                     "--test-from", "4"]) == 2
+    _one_line_error(capsys, "--test-from", "at least 8")
 
 
 def test_a_clip_far_too_short_for_the_shots_fails_before_decoding(short_clip, tmp_path, capsys, monkeypatch):

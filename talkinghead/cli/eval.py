@@ -30,6 +30,9 @@ def register(subparsers, formatter_class) -> None:
                    help="feed-forward (embed only) and/or fine-tuned")
     p.add_argument("--model", default="default", help="model name (pretrained/, the installed copy, then $TALKINGHEAD_HOME) or folder")
     p.add_argument("--frames", type=bounded(int, 1, True, MAX_FRAMES), default=32, metavar="N", help="test frames per clip")
+    p.add_argument("--test-from", type=bounded(int, 1, True, MAX_SHOTS), default=None, metavar="N",
+                   help="test frames start at frame N (default: the largest --shots), so that runs with different "
+                        "--shots score the same frames: e.g. --shots 8 --modes ft --test-from 32 beside a --shots 1 8 32 run")
     p.add_argument("--ft-steps", type=bounded(int, 0, True, MAX_FT_STEPS), default=40, metavar="N", help="fine-tuning steps in FT mode")
     p.add_argument("--backend", default="auto", choices=["auto", "dlib", "face-alignment", "mediapipe"],
                    help="landmark detector (crops, driving landmarks and AKD)")
@@ -46,7 +49,7 @@ def register(subparsers, formatter_class) -> None:
 
 
 # the self-reenactment options, which eval --audio does not read
-_VIDEO_ONLY = ("sources", "shots", "modes", "model", "frames", "ft_steps", "device", "no_baselines")
+_VIDEO_ONLY = ("sources", "shots", "modes", "model", "frames", "ft_steps", "device", "no_baselines", "test_from")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,12 +73,13 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import load
 
     opts = EvalOptions(shots=tuple(args.shots), modes=tuple(args.modes), frames=args.frames, ft_steps=args.ft_steps,
-                       backend=args.backend, baselines=not args.no_baselines, seed=args.seed)
+                       backend=args.backend, baselines=not args.no_baselines, seed=args.seed,
+                       test_from=args.test_from)
     # fail on a bad input or output before the model loads and minutes are spent
     check_output_folder(args.output, f"-o {args.output}", "choose a folder for the report")
     clip_labels(args.videos)
     for v in args.videos:
-        check_clip_length(v, opts.shots)
+        check_clip_length(v, opts.shots, opts.test_from)
     for s in args.sources:
         read_image(s)
     model = load(args.model, device=args.device)

@@ -1,7 +1,7 @@
 """The paper's self-reenactment protocol on held-out clips, plus a cross-identity variant.
 
 Self-reenactment (same person, as in the paper's tables): the first T frames of a clip are the few
-shots; N evenly spaced frames after the first ``max(shots)`` frames are the test frames. Each test frame
+shots; N evenly spaced frames after the first ``max(shots)`` frames (or ``test_from``) are the test frames. Each test frame
 is cropped with its own crop from its own landmarks (``crop_from_landmarks``, as the training data is),
 the personalised model generates it from its landmarks in that crop, and the result is compared with
 the real crop. The baselines get the same few-shot crops and test landmarks. The mouth region (a padded
@@ -41,7 +41,9 @@ METHOD_LABELS = {"ff": "ours, FF", "ft": "ours, FT", "nearest-frame": "nearest f
 class EvalOptions:
     """What to evaluate. ``frames``: test frames per clip; ``ft_steps``: fine-tuning steps (FT mode), all
     of them run (no early stop) so that results do not depend on when a noisy loss stalled;
-    ``content``: the fine-tuning content loss (see ``TalkingHead.personalize``)."""
+    ``content``: the fine-tuning content loss (see ``TalkingHead.personalize``); ``test_from``: the first
+    frame a test frame may be (at least ``max(shots)``, the default), so that runs with different
+    ``shots`` (an FT run at 8 shots beside an FF run at 1, 8 and 32) score the same test frames."""
 
     shots: tuple[int, ...] = (1, 8, 32)
     modes: tuple[str, ...] = MODES
@@ -54,6 +56,7 @@ class EvalOptions:
     samples: int = 4
     batch_size: int = 8
     seed: int = 0
+    test_from: int | None = None
 
     def __post_init__(self) -> None:
         self.shots = tuple(sorted({int(t) for t in self.shots}))
@@ -67,6 +70,9 @@ class EvalOptions:
             raise InputError("frames (--frames) must be at least 1 test frame per clip.")
         if not 0 <= self.seed <= MAX_SEED:  # numpy's and torch's generators refuse negative seeds
             raise InputError(f"seed (--seed) must be an integer from 0 to {MAX_SEED}.")
+        if self.test_from is not None and self.test_from < max(self.shots):
+            raise InputError(f"test_from (--test-from) is {self.test_from}, before the last few-shot frame: use at "
+                             f"least {max(self.shots)} (the largest --shots), so no shot is a test frame.")
 
 
 @dataclass
@@ -78,16 +84,18 @@ class FrameSplit:
     test: list[int]
 
 
-def split_frames(num_frames: int, shots: Sequence[int], num_test: int, what: str = "the clip") -> FrameSplit:
+def split_frames(num_frames: int, shots: Sequence[int], num_test: int, what: str = "the clip",
+                 test_from: int | None = None) -> FrameSplit:
     """Few-shot frames ``0..T-1`` for each T, and ``num_test`` evenly spaced test frames after them.
 
-    Test frames lie in ``[max(shots), num_frames)``, so no few-shot frame is ever a test frame. Fewer
-    test frames are returned when the clip is short (each frame at most once).
+    Test frames lie in ``[test_from, num_frames)`` (``test_from`` defaults to, and may not be below,
+    ``max(shots)``), so no few-shot frame is ever a test frame. Fewer test frames are returned when the
+    clip is short (each frame at most once).
     """
-    tmax = max(shots)
+    tmax = max(max(shots), test_from or 0)
     if num_frames <= tmax:
-        raise InputError(f"{what} has {num_frames} frames, but {tmax} few-shot frames plus at least one test "
-                         f"frame are needed: use a longer clip or smaller --shots.")
+        raise InputError(f"{what} has {num_frames} frames, but {tmax} frames before the test frames plus at least "
+                         f"one test frame are needed: use a longer clip, smaller --shots or a smaller --test-from.")
     num_test = min(num_test, num_frames - tmax)  # more than the free frames would only repeat them
     test = np.unique(np.round(np.linspace(tmax, num_frames - 1, num_test)).astype(int)) if num_test > 1 \
         else np.array([(tmax + num_frames - 1) // 2])
@@ -141,28 +149,29 @@ def _decode(path: Path, wanted: Callable[[int], bool]) -> tuple[dict[int, np.nda
     return frames, n, fps
 
 
-def check_clip_length(path: str | os.PathLike, shots: Sequence[int]) -> int:
+def check_clip_length(path: str | os.PathLike, shots: Sequence[int], test_from: int | None = None) -> int:
     """Open a clip and refuse it when its length (estimated from the container) is clearly below
-    ``max(shots) + 1``, before anything is decoded; returns the estimate (0 when unknown)."""
+    ``max(shots, test_from) + 1``, before anything is decoded; returns the estimate (0 when unknown)."""
     from ..io import VideoReader
 
     with VideoReader(path) as reader:
         estimate = reader.num_frames
     # the estimate from the duration can be a little off: refuse only when far too short
-    if estimate and max(shots) >= 1.5 * estimate + 10:
-        split_frames(estimate, shots, 1, str(path))
+    if estimate and max(max(shots), test_from or 0) >= 1.5 * estimate + 10:
+        split_frames(estimate, shots, 1, str(path), test_from)
     return estimate
 
 
-def load_clip(path: str | os.PathLike, shots: Sequence[int], num_test: int, detector) -> Clip:
+def load_clip(path: str | os.PathLike, shots: Sequence[int], num_test: int, detector,
+              test_from: int | None = None) -> Clip:
     """Decode only the frames the split needs (one pass; a second when the container's frame count was
-    wrong) and detect the largest face in each."""
+    wrong) and detect the largest face in each. ``test_from``: as :func:`split_frames`."""
     path = Path(path)
-    estimate = check_clip_length(path, shots)
-    split = split_frames(max(estimate, max(shots) + 1), shots, num_test, str(path))
+    estimate = check_clip_length(path, shots, test_from)
+    split = split_frames(max(estimate, max(max(shots), test_from or 0) + 1), shots, num_test, str(path), test_from)
     frames, n, fps = _decode(path, _wanted(split))
     if n != split.num_frames:  # the estimate from the duration was off: split again on the true count
-        split = split_frames(n, shots, num_test, str(path))
+        split = split_frames(n, shots, num_test, str(path), test_from)
         wanted = _wanted(split)
         if any(wanted(i) and i not in frames for i in range(n)):  # a needed frame was not kept
             frames, n, fps = _decode(path, wanted)
@@ -325,7 +334,7 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
     t_start = time.time()
     clips = []
     for v, label in zip(videos, labels):
-        clips.append(load_clip(v, opts.shots, opts.frames, detector))
+        clips.append(load_clip(v, opts.shots, opts.frames, detector, opts.test_from))
         clips[-1].label = label
         log(f"{label}: {clips[-1].split.num_frames} frames, {len(clips[-1].test_indices)} test frames")
     work = Path(work_dir) if work_dir is not None else None
@@ -403,14 +412,15 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
     report: dict[str, Any] = {
         "protocol": "self-reenactment",
         "protocol_text": ("Self-reenactment of held-out clips (same person): the first T frames are the few shots; "
-                          f"up to {opts.frames} evenly spaced frames after the first {max(opts.shots)} frames are "
+                          f"up to {opts.frames} evenly spaced frames after the first {max(max(opts.shots), opts.test_from or 0)} frames are "
                           "driven by their own landmarks, each cropped with its own per-frame crop, and compared "
                           "with the real crops. Means are over all test frames of all clips."),
         "model": model.name, "config": model.config.to_dict(), "image_size": size,
         "options": {"shots": list(opts.shots), "modes": list(opts.modes), "frames": opts.frames,
                     "ft_steps": opts.ft_steps, "ft_early_stop": False, "ft_lr": FINE_TUNE_LR,
                     "ft_loss_weights": model.loss_weights or "the paper's", "content": opts.content,
-                    "backend": detector.name, "baselines": opts.baselines, "seed": opts.seed},
+                    "backend": detector.name, "baselines": opts.baselines, "seed": opts.seed,
+                    "test_from": max(max(opts.shots), opts.test_from or 0)},
         "backbones": backbones,
         "clips": [{"video": str(c.path), "name": c.name, "fps": c.fps, "num_frames": c.split.num_frames,
                    "shot_frames": {str(t): c.shot_indices(t) for t in opts.shots},
