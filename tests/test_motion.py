@@ -4,7 +4,8 @@ import pytest
 
 from talkinghead.errors import InputError
 from talkinghead.metrics import eye_opening, mouth_opening
-from talkinghead.motion import face_frame, most_similar_frame, normalise, preset_motion, transfer_motion
+from talkinghead.motion import (face_frame, inner_lip_gap, most_similar_frame, normalise, preset_motion,
+                                transfer_motion)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,24 @@ def test_best_reference_is_the_driving_frame_shaped_like_the_source(source, driv
     out = transfer_motion(source, track, mode="relative", reference="best")
     # measured from that frame, the source is reproduced there (up to its position and size)
     np.testing.assert_allclose(normalise(out[3]), normalise(source), atol=1e-3)
+
+
+def test_best_reference_of_a_closed_mouth_is_a_closed_driver_frame(source):
+    # the astronaut with her lips shut, and two driver frames of her face: mid-word (shaped most like
+    # her by the mean point distance), and closed with raised brows. Measured from the open one, every
+    # less open frame would shut her mouth, so the output would open only past it
+    closed = source.astype(np.float64).copy()
+    closed[[67, 66, 65]] = closed[[61, 62, 63]]
+    _, size = face_frame(closed)
+    mid_word, brows = closed.copy(), closed.copy()
+    mid_word[np.r_[56:59, 65:68], 1] += 0.2 * size
+    brows[17:27, 1] -= 0.3 * size
+    track = np.stack([mid_word, brows]).astype(np.float32)
+    assert inner_lip_gap(normalise(closed)) < 0.01 < 0.1 < inner_lip_gap(normalise(mid_word))
+    assert most_similar_frame(closed, track, mouth_weight=0.0) == 0
+    assert most_similar_frame(closed, track) == 1
+    # a frame shaped exactly like the source still wins
+    assert most_similar_frame(closed, np.concatenate([track, closed[None].astype(np.float32)])) == 2
 
 
 def test_bad_reference_and_missing_faces_are_clear_errors(source, driving):
