@@ -74,21 +74,15 @@ def _procrustes_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, d]) @ vt
 
 
-# How much a difference of inner-lip gap (normalised units, the mean over CLOSING_PAIRS' lip pairs) weighs
-# against the mean shape difference of all 68 points in choosing the "best" reference. Relative motion adds
-# the driver's change of opening to the source's; measured from a reference more open than the source,
-# every driver frame less open than it shuts the source's mouth, so the output opens only past it: the
-# shape alone (the mouth is 20 of 68 points) chose reference frames of KatieHill's clip at an opening of
-# 0.10 to 0.19 (its 10th percentile is 0.02) for four of the five eval portraits, and the Mona Lisa's mouth
-# followed it with a correlation of 0.40. At 0.5 those four choose frames at 0.02 to 0.04, and every other
-# clip's choice stays within 0.04 in opening of where it was (or keeps its frame)
+# How much a difference of mouth opening (the inner lips' gap over the face's size,
+# metrics.mouth_opening) weighs against the mean shape difference of all 68 points (normalised) in
+# choosing the "best" reference. Relative motion adds the driver's change of opening to the source's;
+# measured from a reference more open than the source, every driver frame less open than it shuts the
+# source's mouth, so the output opens only past it. The shape alone (the mouth is 20 of 68 points)
+# chose reference frames of KatieHill's clip at an opening of 0.10 to 0.19 (its 10th percentile is 0.02)
+# for four of the five eval portraits, and the Mona Lisa's mouth followed it with a correlation of 0.43;
+# at 0.5 those four choose frames at 0.02 to 0.04
 REFERENCE_MOUTH_WEIGHT = 0.5
-MOUTH_PAIRS = CLOSING_PAIRS[4:]  # (61, 67), (62, 66), (63, 65)
-
-
-def inner_lip_gap(lm: np.ndarray) -> np.ndarray:
-    """``(...)``: the mean distance of the inner lips' facing points (61-67, 62-66, 63-65) of ``(..., 68, 2)``."""
-    return np.linalg.norm(lm[..., MOUTH_PAIRS[:, 0], :] - lm[..., MOUTH_PAIRS[:, 1], :], axis=-1).mean(-1)
 
 
 def most_similar_frame(source: np.ndarray, driving: np.ndarray, mouth_weight: float = REFERENCE_MOUTH_WEIGHT) -> int:
@@ -96,18 +90,20 @@ def most_similar_frame(source: np.ndarray, driving: np.ndarray, mouth_weight: fl
 
     Faces are compared after removing position, size and in-plane rotation, so the answer reflects
     mouth and eye shape rather than where the head is: the mean point distance, plus ``mouth_weight``
-    times the difference of the inner lips' gap (:data:`REFERENCE_MOUTH_WEIGHT`), so that a closed-mouth
+    times the difference of mouth opening (:data:`REFERENCE_MOUTH_WEIGHT`), so that a closed-mouth
     source is measured from a driver frame whose mouth is closed too.
     """
+    from .metrics import mouth_opening
+
     src = normalise(_check_track(source, "source")[0])
     drv = normalise(_check_track(driving, "driving"))
-    src_gap = float(inner_lip_gap(src))
+    src_open, drv_open = float(mouth_opening(src)[0]), mouth_opening(drv)
     best, best_err = 0, np.inf
     for t, d in enumerate(drv):
         if not np.isfinite(d).all():
             continue
         rot = _procrustes_rotation(d[STABLE], src[STABLE])
-        err = float(np.abs(d @ rot - src).mean()) + mouth_weight * abs(float(inner_lip_gap(d)) - src_gap)
+        err = float(np.abs(d @ rot - src).mean()) + mouth_weight * abs(float(drv_open[t]) - src_open)
         if err < best_err:
             best, best_err = t, err
     return best
