@@ -74,36 +74,45 @@ def _procrustes_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, d]) @ vt
 
 
-# How much a difference of mouth opening (the inner lips' gap over the face's size,
-# metrics.mouth_opening) weighs against the mean shape difference of all 68 points (normalised) in
-# choosing the "best" reference. Relative motion adds the driver's change of opening to the source's;
-# measured from a reference more open than the source, every driver frame less open than it shuts the
-# source's mouth, so the output opens only past it. The shape alone (the mouth is 20 of 68 points)
-# chose reference frames of KatieHill's clip at an opening of 0.10 to 0.19 (its 10th percentile is 0.02)
-# for four of the five eval portraits, and the Mona Lisa's mouth followed it with a correlation of 0.43;
-# at 0.5 those four choose frames at 0.02 to 0.04
+# The "best" reference: the mean shape difference of all 68 points (normalised), plus these weights times
+# the difference of mouth opening from the source's and of eye opening from the driver's own median
+# (metrics.mouth_opening, metrics.eye_opening: gaps over the face's size). Relative motion adds the
+# driver's change of opening to the source's, so the reference is the driver's state that the source's
+# stands for. A mouth at rest is closed on every face: measured from a reference more open than the
+# source, every driver frame less open than it shuts the source's mouth, and the output opens only past
+# it. The shape alone (the mouth is 20 of 68 points) chose frames of KatieHill's clip at an opening of
+# 0.19 to 0.41 for four of the five eval portraits (her 10th percentile is 0.02), and the Mona Lisa's
+# mouth followed it with a correlation of 0.43. Eyes differ between faces and painters, so theirs is
+# matched to the driver's usual opening, not the source's: a reference mid-blink (or wide-eyed) opens
+# (or narrows) the source's eyes in every other frame; with the mouth term alone Vermeer's girl took a
+# half-blink of d0 as reference and her eye correlation fell from 0.76 to 0.56
 REFERENCE_MOUTH_WEIGHT = 0.5
+REFERENCE_EYE_WEIGHT = 0.5
 
 
-def most_similar_frame(source: np.ndarray, driving: np.ndarray, mouth_weight: float = REFERENCE_MOUTH_WEIGHT) -> int:
+def most_similar_frame(source: np.ndarray, driving: np.ndarray, mouth_weight: float = REFERENCE_MOUTH_WEIGHT,
+                       eye_weight: float = REFERENCE_EYE_WEIGHT) -> int:
     """Index of the driving frame whose expression is closest to the source's.
 
     Faces are compared after removing position, size and in-plane rotation, so the answer reflects
     mouth and eye shape rather than where the head is: the mean point distance, plus ``mouth_weight``
-    times the difference of mouth opening (:data:`REFERENCE_MOUTH_WEIGHT`), so that a closed-mouth
-    source is measured from a driver frame whose mouth is closed too.
+    times the difference of mouth opening from the source's and ``eye_weight`` times that of eye opening
+    from the driver's median (:data:`REFERENCE_MOUTH_WEIGHT`, :data:`REFERENCE_EYE_WEIGHT`): a
+    closed-mouth source is measured from a driver frame whose mouth is closed too, and not from a blink.
     """
-    from .metrics import mouth_opening
+    from .metrics import eye_opening, mouth_opening
 
     src = normalise(_check_track(source, "source")[0])
     drv = normalise(_check_track(driving, "driving"))
-    src_open, drv_open = float(mouth_opening(src)[0]), mouth_opening(drv)
+    mouth = np.abs(mouth_opening(drv) - float(mouth_opening(src)[0]))
+    eyes = eye_opening(drv)
+    eyes = np.abs(eyes - np.nanmedian(eyes)) if np.isfinite(eyes).any() else eyes
     best, best_err = 0, np.inf
     for t, d in enumerate(drv):
         if not np.isfinite(d).all():
             continue
         rot = _procrustes_rotation(d[STABLE], src[STABLE])
-        err = float(np.abs(d @ rot - src).mean()) + mouth_weight * abs(float(drv_open[t]) - src_open)
+        err = float(np.abs(d @ rot - src).mean()) + mouth_weight * float(mouth[t]) + eye_weight * float(eyes[t])
         if err < best_err:
             best, best_err = t, err
     return best
