@@ -86,6 +86,19 @@ def test_best_reference_of_a_closed_mouth_is_a_closed_driver_frame(source):
     assert most_similar_frame(closed, np.concatenate([track, closed[None].astype(np.float32)])) == 2
 
 
+def test_best_reference_is_not_a_blink(source):
+    # a driver whose eyes are open in most frames: the half-closed frame is shaped most like the source
+    # by the mean point distance, yet measured from it every open-eyed frame would widen the source's eyes
+    _, size = face_frame(source)
+    blink, brows = source.astype(np.float64).copy(), source.astype(np.float64).copy()
+    blink[[37, 38, 43, 44], 1] += 0.15 * size
+    brows[17:27, 1] -= 0.2 * size
+    track = np.stack([blink, brows, brows, brows]).astype(np.float32)
+    assert eye_opening(blink)[0] < eye_opening(brows)[0] - 0.1
+    assert most_similar_frame(source, track, eye_weight=0.0) == 0
+    assert most_similar_frame(source, track) == 1
+
+
 def test_bad_reference_and_missing_faces_are_clear_errors(source, driving):
     with pytest.raises(InputError, match="outside the driving clip"):
         transfer_motion(source, driving, reference=99)
