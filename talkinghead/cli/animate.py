@@ -32,7 +32,8 @@ def register(subparsers, formatter_class) -> None:
     p.add_argument("--motion", default="relative", choices=["relative", "absolute"],
                    help="relative keeps the source's face shape; absolute uses the driver's landmarks as they are")
     p.add_argument("--reference", default="best",
-                   help="driving frame that relative motion is measured from: best (most like the source), first, or an index")
+                   help="driving frame that relative motion is measured from: best (most like the source, its mouth as "
+                        "open as the source's, its eyes as open as the driver's usually are), first, or an index")
     p.add_argument("--seconds", type=preset_seconds, default=None, help="length with --motion-preset (default: 5)")
     p.add_argument("--fps", type=fps, default=None, help="frame rate with --motion-preset or --audio (default: 25)")
     p.add_argument("--head-motion", choices=["none", "natural"], default=None,

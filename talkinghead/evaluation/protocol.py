@@ -1,10 +1,10 @@
 """The paper's self-reenactment protocol on held-out clips, plus a cross-identity variant.
 
 Self-reenactment (same person, as in the paper's tables): the first T frames of a clip are the few
-shots; N evenly spaced frames after the first ``max(shots)`` frames (or ``test_from``) are the test frames. Each test frame
-is cropped with its own crop from its own landmarks (``crop_from_landmarks``, as the training data is),
-the personalised model generates it from its landmarks in that crop, and the result is compared with
-the real crop. The baselines get the same few-shot crops and test landmarks. The mouth region (a padded
+shots; N evenly spaced frames after the first ``max(shots)`` frames (or ``test_from``) are the test
+frames. Each test frame is cropped with its own crop from its own landmarks (``crop_from_landmarks``,
+as the training data is), the personalised model generates it from its landmarks in that crop, and the
+result is compared with the real crop. The baselines get the same few-shot crops and test landmarks. The mouth region (a padded
 square around the lips of the real test frame's crop landmarks) is also scored on its own, over the test
 frames whose mouth is open (``metrics.mouth_region_metrics``): where a warp of a closed-mouth shot fails.
 
@@ -412,7 +412,8 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
     report: dict[str, Any] = {
         "protocol": "self-reenactment",
         "protocol_text": ("Self-reenactment of held-out clips (same person): the first T frames are the few shots; "
-                          f"up to {opts.frames} evenly spaced frames after the first {max(max(opts.shots), opts.test_from or 0)} frames are "
+                          f"up to {opts.frames} evenly spaced frames after the first "
+                          f"{max(max(opts.shots), opts.test_from or 0)} frames are "
                           "driven by their own landmarks, each cropped with its own per-frame crop, and compared "
                           "with the real crops. Means are over all test frames of all clips."),
         "model": model.name, "config": model.config.to_dict(), "image_size": size,
