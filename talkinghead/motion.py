@@ -81,7 +81,7 @@ def _procrustes_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # stands for. A mouth at rest is closed on every face: measured from a reference more open than the
 # source, every driver frame less open than it shuts the source's mouth, and the output opens only past
 # it. The shape alone (the mouth is 20 of 68 points) chose frames of KatieHill's clip at an opening of
-# 0.19 to 0.41 for four of the five eval portraits (her 10th percentile is 0.02), and the Mona Lisa's
+# 0.19 to 0.41 for four of the five eval portraits (her 10th percentile is 0.03), and the Mona Lisa's
 # mouth followed it with a correlation of 0.43. Eyes differ between faces and painters, so theirs is
 # matched to the driver's usual opening, not the source's: a reference mid-blink (or wide-eyed) opens
 # (or narrows) the source's eyes in every other frame; with the mouth term alone Vermeer's girl took a

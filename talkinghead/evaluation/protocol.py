@@ -4,9 +4,10 @@ Self-reenactment (same person, as in the paper's tables): the first T frames of 
 shots; N evenly spaced frames after the first ``max(shots)`` frames (or ``test_from``) are the test
 frames. Each test frame is cropped with its own crop from its own landmarks (``crop_from_landmarks``,
 as the training data is), the personalised model generates it from its landmarks in that crop, and the
-result is compared with the real crop. The baselines get the same few-shot crops and test landmarks. The mouth region (a padded
-square around the lips of the real test frame's crop landmarks) is also scored on its own, over the test
-frames whose mouth is open (``metrics.mouth_region_metrics``): where a warp of a closed-mouth shot fails.
+result is compared with the real crop. The baselines get the same few-shot crops and test landmarks.
+The mouth region (a padded square around the lips of the real test frame's crop landmarks) is also
+scored on its own, over the test frames whose mouth is open (``metrics.mouth_region_metrics``): where a
+warp of a closed-mouth shot fails.
 
 Cross-identity (puppeteering): a portrait is personalised and driven by the test frames' landmarks
 (relative motion transfer); identity kept = CSIM to the portrait, motion followed = landmarks detected
@@ -84,6 +85,11 @@ class FrameSplit:
     test: list[int]
 
 
+def first_test_frame(shots: Sequence[int], test_from: int | None = None) -> int:
+    """Where test frames start: ``test_from``, or ``max(shots)`` when it is None (or smaller)."""
+    return max(max(shots), test_from or 0)
+
+
 def split_frames(num_frames: int, shots: Sequence[int], num_test: int, what: str = "the clip",
                  test_from: int | None = None) -> FrameSplit:
     """Few-shot frames ``0..T-1`` for each T, and ``num_test`` evenly spaced test frames after them.
@@ -92,7 +98,7 @@ def split_frames(num_frames: int, shots: Sequence[int], num_test: int, what: str
     ``max(shots)``), so no few-shot frame is ever a test frame. Fewer test frames are returned when the
     clip is short (each frame at most once).
     """
-    tmax = max(max(shots), test_from or 0)
+    tmax = first_test_frame(shots, test_from)
     if num_frames <= tmax:
         raise InputError(f"{what} has {num_frames} frames, but {tmax} frames before the test frames plus at least "
                          f"one test frame are needed: use a longer clip, smaller --shots or a smaller --test-from.")
@@ -157,7 +163,7 @@ def check_clip_length(path: str | os.PathLike, shots: Sequence[int], test_from: 
     with VideoReader(path) as reader:
         estimate = reader.num_frames
     # the estimate from the duration can be a little off: refuse only when far too short
-    if estimate and max(max(shots), test_from or 0) >= 1.5 * estimate + 10:
+    if estimate and first_test_frame(shots, test_from) >= 1.5 * estimate + 10:
         split_frames(estimate, shots, 1, str(path), test_from)
     return estimate
 
@@ -168,7 +174,7 @@ def load_clip(path: str | os.PathLike, shots: Sequence[int], num_test: int, dete
     wrong) and detect the largest face in each. ``test_from``: as :func:`split_frames`."""
     path = Path(path)
     estimate = check_clip_length(path, shots, test_from)
-    split = split_frames(max(estimate, max(max(shots), test_from or 0) + 1), shots, num_test, str(path), test_from)
+    split = split_frames(max(estimate, first_test_frame(shots, test_from) + 1), shots, num_test, str(path), test_from)
     frames, n, fps = _decode(path, _wanted(split))
     if n != split.num_frames:  # the estimate from the duration was off: split again on the true count
         split = split_frames(n, shots, num_test, str(path), test_from)
@@ -413,7 +419,7 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
         "protocol": "self-reenactment",
         "protocol_text": ("Self-reenactment of held-out clips (same person): the first T frames are the few shots; "
                           f"up to {opts.frames} evenly spaced frames after the first "
-                          f"{max(max(opts.shots), opts.test_from or 0)} frames are "
+                          f"{first_test_frame(opts.shots, opts.test_from)} frames are "
                           "driven by their own landmarks, each cropped with its own per-frame crop, and compared "
                           "with the real crops. Means are over all test frames of all clips."),
         "model": model.name, "config": model.config.to_dict(), "image_size": size,
@@ -421,7 +427,7 @@ def evaluate(model, videos: Sequence[str | os.PathLike], options: EvalOptions | 
                     "ft_steps": opts.ft_steps, "ft_early_stop": False, "ft_lr": FINE_TUNE_LR,
                     "ft_loss_weights": model.loss_weights or "the paper's", "content": opts.content,
                     "backend": detector.name, "baselines": opts.baselines, "seed": opts.seed,
-                    "test_from": max(max(opts.shots), opts.test_from or 0)},
+                    "test_from": first_test_frame(opts.shots, opts.test_from)},
         "backbones": backbones,
         "clips": [{"video": str(c.path), "name": c.name, "fps": c.fps, "num_frames": c.split.num_frames,
                    "shot_frames": {str(t): c.shot_indices(t) for t in opts.shots},
